@@ -1,0 +1,34 @@
+# Everything a fresh Debian/Ubuntu machine needs: a virtualenv, the package, and the two
+# Debian packages the preview engine uses (espeak-ng for speech, Noto CJK for subtitles).
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test check bench system-deps
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@if ! command -v espeak-ng >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng fonts-noto-cjk fonts-dejavu-core fontconfig; \
+	fi
+
+serve: $(STAMP) system-deps
+	$(VENV)/bin/runbase serve --host $(HOST) --port $(PORT)
+
+test: $(STAMP) system-deps
+	$(VENV)/bin/pytest
+
+check: $(STAMP)
+	scripts/check
+
+bench: $(STAMP) system-deps
+	$(VENV)/bin/python benchmarks/api.py
+	$(VENV)/bin/python benchmarks/preview.py

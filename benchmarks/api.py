@@ -1,0 +1,187 @@
+"""Throughput and latency of the runs API next to a bare FastAPI endpoint, in one run.
+
+Starts `runbase serve` (workers off, so only the API is measured) and benchmarks/bare_app.py
+as separate uvicorn processes on 127.0.0.1, then drives both with wrk at the same
+concurrency, interleaving rounds so that machine noise hits both alike. Reports medians
+over rounds and the ratios runbase / bare.
+
+    python benchmarks/api.py [--connections 50] [--seconds 5] [--rounds 3] [--json]
+
+Needs `wrk` (Debian package `wrk`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+HERE = Path(__file__).resolve().parent
+BODY = {
+    "model": "bytedance/seedance-1.5-pro",
+    "input": {"prompt": "A ceramic lamp on a wooden desk, warm light"},
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} did not start")
+
+
+def runbase_cli(data_dir: Path, *args: str) -> str:
+    command = [sys.executable, "-m", "runbase", *args, "--data-dir", str(data_dir)]
+    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+
+
+def start_servers(data_dir: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str]:
+    runbase_cli(data_dir, "accounts", "create", "bench", "--balance-usd", "1000000")
+    created = runbase_cli(
+        data_dir, "keys", "create", "--account", "bench", "--rate-limit", "1000000/second", "--json"
+    )
+    key = json.loads(created)["key"]
+    # Both servers without access logs: the benchmark measures the API, not the log.
+    env = {**os.environ, "RUNBASE_WORKERS": "0", "RUNBASE_ACCESS_LOG": "false"}
+    runbase_port, bare_port = free_port(), free_port()
+    runbase = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "serve", "--port", str(runbase_port)]
+        + ["--data-dir", str(data_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    bare = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port)]
+        + ["--log-level", "warning", "--no-access-log"],
+        cwd=HERE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runbase_url = f"http://127.0.0.1:{runbase_port}"
+    bare_url = f"http://127.0.0.1:{bare_port}"
+    wait_for(runbase_url + "/healthz")
+    wait_for(bare_url + "/bare/x")
+    return [runbase, bare], runbase_url, bare_url, key
+
+
+def run_wrk(
+    url: str, *, connections: int, seconds: int, headers: dict[str, str], script: str | None
+) -> dict[str, float]:
+    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    if script:
+        command += ["-s", script]
+    output = subprocess.run([*command, url], check=True, capture_output=True, text=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise SystemExit(f"{errors.group(1)} failed requests against {url}:\n{output}")
+    return {"rps": rps, "p50_ms": _latency(output, "50%"), "p99_ms": _latency(output, "99%")}
+
+
+def _latency(output: str, percentile: str) -> float:
+    value, unit = re.search(rf"{percentile}\s+([\d.]+)(us|ms|s)", output).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is needed: apt-get install wrk")
+
+    with tempfile.TemporaryDirectory() as scratch:
+        data_dir = Path(scratch) / "data"
+        processes, runbase_url, bare_url, key = start_servers(data_dir)
+        post_script = Path(scratch) / "post.lua"
+        post_script.write_text(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+        try:
+            with httpx.Client(headers={"Authorization": f"Bearer {key}"}) as client:
+                run_id = client.post(runbase_url + "/api/v1/runs", json=BODY).json()["id"]
+            auth = {"Authorization": f"Bearer {key}"}
+            cases = {
+                ("GET", "bare"): (f"{bare_url}/bare/{run_id}", {}, None),
+                ("GET", "runbase"): (f"{runbase_url}/api/v1/runs/{run_id}", auth, None),
+                ("POST", "bare"): (f"{bare_url}/bare", {}, str(post_script)),
+                ("POST", "runbase"): (f"{runbase_url}/api/v1/runs", auth, str(post_script)),
+            }
+            samples: dict[tuple[str, str], list[dict[str, float]]] = {case: [] for case in cases}
+            for _ in range(args.rounds):
+                for case, (url, headers, script) in cases.items():
+                    samples[case].append(
+                        run_wrk(
+                            url,
+                            connections=args.connections,
+                            seconds=args.seconds,
+                            headers=headers,
+                            script=script,
+                        )
+                    )
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=10)
+
+    results = {
+        f"{method} {server}": {
+            metric: statistics.median(sample[metric] for sample in runs)
+            for metric in ("rps", "p50_ms", "p99_ms")
+        }
+        for (method, server), runs in samples.items()
+    }
+    for method in ("GET", "POST"):
+        results[f"{method} ratio"] = {
+            "rps": results[f"{method} runbase"]["rps"] / results[f"{method} bare"]["rps"]
+        }
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(
+        f"`python benchmarks/api.py --connections {args.connections} --seconds {args.seconds} --rounds {args.rounds}`\n"
+    )
+    print("| endpoint | requests/s (median) | p50 ms | p99 ms |")
+    print("|---|---|---|---|")
+    for name in ("GET bare", "GET runbase", "POST bare", "POST runbase"):
+        r = results[name]
+        print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+    print(
+        f"\nGET runbase/bare throughput: {results['GET ratio']['rps']:.2f}x; "
+        f"POST: {results['POST ratio']['rps']:.2f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""The `runbase` command: the server, a standalone worker, and admin commands.
+
+    runbase serve      [--host] [--port] [--data-dir]
+    runbase worker     [--data-dir]
+    runbase accounts   create NAME [--balance-usd X] | show NAME
+    runbase credits    add NAME --usd X
+    runbase keys       create --account NAME [...] | list --account NAME | disable ID | enable ID
+
+Admin commands work on the database directly (like `manage.py`), so they need no key and
+can run beside a live server. Every one takes `--data-dir` and `--json`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy import select
+
+from runbase.config import Settings
+from runbase.core import billing, keys
+from runbase.core.clock import format_timestamp
+from runbase.storage.db import Database
+from runbase.storage.migrate import upgrade_database
+from runbase.storage.tables import AccountRow, ApiKeyRow
+
+app = typer.Typer(help="runbase: a self-hostable Runbase runs API server.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+credits_app = typer.Typer(help="Add credits to an account.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(credits_app, name="credits")
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", help="Data directory [env: RUNBASE_DATA_DIR; default ./runbase-data]"
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+T = TypeVar("T")
+
+
+def _settings(data_dir: Path | None) -> Settings:
+    return Settings(data_dir=data_dir) if data_dir is not None else Settings()
+
+
+def _with_database(settings: Settings, work: Callable[[Database], T]) -> T:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_database(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url)
+    try:
+        return work(database)
+    finally:
+        database.dispose()
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    typer.echo(json.dumps(data, indent=2) if as_json else text)
+
+
+def _usd(micros: int) -> str:
+    return f"${micros / billing.MICROS_PER_USD:,.6f}".rstrip("0").rstrip(".")
+
+
+def _account_data(account: AccountRow) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "balanceMicroUsd": account.balance_micros,
+        "balanceUsd": account.balance_micros / billing.MICROS_PER_USD,
+        "createdAt": format_timestamp(account.created_ms),
+    }
+
+
+def _key_data(key: ApiKeyRow) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "name": key.name,
+        "prefix": key.prefix,
+        "enabled": key.is_enabled,
+        "spendLimitCents": key.spend_limit_cents,
+        "spentMicroUsd": key.spent_micros,
+        "dailyRunQuota": key.daily_run_quota,
+        "allowedIps": key.allowed_ips,
+        "rateLimit": key.rate_limit,
+        "createdAt": format_timestamp(key.created_ms),
+    }
+
+
+def _require_account(database: Database, name: str) -> AccountRow:
+    with database.session() as session:
+        account = billing.find_account(session, name)
+    if account is None:
+        _fail(f"no account named {name!r}")
+    assert account is not None
+    return account
+
+
+# ---- serve and worker -------------------------------------------------------------------
+
+
+def ensure_default_account(database: Database, settings: Settings) -> str | None:
+    """On first start, create the `default` account and one key; returns the key, once."""
+    with database.transaction() as session:
+        if billing.find_account(session, "default") is not None:
+            return None
+        account = billing.create_account(
+            session,
+            name="default",
+            balance_micros=billing.usd_to_micros(settings.starting_balance_usd),
+        )
+        _, secret = keys.create_key(session, account_id=account.id, name="default")
+    return secret
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the API server with in-process workers (migrates the database first)."""
+    import uvicorn
+
+    from runbase.http.app import create_app
+
+    settings = _settings(data_dir)
+    secret = _with_database(settings, lambda db: ensure_default_account(db, settings))
+    if secret is not None:
+        typer.echo(
+            "Created account 'default' with "
+            f"${settings.starting_balance_usd:.2f} and this API key (shown only once):\n\n"
+            f"    {secret}\n\n"
+            f"    export RUNBASE_API_KEY={secret}\n"
+        )
+    typer.echo(f"runbase serving on http://{host}:{port} (data in {settings.data_dir})")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=settings.access_log,
+    )
+
+
+@app.command()
+def worker(data_dir: DataDir = None) -> None:
+    """Run workers without the HTTP API (beside a `serve` with RUNBASE_WORKERS=0)."""
+    from runbase.dispatch.worker import Worker, reap_forever
+    from runbase.storage.blobs import LocalBlobStore, load_or_create_secret
+
+    settings = _settings(data_dir)
+    logging.basicConfig(level=logging.INFO)
+
+    async def work(database: Database) -> None:
+        secret = load_or_create_secret(settings.data_dir / "url-signing.key")
+        blobs = LocalBlobStore(settings.outputs_dir, secret)
+        stopping = asyncio.Event()
+        count = max(1, settings.workers)
+        workers = [Worker(database=database, blobs=blobs, settings=settings) for _ in range(count)]
+        tasks = [reap_forever(database, settings, stopping)]
+        tasks += [w.run_forever(stopping) for w in workers]
+        await asyncio.gather(*tasks)
+
+    _with_database(settings, lambda database: asyncio.run(work(database)))
+
+
+# ---- accounts and credits -------------------------------------------------------------
+
+
+@accounts_app.command("create")
+def create_account(
+    name: str,
+    balance_usd: Annotated[float, typer.Option(help="Starting balance in USD.")] = 0.0,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an account."""
+
+    def work(database: Database) -> AccountRow:
+        with database.transaction() as session:
+            if billing.find_account(session, name) is not None:
+                _fail(f"an account named {name!r} already exists")
+            return billing.create_account(
+                session, name=name, balance_micros=billing.usd_to_micros(balance_usd)
+            )
+
+    if balance_usd < 0:
+        _fail("--balance-usd cannot be negative")
+    account = _with_database(_settings(data_dir), work)
+    _emit(as_json, _account_data(account), f"Created account {name} ({account.id}).")
+
+
+@accounts_app.command("show")
+def show_account(name: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """Show an account's balance and keys."""
+
+    def work(database: Database) -> tuple[AccountRow, list[ApiKeyRow]]:
+        account = _require_account(database, name)
+        with database.session() as session:
+            rows = session.scalars(select(ApiKeyRow).where(ApiKeyRow.account_id == account.id))
+            return account, list(rows)
+
+    account, key_rows = _with_database(_settings(data_dir), work)
+    data = {**_account_data(account), "keys": [_key_data(k) for k in key_rows]}
+    _emit(
+        as_json,
+        data,
+        f"{account.name} ({account.id}): balance {_usd(account.balance_micros)}, "
+        f"{len(key_rows)} key(s)",
+    )
+
+
+@credits_app.command("add")
+def add_credits(
+    name: str,
+    usd: Annotated[float, typer.Option("--usd", help="Amount to add, in USD.")],
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add credits to an account's balance."""
+    if usd <= 0:
+        _fail("--usd must be positive")
+
+    def work(database: Database) -> AccountRow:
+        account = _require_account(database, name)
+        with database.transaction() as session:
+            billing.add_credits(
+                session, account_id=account.id, amount_micros=billing.usd_to_micros(usd)
+            )
+        return _require_account(database, name)
+
+    account = _with_database(_settings(data_dir), work)
+    _emit(as_json, _account_data(account), f"{name}: balance {_usd(account.balance_micros)}")
+
+
+# ---- keys -------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def create_key(
+    account: Annotated[str, typer.Option("--account", help="Account name.")],
+    name: Annotated[str, typer.Option("--name", help="A label for the key.")] = "default",
+    spend_limit_cents: Annotated[
+        int | None, typer.Option(help="Lifetime spend limit in cents.")
+    ] = None,
+    allow_ip: Annotated[
+        list[str] | None, typer.Option("--allow-ip", help="Allowed IP or CIDR (up to 10).")
+    ] = None,
+    daily_run_quota: Annotated[int | None, typer.Option(help="Runs per rolling 24 h.")] = None,
+    rate_limit: Annotated[
+        str | None, typer.Option(help="Override the rate limit, e.g. '100/second'.")
+    ] = None,
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API key and print it (it is shown only this once)."""
+    try:
+        allowed = keys.normalize_allowlist(allow_ip or [])
+        if rate_limit is not None:
+            from limits import parse
+
+            parse(rate_limit)
+    except ValueError as exc:
+        _fail(str(exc))
+    if spend_limit_cents is not None and spend_limit_cents < 0:
+        _fail("--spend-limit-cents cannot be negative")
+
+    def work(database: Database) -> tuple[ApiKeyRow, str]:
+        owner = _require_account(database, account)
+        with database.transaction() as session:
+            row, secret = keys.create_key(
+                session,
+                account_id=owner.id,
+                name=name,
+                spend_limit_cents=spend_limit_cents,
+                allowed_ips=allowed,
+                daily_run_quota=daily_run_quota,
+                rate_limit=rate_limit,
+            )
+        return row, secret
+
+    row, secret = _with_database(_settings(data_dir), work)
+    _emit(as_json, {**_key_data(row), "key": secret}, secret)
+
+
+@keys_app.command("list")
+def list_keys(
+    account: Annotated[str, typer.Option("--account", help="Account name.")],
+    data_dir: DataDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List an account's keys (prefixes only; secrets are never stored)."""
+
+    def work(database: Database) -> list[ApiKeyRow]:
+        owner = _require_account(database, account)
+        with database.session() as session:
+            rows = session.scalars(
+                select(ApiKeyRow)
+                .where(ApiKeyRow.account_id == owner.id)
+                .order_by(ApiKeyRow.created_ms)
+            )
+            return list(rows)
+
+    rows = _with_database(_settings(data_dir), work)
+    lines = [
+        f"{k.id}  {k.prefix}...  {k.name}  {'enabled' if k.is_enabled else 'disabled'}"
+        for k in rows
+    ]
+    _emit(as_json, {"keys": [_key_data(k) for k in rows]}, "\n".join(lines) or "(no keys)")
+
+
+def _set_enabled(key_id: str, data_dir: Path | None, as_json: bool, *, is_enabled: bool) -> None:
+    def work(database: Database) -> bool:
+        with database.transaction() as session:
+            return keys.set_key_enabled(session, key_id, is_enabled=is_enabled)
+
+    if not _with_database(_settings(data_dir), work):
+        _fail(f"no key with id {key_id!r}")
+    state = "enabled" if is_enabled else "disabled"
+    _emit(as_json, {"id": key_id, "enabled": is_enabled}, f"Key {key_id} {state}.")
+
+
+@keys_app.command("disable")
+def disable_key(key_id: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """Disable a key: every request with it gets 401 invalid_api_key until re-enabled."""
+    _set_enabled(key_id, data_dir, as_json, is_enabled=False)
+
+
+@keys_app.command("enable")
+def enable_key(key_id: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
+    """Re-enable a disabled key."""
+    _set_enabled(key_id, data_dir, as_json, is_enabled=True)
+
+
+def main() -> None:
+    app()

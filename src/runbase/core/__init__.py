@@ -1,0 +1,1 @@
+"""The domain: runs, money, keys and the model catalog. Never imports FastAPI."""

@@ -1,0 +1,114 @@
+"""API keys: issuing, hashing, looking up, and the per-key IP allowlist.
+
+A key is shown once, when it is created. The database keeps only its SHA-256 hash (keys
+carry 238 bits of randomness, so a fast hash is enough: there is nothing to brute-force)
+and a short prefix to recognise it by in listings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import string
+from collections.abc import Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from runbase.core.clock import new_id, now_ms
+from runbase.errors import InvalidApiKey, IpNotAllowed
+from runbase.storage.tables import ApiKeyRow
+
+MAX_ALLOWED_IPS = 10
+_ALPHABET = string.ascii_letters + string.digits
+_KEY_LENGTH = 40
+
+
+def generate_secret() -> str:
+    """`sk-` followed by 40 random base62 characters."""
+    return "sk-" + "".join(secrets.choice(_ALPHABET) for _ in range(_KEY_LENGTH))
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def normalize_allowlist(entries: Sequence[str]) -> list[str]:
+    """Check and canonicalise IP addresses and CIDR blocks (IPv4 and IPv6)."""
+    if len(entries) > MAX_ALLOWED_IPS:
+        raise ValueError(f"at most {MAX_ALLOWED_IPS} allowed IPs per key, got {len(entries)}")
+    networks = []
+    for entry in entries:
+        try:
+            networks.append(str(ipaddress.ip_network(entry.strip(), strict=False)))
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR block") from exc
+    return networks
+
+
+def is_ip_allowed(allowlist: Sequence[str], client_ip: str | None) -> bool:
+    """An empty allowlist allows everyone; otherwise the address must be in a listed block."""
+    if not allowlist:
+        return True
+    if client_ip is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(entry) for entry in allowlist)
+
+
+def create_key(
+    session: Session,
+    *,
+    account_id: str,
+    name: str = "default",
+    spend_limit_cents: int | None = None,
+    allowed_ips: Sequence[str] = (),
+    daily_run_quota: int | None = None,
+    rate_limit: str | None = None,
+) -> tuple[ApiKeyRow, str]:
+    """Insert a new key; returns the row and the secret, which is never stored."""
+    secret = generate_secret()
+    row = ApiKeyRow(
+        id=new_id("key"),
+        account_id=account_id,
+        name=name,
+        key_hash=hash_secret(secret),
+        prefix=secret[:10],
+        is_enabled=True,
+        spend_limit_cents=spend_limit_cents,
+        spent_micros=0,
+        daily_run_quota=daily_run_quota,
+        allowed_ips=normalize_allowlist(allowed_ips),
+        rate_limit=rate_limit,
+        created_ms=now_ms(),
+    )
+    session.add(row)
+    session.flush()
+    return row, secret
+
+
+def authenticate_key(session: Session, secret: str, client_ip: str | None) -> ApiKeyRow:
+    """The enabled key with this secret, if the caller's address is allowed."""
+    digest = hash_secret(secret)
+    row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest))
+    # The lookup is by hash, so timing reveals nothing about the secret; the explicit
+    # constant-time comparison guards against a collation or index quirk matching loosely.
+    if row is None or not hmac.compare_digest(row.key_hash, digest) or not row.is_enabled:
+        raise InvalidApiKey()
+    if not is_ip_allowed(row.allowed_ips, client_ip):
+        raise IpNotAllowed(f"requests from {client_ip} are not allowed for this API key")
+    return row
+
+
+def set_key_enabled(session: Session, key_id: str, *, is_enabled: bool) -> bool:
+    result = session.execute(
+        update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(is_enabled=is_enabled)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,319 @@
+"""Runs: statuses, creation (with its charge) and every status change.
+
+    pending ──claim──> processing ──finish──> succeeded
+       ^                  │  │
+       └──requeue (lost)──┘  └──fail──────> failed (refunded)
+    pending ──fail (deadline, timeout)──> failed (refunded)
+
+Each change is one guarded `UPDATE ... WHERE id = :id AND status IN (...)`; zero rows means
+another process moved the run first, and the change is dropped, never forced. The status
+change and its ledger entry always share one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from runbase.core import billing
+from runbase.core.clock import new_id, now_ms
+from runbase.errors import (
+    RunFailure,
+    RunNotFound,
+    RunTimedOut,
+    SpendLimitExceeded,
+    UsageExceeded,
+    WorkerLost,
+)
+from runbase.storage.tables import ApiKeyRow, RunRow
+
+DAY_MS = 24 * 3600 * 1000
+MAX_LOG_LINES = 50
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"  # queued; no worker has it yet
+    PROCESSING = "processing"  # a worker holds a lease on it and is generating
+    SUCCEEDED = "succeeded"  # done; output holds the URLs
+    FAILED = "failed"  # done; error says why, and the cost was refunded
+
+    def is_terminal(self) -> bool:
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+
+
+def create_run(
+    session: Session,
+    *,
+    key: ApiKeyRow,
+    model: str,
+    validated_input: Mapping[str, Any],
+    cost: int,
+) -> RunRow:
+    """Check quota, spend limit and balance, then insert the run and charge it.
+
+    The first statement updates the key's row, which serialises concurrent creates with the
+    same key (a row lock on PostgreSQL, the write lock on SQLite) so that the quota and
+    spend checks below cannot be raced.
+    """
+    now = now_ms()
+    session.execute(
+        update(ApiKeyRow).where(ApiKeyRow.id == key.id).values(spent_micros=ApiKeyRow.spent_micros)
+    )
+    locked = session.scalar(
+        select(ApiKeyRow).where(ApiKeyRow.id == key.id).execution_options(populate_existing=True)
+    )
+    assert locked is not None
+    if locked.daily_run_quota is not None:
+        created_today = session.scalar(
+            select(func.count())
+            .select_from(RunRow)
+            .where(RunRow.key_id == key.id, RunRow.created_ms > now - DAY_MS)
+        )
+        if (created_today or 0) >= locked.daily_run_quota:
+            raise UsageExceeded(
+                f"this API key may create {locked.daily_run_quota} runs per 24 hours"
+            )
+    if locked.spend_limit_cents is not None:
+        limit = locked.spend_limit_cents * billing.MICROS_PER_CENT
+        if locked.spent_micros + cost > limit:
+            raise SpendLimitExceeded(
+                f"this run costs {cost} micro-USD; the key has spent {locked.spent_micros} "
+                f"of its {locked.spend_limit_cents} cent limit"
+            )
+    run = RunRow(
+        id=new_id("run"),
+        account_id=key.account_id,
+        key_id=key.id,
+        model=model,
+        input=dict(validated_input),
+        status=RunStatus.PENDING.value,
+        cost_micros=cost,
+        progress=0.0,
+        logs=[],
+        created_ms=now,
+        attempts=0,
+    )
+    billing.charge_run(session, account_id=key.account_id, run_id=run.id, cost=cost)
+    session.execute(
+        update(ApiKeyRow)
+        .where(ApiKeyRow.id == key.id)
+        .values(spent_micros=ApiKeyRow.spent_micros + cost)
+    )
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(session: Session, run_id: str, *, account_id: str) -> RunRow:
+    """A run of this account; another account's run is reported as missing, never forbidden."""
+    run = session.scalar(select(RunRow).where(RunRow.id == run_id, RunRow.account_id == account_id))
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r} exists for your account")
+    return run
+
+
+def claim_next_run(
+    session: Session, *, worker_id: str, lease_ms: int, is_postgres: bool
+) -> RunRow | None:
+    """Move the oldest pending run to processing under this worker's lease."""
+    now = now_ms()
+    oldest = (
+        select(RunRow.id)
+        .where(RunRow.status == RunStatus.PENDING.value)
+        .order_by(RunRow.created_ms, RunRow.id)
+        .limit(1)
+    )
+    if is_postgres:
+        oldest = oldest.with_for_update(skip_locked=True)
+    run_id = session.scalar(oldest)
+    if run_id is None:
+        return None
+    result = session.execute(
+        update(RunRow)
+        .where(RunRow.id == run_id, RunRow.status == RunStatus.PENDING.value)
+        .values(
+            status=RunStatus.PROCESSING.value,
+            worker_id=worker_id,
+            lease_expires_ms=now + lease_ms,
+            attempts=RunRow.attempts + 1,
+            started_ms=func.coalesce(RunRow.started_ms, now),
+            progress=0.0,
+        )
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return None
+    return session.scalar(
+        select(RunRow).where(RunRow.id == run_id).execution_options(populate_existing=True)
+    )
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    fraction: float | None = None
+    new_logs: Sequence[str] = ()
+
+
+def heartbeat_run(
+    session: Session,
+    run_id: str,
+    *,
+    worker_id: str,
+    lease_ms: int,
+    update_: ProgressUpdate = ProgressUpdate(),
+) -> bool:
+    """Extend the lease (and record progress); False if the run is no longer ours."""
+    values: dict[str, Any] = {"lease_expires_ms": now_ms() + lease_ms}
+    if update_.fraction is not None:
+        values["progress"] = max(0.0, min(1.0, update_.fraction))
+    if update_.new_logs:
+        current = session.scalar(select(RunRow.logs).where(RunRow.id == run_id))
+        values["logs"] = [*(current or []), *update_.new_logs][-MAX_LOG_LINES:]
+    result = session.execute(
+        update(RunRow)
+        .where(
+            RunRow.id == run_id,
+            RunRow.status == RunStatus.PROCESSING.value,
+            RunRow.worker_id == worker_id,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def succeed_run(
+    session: Session,
+    run_id: str,
+    *,
+    worker_id: str,
+    output_keys: Sequence[str],
+    backend: str,
+    logs: Sequence[str] = (),
+) -> bool:
+    values: dict[str, Any] = {
+        "status": RunStatus.SUCCEEDED.value,
+        "output_keys": list(output_keys),
+        "backend": backend,
+        "progress": 1.0,
+        "completed_ms": now_ms(),
+        "lease_expires_ms": None,
+    }
+    if logs:
+        current = session.scalar(select(RunRow.logs).where(RunRow.id == run_id))
+        values["logs"] = [*(current or []), *logs][-MAX_LOG_LINES:]
+    result = session.execute(
+        update(RunRow)
+        .where(
+            RunRow.id == run_id,
+            RunRow.status == RunStatus.PROCESSING.value,
+            RunRow.worker_id == worker_id,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail_run(
+    session: Session,
+    run_id: str,
+    failure: RunFailure,
+    *,
+    worker_id: str | None = None,
+    backend: str | None = None,
+    logs: Sequence[str] = (),
+) -> bool:
+    """Fail a pending or processing run and refund it, in this transaction.
+
+    With `worker_id`, only if that worker still holds the run (a worker that lost its lease
+    must not overwrite what the reaper decided).
+    """
+    conditions = [
+        RunRow.id == run_id,
+        RunRow.status.in_([RunStatus.PENDING.value, RunStatus.PROCESSING.value]),
+    ]
+    if worker_id is not None:
+        conditions.append(RunRow.worker_id == worker_id)
+    values: dict[str, Any] = {
+        "status": RunStatus.FAILED.value,
+        "error_code": failure.code,
+        "error_message": failure.message[:2000],
+        "completed_ms": now_ms(),
+        "lease_expires_ms": None,
+    }
+    if backend is not None:
+        values["backend"] = backend
+    if logs:
+        current = session.scalar(select(RunRow.logs).where(RunRow.id == run_id))
+        values["logs"] = [*(current or []), *logs][-MAX_LOG_LINES:]
+    result = session.execute(update(RunRow).where(*conditions).values(**values))
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        return False
+    run = session.scalar(
+        select(RunRow).where(RunRow.id == run_id).execution_options(populate_existing=True)
+    )
+    assert run is not None
+    billing.refund_run(session, run)
+    return True
+
+
+@dataclass(frozen=True)
+class ReapReport:
+    requeued: tuple[str, ...]
+    failed: tuple[str, ...]
+
+
+def reap_runs(session: Session, *, max_attempts: int, max_processing_ms: int) -> ReapReport:
+    """Recover runs whose worker vanished, and fail runs past the maximum processing time.
+
+    A lost run is put back to pending while it has attempts left, then failed with
+    `worker_lost`. A run whose first start is older than the maximum fails with `timeout`.
+    """
+    now = now_ms()
+    requeued: list[str] = []
+    failed: list[str] = []
+    overdue = session.scalars(
+        select(RunRow.id).where(
+            RunRow.status == RunStatus.PROCESSING.value,
+            RunRow.started_ms < now - max_processing_ms,
+        )
+    )
+    for run_id in list(overdue):
+        timed_out = RunTimedOut(
+            f"the run did not finish within {max_processing_ms // 1000} seconds"
+        )
+        if fail_run(session, run_id, timed_out):
+            failed.append(run_id)
+    lost = session.scalars(
+        select(RunRow).where(
+            RunRow.status == RunStatus.PROCESSING.value, RunRow.lease_expires_ms < now
+        )
+    )
+    for run in list(lost):
+        if run.attempts < max_attempts:
+            result = session.execute(
+                update(RunRow)
+                .where(
+                    RunRow.id == run.id,
+                    RunRow.status == RunStatus.PROCESSING.value,
+                    RunRow.lease_expires_ms < now,
+                )
+                .values(
+                    status=RunStatus.PENDING.value,
+                    worker_id=None,
+                    lease_expires_ms=None,
+                    progress=0.0,
+                )
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                requeued.append(run.id)
+        elif fail_run(
+            session,
+            run.id,
+            WorkerLost(f"the worker stopped responding; tried {run.attempts} times"),
+        ):
+            failed.append(run.id)
+    return ReapReport(tuple(requeued), tuple(failed))

@@ -1,0 +1,345 @@
+"""Runs engines in a spawned child process, so that a crash, a leak or a hang in an engine
+never takes the server down.
+
+The parent (a worker) and the child exchange small frozen dataclasses over a pipe:
+
+    parent -> child   RunTask, or None to shut down
+    child  -> parent  Ready | SetupFailed          once, after engine set-up
+                      Progress | Log ...           while a run renders
+                      Done | Failed                exactly one per RunTask
+
+A shared `stop` event asks the engine to stop between steps (cancel, deadline). If it does
+not stop within the grace period the parent kills the child; the next run starts a new one.
+The child stays up between runs so that an engine loads its model once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import random
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event
+from pathlib import Path
+from typing import Any
+
+from runbase.config import Settings
+from runbase.errors import EngineUnavailable, GenerationFailed, RunFailure, RunTimedOut
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunTask:
+    run_id: str
+    model: str
+    input: Mapping[str, Any]
+    scratch_dir: Path
+
+
+@dataclass(frozen=True)
+class Ready:
+    backend: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class SetupFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    fraction: float
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Log:
+    message: str
+
+
+@dataclass(frozen=True)
+class Done:
+    files: tuple[Path, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Failed:
+    code: str
+    message: str
+
+
+ChildEvent = Progress | Log
+
+
+class EngineProcess:
+    """One child process holding one set-up engine; used by one worker at a time."""
+
+    def __init__(self, settings: Settings, *, setup_timeout_s: float = 900.0) -> None:
+        self._settings = settings
+        self._setup_timeout_s = setup_timeout_s
+        self._context = multiprocessing.get_context("spawn")
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._stop: Event = self._context.Event()
+        self.backend: str | None = None
+        self.notes: tuple[str, ...] = ()
+
+    @property
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    async def start(self) -> None:
+        """Spawn the child and wait until its engine is set up."""
+        parent_conn, child_conn = self._context.Pipe()
+        process = self._context.Process(
+            target=_child_main,
+            args=(child_conn, self._stop, self._settings),
+            name="runbase-engine",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()
+        self._process, self._conn = process, parent_conn
+        message = await self._receive(deadline=time.monotonic() + self._setup_timeout_s)
+        if isinstance(message, Ready):
+            self.backend, self.notes = message.backend, message.notes
+            return
+        self.kill()
+        detail = message.message if isinstance(message, SetupFailed) else "it exited"
+        raise EngineUnavailable(f"no engine could be started: {detail}")
+
+    async def run(
+        self,
+        task: RunTask,
+        *,
+        deadline: float,
+        on_event: Callable[[ChildEvent], None],
+        should_cancel: Callable[[], bool] = lambda: False,
+        grace_s: float = 5.0,
+    ) -> Done:
+        """Generate one run; raises a `RunFailure` for every way it can go wrong.
+
+        `deadline` is a `time.monotonic()` instant; past it the engine is asked to stop, and
+        `grace_s` later it is killed.
+        """
+        if not self.is_alive:
+            await self.start()
+        assert self._conn is not None
+        self._stop.clear()
+        self._conn.send(task)
+        kill_at: float | None = None
+        timed_out = False
+        while True:
+            now = time.monotonic()
+            if kill_at is None and (now >= deadline or should_cancel()):
+                timed_out = now >= deadline
+                self._stop.set()
+                kill_at = now + grace_s
+            if kill_at is not None and now >= kill_at:
+                self.kill()
+                if timed_out:
+                    raise RunTimedOut("the run did not finish before its deadline")
+                raise GenerationFailed("the engine did not stop when asked and was killed")
+            message = await self._receive(deadline=min(now + 0.25, kill_at or deadline + 1))
+            if message is None:
+                continue
+            if isinstance(message, Progress | Log):
+                on_event(message)
+            elif isinstance(message, Done):
+                return message
+            elif isinstance(message, Failed):
+                if timed_out and message.code == "canceled":
+                    raise RunTimedOut("the run did not finish before its deadline")
+                raise _failure_from(message)
+            else:
+                raise GenerationFailed(f"unexpected message from the engine: {message!r}")
+
+    async def _receive(self, *, deadline: float) -> object | None:
+        """The child's next message, or None at the deadline; raises if the child died."""
+        assert self._conn is not None and self._process is not None
+        conn, process = self._conn, self._process
+        timeout = max(0.0, deadline - time.monotonic())
+        try:
+            if not await asyncio.to_thread(conn.poll, timeout):
+                if process.is_alive():
+                    return None
+                raise EOFError
+            return conn.recv()
+        except (EOFError, OSError) as exc:
+            process.join(timeout=1)
+            code = process.exitcode
+            self.kill()
+            raise GenerationFailed(
+                f"the engine process exited unexpectedly (exit code {code}); "
+                "it may have run out of memory"
+            ) from exc
+
+    def kill(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+        if self._conn is not None:
+            self._conn.close()
+        self._process, self._conn = None, None
+
+    def close(self) -> None:
+        """Ask the child to exit; kill it if it does not."""
+        if self._conn is not None and self.is_alive:
+            with contextlib.suppress(OSError):
+                self._conn.send(None)
+            assert self._process is not None
+            self._process.join(timeout=5)
+        self.kill()
+
+
+def _failure_from(message: Failed) -> RunFailure:
+    for cls in _all_subclasses(RunFailure):
+        if cls.code == message.code:
+            return cls(message.message)
+    return GenerationFailed(message.message)
+
+
+def _all_subclasses(cls: type[RunFailure]) -> list[type[RunFailure]]:
+    found = []
+    for sub in cls.__subclasses__():
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+# ---- the child side -------------------------------------------------------------------
+
+
+class _PipeProgress:
+    """The engine's ProgressSink in the child: forwards to the parent, reads the stop flag."""
+
+    def __init__(self, conn: Connection, stop: Event) -> None:
+        self._conn, self._stop = conn, stop
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self._conn.send(Progress(float(fraction), message))
+
+    def log(self, message: str) -> None:
+        self._conn.send(Log(message))
+
+    def should_stop(self) -> bool:
+        return self._stop.is_set()
+
+
+def _child_main(conn: Connection, stop: Event, settings: Settings) -> None:
+    from runbase.engines import load_engine
+
+    logging.basicConfig(level=logging.INFO)
+    engine = None
+    notes: list[str] = []
+    for reference in settings.engines:
+        try:
+            candidate = load_engine(reference, settings)
+            candidate.setup()
+        except Exception as exc:
+            notes.append(f"engine {reference!r} unavailable: {exc}")
+            logger.warning("engine %s unavailable, trying the next one: %s", reference, exc)
+            continue
+        engine = candidate
+        break
+    if engine is None:
+        conn.send(SetupFailed("; ".join(notes) or "no engines configured"))
+        return
+    conn.send(Ready(engine.name, tuple(notes)))
+    sink = _PipeProgress(conn, stop)
+    while True:
+        try:
+            task = conn.recv()
+        except EOFError:
+            return
+        if task is None:
+            return
+        conn.send(_generate(engine, task, sink, settings))
+
+
+def _generate(engine: Any, task: RunTask, sink: _PipeProgress, settings: Settings) -> Done | Failed:
+    try:
+        from runbase.core.catalog import find_model
+        from runbase.engines.base import GenerationRequest
+        from runbase.media.images import FetchPolicy, fetch_image
+
+        spec = find_model(task.model)
+        policy = FetchPolicy(allow_private_hosts=settings.allow_private_image_hosts)
+        images = tuple(
+            fetch_image(url, policy, index=index)
+            for index, url in enumerate(task.input.get("image_urls") or [])
+        )
+        ratio = task.input.get("aspect_ratio")
+        if ratio is None and images:
+            ratio = spec.nearest_aspect_ratio(*images[0].size)
+            sink.log(f"aspect ratio {ratio} chosen to match the first image")
+        geometry = spec.output_geometry(task.input, ratio)
+        seed = task.input.get("seed", -1)
+        if seed == -1:
+            seed = random.randrange(2**32)
+            sink.log(f"seed {seed}")
+        task.scratch_dir.mkdir(parents=True, exist_ok=True)
+        request = GenerationRequest(
+            run_id=task.run_id,
+            model=task.model,
+            input={**task.input, "aspect_ratio": ratio},
+            width=geometry.width,
+            height=geometry.height,
+            num_frames=geometry.num_frames,
+            fps=geometry.fps,
+            audio=bool(task.input.get("generate_audio", True)),
+            seed=seed,
+            images=images,
+            scratch_dir=task.scratch_dir,
+        )
+        result = engine.generate(request, sink)
+        check_output(result.files[0] if result.files else None, request)
+        return Done(tuple(result.files), dict(result.metadata))
+    except RunFailure as failure:
+        return Failed(failure.code, failure.message)
+    except Exception as exc:
+        logger.exception("engine failed on run %s", task.run_id)
+        return Failed("generation_failed", f"the engine failed: {type(exc).__name__}: {exc}")
+
+
+def check_output(path: Path | None, request: Any) -> None:
+    """Refuse an engine's video that breaks the contract, rather than serve it."""
+    from runbase.media.probe import probe
+
+    if path is None or not path.is_file():
+        raise GenerationFailed("the engine wrote no video file")
+    try:
+        info = probe(path)
+    except Exception as exc:
+        raise GenerationFailed(f"the engine wrote an unreadable video: {exc}") from exc
+    video = info.video
+    problems = []
+    if video is None:
+        problems.append("no video stream")
+    else:
+        if (video.width, video.height) != (request.width, request.height):
+            problems.append(f"size {video.width}x{video.height}")
+        if video.num_frames != request.num_frames:
+            problems.append(f"{video.num_frames} frames")
+    if bool(info.audio) != request.audio:
+        problems.append("an audio track" if info.audio else "no audio track")
+    if problems:
+        raise GenerationFailed(
+            f"the engine wrote an invalid video ({', '.join(problems)}); expected "
+            f"{request.width}x{request.height}, {request.num_frames} frames, "
+            f"{'with' if request.audio else 'without'} audio"
+        )
+
+
+def remove_scratch(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,208 @@
+"""Every error runbase raises on purpose.
+
+Each class carries the contract's `code` and the HTTP status it is answered with; its
+docstring is the default message. Only `runbase.http.errors` turns them into the
+`{"error": {"message", "code"}}` envelope.
+
+    RunbaseError
+    ├── ApiError                      the caller's request is refused (an HTTP answer)
+    │   ├── InvalidJson               400 invalid_json
+    │   ├── MissingModel              400 missing_model
+    │   ├── ModelNotFound             400 model_not_found
+    │   ├── MissingInput              400 missing_input
+    │   ├── InvalidInput              400 invalid_input
+    │   ├── MissingApiKey             401 missing_api_key
+    │   ├── InvalidApiKey             401 invalid_api_key
+    │   ├── InsufficientBalance       402 insufficient_balance
+    │   ├── SpendLimitExceeded        403 api_key_spend_limit_exceeded
+    │   ├── IpNotAllowed              403 ip_not_allowed
+    │   ├── RunNotFound               404 run_not_found
+    │   ├── RouteNotFound             404 not_found
+    │   ├── MethodNotAllowed          405 method_not_allowed
+    │   ├── RateLimited               429 RATE_LIMITED
+    │   └── UsageExceeded             429 USAGE_EXCEEDED
+    ├── RunFailure                    why a run ended `failed`; becomes the run's `error`
+    │   ├── InvalidImage              invalid_image      (the user's image; a user fault)
+    │   ├── GenerationFailed          generation_failed  (the engine or model failed)
+    │   ├── RunTimedOut               timeout            (over the maximum processing time)
+    │   ├── RunCanceled               canceled
+    │   ├── UpstreamError             upstream_error     (a provider we forward to failed)
+    │   └── WorkerLost                worker_lost        (infrastructure: the worker vanished)
+    └── ServerError                   500 internal_error (misconfiguration, storage faults)
+        └── EngineUnavailable         an engine could not start (missing weights, no GPU)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RunbaseError(Exception):
+    """Something went wrong in runbase."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or (self.__doc__ or self.code).strip()
+        super().__init__(self.message)
+
+
+class ApiError(RunbaseError):
+    """The request was refused."""
+
+    http_status = 400
+
+
+class InvalidJson(ApiError):
+    """The request body is not valid JSON."""
+
+    code = "invalid_json"
+
+
+class MissingModel(ApiError):
+    """The request body needs a `model` string, such as "bytedance/seedance-1.5-pro"."""
+
+    code = "missing_model"
+
+
+class ModelNotFound(ApiError):
+    """No model with this ID is available."""
+
+    code = "model_not_found"
+
+
+class MissingInput(ApiError):
+    """The request body needs an `input` object."""
+
+    code = "missing_input"
+
+
+class InvalidInput(ApiError):
+    """The `input` does not match the model's schema."""
+
+    code = "invalid_input"
+
+
+class MissingApiKey(ApiError):
+    """Send your API key as `Authorization: Bearer sk-...`."""
+
+    code = "missing_api_key"
+    http_status = 401
+
+
+class InvalidApiKey(ApiError):
+    """The API key is invalid, disabled or expired."""
+
+    code = "invalid_api_key"
+    http_status = 401
+
+
+class InsufficientBalance(ApiError):
+    """The account's balance is too low for this run."""
+
+    code = "insufficient_balance"
+    http_status = 402
+
+
+class SpendLimitExceeded(ApiError):
+    """This run would take the API key past its spend limit."""
+
+    code = "api_key_spend_limit_exceeded"
+    http_status = 403
+
+
+class IpNotAllowed(ApiError):
+    """Requests from this IP address are not allowed for this API key."""
+
+    code = "ip_not_allowed"
+    http_status = 403
+
+
+class RunNotFound(ApiError):
+    """No run with this ID exists for your account."""
+
+    code = "run_not_found"
+    http_status = 404
+
+
+class RouteNotFound(ApiError):
+    """No such endpoint."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class MethodNotAllowed(ApiError):
+    """This endpoint does not accept this HTTP method."""
+
+    code = "method_not_allowed"
+    http_status = 405
+
+
+class RateLimited(ApiError):
+    """Rate limit exceeded"""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UsageExceeded(ApiError):
+    """This API key has used up its daily run quota."""
+
+    code = "USAGE_EXCEEDED"
+    http_status = 429
+
+
+class RunFailure(RunbaseError):
+    """The run failed."""
+
+    code = "generation_failed"
+
+
+class InvalidImage(RunFailure):
+    """An input image could not be used."""
+
+    code = "invalid_image"
+
+
+class GenerationFailed(RunFailure):
+    """The engine failed to generate the video."""
+
+    code = "generation_failed"
+
+
+class RunTimedOut(RunFailure):
+    """The run did not finish within the maximum processing time."""
+
+    code = "timeout"
+
+
+class RunCanceled(RunFailure):
+    """The run was canceled."""
+
+    code = "canceled"
+
+
+class UpstreamError(RunFailure):
+    """The upstream provider failed to generate the video."""
+
+    code = "upstream_error"
+
+
+class WorkerLost(RunFailure):
+    """The worker processing this run stopped responding."""
+
+    code = "worker_lost"
+
+
+class ServerError(RunbaseError):
+    """An unexpected server error occurred."""
+
+
+class EngineUnavailable(ServerError):
+    """The engine could not be started."""

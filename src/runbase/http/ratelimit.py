@@ -1,0 +1,50 @@
+"""Per-key moving-window rate limit (the `limits` library) and its response headers.
+
+The contract's limit is 20 requests per 10 seconds per key over create and get together.
+Every answer to an authenticated request carries `X-RateLimit-Limit`, `-Remaining` and
+`-Reset` (seconds until a request slot frees up); a 429 also carries `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from starlette.requests import Request
+
+from runbase.errors import RateLimited
+
+
+class RateLimiter:
+    def __init__(self, default_limit: str) -> None:
+        self._default = parse(default_limit)
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._items: dict[str, RateLimitItem] = {}
+
+    def _item(self, override: str | None) -> RateLimitItem:
+        if override is None:
+            return self._default
+        if override not in self._items:
+            self._items[override] = parse(override)
+        return self._items[override]
+
+    async def hit(self, request: Request, key_id: str, override: str | None = None) -> None:
+        """Count one request for this key; raise `RateLimited` when over the limit."""
+        item = self._item(override)
+        allowed = await self._limiter.hit(item, key_id)
+        stats = await self._limiter.get_window_stats(item, key_id)
+        reset_in = max(1, math.ceil(stats.reset_time - time.time()))
+        request.state.rate_limit_headers = {
+            "X-RateLimit-Limit": str(item.amount),
+            "X-RateLimit-Remaining": str(stats.remaining),
+            "X-RateLimit-Reset": str(reset_in),
+        }
+        if not allowed:
+            raise RateLimited(retry_after=reset_in)
+
+
+def rate_limit_headers(request: Request) -> dict[str, str]:
+    return dict(getattr(request.state, "rate_limit_headers", {}))

@@ -1,0 +1,67 @@
+"""Request and response shapes of the runs API, as the contract spells them (camelCase)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runbase.core.clock import format_timestamp
+from runbase.storage.tables import RunRow
+
+
+class RunCreate(BaseModel):
+    """The body of `POST /api/v1/runs` (parsed by hand to keep the contract's error codes)."""
+
+    model: str = Field(examples=["bytedance/seedance-1.5-pro"])
+    input: dict[str, Any] = Field(examples=[{"prompt": "A cinematic product photo of a lamp"}])
+
+
+class RunOutput(BaseModel):
+    urls: list[str]
+
+
+class RunError(BaseModel):
+    message: str
+    code: str
+
+
+class RunPublic(BaseModel):
+    """A run as the API shows it; fields not yet known are null."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    model: str
+    status: str = Field(description="pending, processing, succeeded or failed")
+    input: dict[str, Any]
+    output: RunOutput | None
+    error: RunError | None
+    cost_usd: int = Field(alias="costUsd", description="Cost in micro-USD, fixed at creation")
+    created_at: str = Field(alias="createdAt")
+    started_at: str | None = Field(alias="startedAt")
+    completed_at: str | None = Field(alias="completedAt")
+    backend: str | None = Field(description="The engine that made (or is making) the run")
+    progress: float = Field(description="0 to 1 while processing")
+    logs: list[str] = Field(description="Short messages from the engine")
+
+
+def run_public(run: RunRow, urls: list[str] | None) -> dict[str, Any]:
+    """The run object as a JSON-ready dict (built directly: this is the hot path of GET)."""
+    return {
+        "id": run.id,
+        "model": run.model,
+        "status": run.status,
+        "input": run.input,
+        "output": {"urls": urls} if urls is not None else None,
+        "error": (
+            {"message": run.error_message or "", "code": run.error_code} if run.error_code else None
+        ),
+        "costUsd": run.cost_micros,
+        "createdAt": format_timestamp(run.created_ms),
+        "startedAt": format_timestamp(run.started_ms),
+        "completedAt": format_timestamp(run.completed_ms),
+        "backend": run.backend,
+        "progress": run.progress,
+        "logs": list(run.logs or []),
+    }

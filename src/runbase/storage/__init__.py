@@ -1,0 +1,1 @@
+"""Persistence: the database (SQLAlchemy + Alembic) and the blob store for output files."""

@@ -1,0 +1,123 @@
+"""The database: engines, sessions, and how the server reaches them without blocking.
+
+Data access is written as plain synchronous functions over a SQLAlchemy `Session`
+(`core/`), and the server runs them through `Database.read` and `Database.write`:
+
+- SQLite (the embedded default) answers a primary-key read in tens of microseconds, far
+  less than a hop to a thread costs, so reads run inline on the event loop. It allows one
+  writer at a time, so writes go to a single writer thread, each in a `BEGIN IMMEDIATE`
+  transaction: they queue instead of failing with "database is locked", and no write can
+  act on a snapshot that another writer has outdated. WAL mode lets reads run meanwhile.
+- PostgreSQL takes reads and writes in a thread pool; guarded updates and row locks keep
+  concurrent writers correct there.
+
+Command-line tools use `Database.transaction()` directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+T = TypeVar("T")
+
+
+def sync_url(url: str) -> str:
+    """The same database for synchronous drivers."""
+    return (
+        url.replace("sqlite+aiosqlite", "sqlite")
+        .replace("postgresql+asyncpg", "postgresql+psycopg")
+        .replace("postgresql://", "postgresql+psycopg://")
+    )
+
+
+class Database:
+    """Holds the engines; built in the app's lifespan (or by a command), disposed at the end."""
+
+    def __init__(self, url: str) -> None:
+        self.url = sync_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self._read_engine = _sqlite_engine(self.url, immediate=False)
+            self._write_engine = _sqlite_engine(self.url, immediate=True)
+            self._writer: ThreadPoolExecutor | None = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="runbase-db-writer"
+            )
+        else:
+            self._read_engine = create_engine(self.url, pool_size=10, max_overflow=20)
+            self._write_engine = self._read_engine
+            self._writer = None
+        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        with self._write_sessions.begin() as session:
+            yield session
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A read-only session; never commits."""
+        with self._read_sessions() as session:
+            yield session
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` for reading, without blocking the event loop for long."""
+        if self.is_sqlite:
+            return self._read(work)
+        return await asyncio.to_thread(self._read, work)
+
+    async def write(self, work: Callable[[Session], T]) -> T:
+        """Run `work(session)` in one write transaction, off the event loop."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._write, work)
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        with self.session() as session:
+            return work(session)
+
+    def _write(self, work: Callable[[Session], T]) -> T:
+        with self.transaction() as session:
+            return work(session)
+
+    def dispose(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+        self._read_engine.dispose()
+        if self._write_engine is not self._read_engine:
+            self._write_engine.dispose()
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+    # Connections move between the event loop thread and the writer thread, never used
+    # by two at once (the pool hands each to one user): hence check_same_thread off.
+    engine = create_engine(
+        url,
+        pool_size=4,
+        max_overflow=4,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so that BEGIN is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -1,0 +1,42 @@
+"""Shared fixtures: a live runbase server on 127.0.0.1 and a free port."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from runbase.http.app import create_app
+from support import Admin, LiveServer, make_settings
+
+
+@pytest.fixture
+def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start runbase (create_app + uvicorn) in a thread on 127.0.0.1 and a free port."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def start(**overrides: Any) -> LiveServer:
+        settings = make_settings(tmp_path / "data", **overrides)
+        admin = Admin(settings)
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server failed to start")
+            threading.Event().wait(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        servers.append((server, thread))
+        return LiveServer(f"http://127.0.0.1:{port}", settings, admin)
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=30)

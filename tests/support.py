@@ -1,0 +1,148 @@
+"""Test helpers: settings on a temporary data directory, operator actions, a live server."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import select
+
+from runbase.config import Settings
+from runbase.core import billing, keys
+from runbase.storage.db import Database
+from runbase.storage.migrate import upgrade_database
+from runbase.storage.tables import AccountRow, LedgerEntryRow, RunRow
+
+T = TypeVar("T")
+SEEDANCE = "bytedance/seedance-1.5-pro"
+
+
+def make_settings(data_dir: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "data_dir": data_dir,
+        "engines": ["engine_fixtures:QuickEngine"],
+        "workers": 1,
+        "poll_interval_seconds": 0.05,
+        "lease_seconds": 5.0,
+        "allow_private_image_hosts": True,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class Admin:
+    """Does what an operator does with the admin commands, straight on the database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade_database(settings.resolved_database_url)
+
+    def _run(self, work: Callable[[Database], T]) -> T:
+        database = Database(self.settings.resolved_database_url)
+        try:
+            return work(database)
+        finally:
+            database.dispose()
+
+    def create_account(self, name: str, balance_usd: float = 10.0) -> str:
+        def work(db: Database) -> str:
+            with db.transaction() as session:
+                account = billing.create_account(
+                    session, name=name, balance_micros=billing.usd_to_micros(balance_usd)
+                )
+                return account.id
+
+        return self._run(work)
+
+    def create_key(self, account_id: str, **options: Any) -> str:
+        def work(db: Database) -> str:
+            with db.transaction() as session:
+                _, secret = keys.create_key(session, account_id=account_id, **options)
+                return secret
+
+        return self._run(work)
+
+    def balance(self, account_id: str) -> int:
+        def work(db: Database) -> int:
+            with db.session() as session:
+                account = session.get(AccountRow, account_id)
+                assert account is not None
+                return account.balance_micros
+
+        return self._run(work)
+
+    def ledger(self, account_id: str) -> list[LedgerEntryRow]:
+        def work(db: Database) -> list[LedgerEntryRow]:
+            with db.session() as session:
+                rows = session.scalars(
+                    select(LedgerEntryRow).where(LedgerEntryRow.account_id == account_id)
+                )
+                return list(rows)
+
+        return self._run(work)
+
+    def runs(self) -> list[RunRow]:
+        def work(db: Database) -> list[RunRow]:
+            with db.session() as session:
+                return list(session.scalars(select(RunRow)))
+
+        return self._run(work)
+
+    def check_books(self, account_id: str) -> None:
+        """The invariants of money: balance = ledger sum >= 0; one charge, at most one refund."""
+        entries = self.ledger(account_id)
+        balance = self.balance(account_id)
+        assert balance >= 0
+        assert balance == sum(entry.amount_micros for entry in entries)
+        by_run: dict[str, list[str]] = {}
+        for entry in entries:
+            if entry.run_id:
+                by_run.setdefault(entry.run_id, []).append(entry.kind)
+        for run in self.runs():
+            if run.account_id != account_id:
+                continue
+            kinds = sorted(by_run.get(run.id, []))
+            expected = ["charge", "refund"] if run.status == "failed" else ["charge"]
+            assert kinds == expected, (run.id, run.status, kinds)
+
+
+@dataclass
+class LiveServer:
+    base_url: str
+    settings: Settings
+    admin: Admin
+
+    def client(self, api_key: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        return httpx.Client(base_url=self.base_url, headers=headers, timeout=30)
+
+    def new_key(self, balance_usd: float = 10.0, name: str | None = None, **options: Any) -> str:
+        account_id = self.admin.create_account(
+            name or f"account-{secrets.token_hex(4)}", balance_usd
+        )
+        return self.admin.create_key(account_id, **options)
+
+    def wait_for_run(
+        self,
+        api_key: str,
+        run_id: str,
+        *,
+        timeout: float = 60,
+        until: tuple[str, ...] = ("succeeded", "failed"),
+    ) -> dict[str, Any]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self.client(api_key) as client:
+            while True:
+                run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+                if run.get("status") in until:
+                    return run
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout}s")
+                time.sleep(0.1)
