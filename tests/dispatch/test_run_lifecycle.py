@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from runbase.media.probe import probe
 
+from runbase.media.probe import probe
 from support import SEEDANCE, LiveServer
 
 PROMPT = {"prompt": 'A lighthouse at dusk. "Hello there."', "resolution": "480p"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from support import SEEDANCE, Admin, make_settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]

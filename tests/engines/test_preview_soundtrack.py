@@ -77,7 +77,9 @@ def test_two_languages_are_spoken_in_two_separate_intervals(two_languages: Sound
     for mask in inside:
         assert np.mean(energy[mask] > threshold) > 0.5
     margin = 0.06  # a frame that straddles a line's edge may hold some of it
-    near = [(times > line.start - margin) & (times < line.end + margin) for line in two_languages.lines]
+    near = [
+        (times > line.start - margin) & (times < line.end + margin) for line in two_languages.lines
+    ]
     quiet = ~(near[0] | near[1])
     between = quiet & (times > english.end) & (times < japanese.start)
     assert between.any()
@@ -122,7 +124,9 @@ def test_a_long_chinese_line_is_cut_between_characters() -> None:
 
 
 def test_lines_that_cannot_fit_are_dropped_with_a_note() -> None:
-    prompt = " ".join(f'"Line number {word} is here."' for word in "one two three four five six".split())
+    prompt = " ".join(
+        f'"Line number {word} is here."' for word in ["one", "two", "three", "four", "five", "six"]
+    )
     soundtrack = compose_soundtrack(prompt, duration=4.0, seed=1)
 
     assert 1 <= len(soundtrack.lines) < 6

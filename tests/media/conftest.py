@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import ipaddress
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
-from media_samples import FPS, smooth_frames, stereo_tone
+from media_samples import FPS, ImageServer, QuietServer, smooth_frames, stereo_tone
 
 from runbase.media.video import write_mp4
 
@@ -34,92 +35,8 @@ def sample_mp4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-Handler = Callable[[BaseHTTPRequestHandler], None]
-
-
-@dataclass
-class ImageServer:
-    """A threaded HTTP server on 127.0.0.1 whose answers each test sets per path."""
-
-    port: int
-    routes: dict[str, Handler] = field(default_factory=dict)
-    hits: list[str] = field(default_factory=list)
-    host_headers: list[str] = field(default_factory=list)
-
-    def url(self, path: str, host: str = "127.0.0.1") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def serve(
-        self,
-        path: str,
-        body: bytes,
-        *,
-        status: int = 200,
-        content_type: str = "application/octet-stream",
-        headers: dict[str, str] | None = None,
-        content_length: bool = True,
-    ) -> str:
-        """Answer `path` with `body`; without a Content-Length the body ends at close."""
-
-        def answer(handler: BaseHTTPRequestHandler) -> None:
-            handler.send_response(status)
-            handler.send_header("Content-Type", content_type)
-            if content_length:
-                handler.send_header("Content-Length", str(len(body)))
-            for name, value in (headers or {}).items():
-                handler.send_header(name, value)
-            handler.end_headers()
-            handler.wfile.write(body)
-
-        self.routes[path] = answer
-        return self.url(path)
-
-    def redirect(self, path: str, location: str, status: int = 302) -> str:
-        def answer(handler: BaseHTTPRequestHandler) -> None:
-            handler.send_response(status)
-            handler.send_header("Location", location)
-            handler.send_header("Content-Length", "0")
-            handler.end_headers()
-
-        self.routes[path] = answer
-        return self.url(path)
-
-    def stall(self, path: str, seconds: float) -> str:
-        """Accept the request, then say nothing for `seconds`."""
-
-        def answer(handler: BaseHTTPRequestHandler) -> None:
-            time.sleep(seconds)
-
-        self.routes[path] = answer
-        return self.url(path)
-
-    def dribble(self, path: str, body: bytes, interval: float) -> str:
-        """Send the headers at once, then the body one byte per `interval` seconds."""
-
-        def answer(handler: BaseHTTPRequestHandler) -> None:
-            handler.send_response(200)
-            handler.send_header("Content-Length", str(len(body)))
-            handler.end_headers()
-            for byte in body:
-                handler.wfile.write(bytes([byte]))
-                handler.wfile.flush()
-                time.sleep(interval)
-
-        self.routes[path] = answer
-        return self.url(path)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that hangs up mid-answer is what several tests do on purpose."""
-
-
-@pytest.fixture
-def image_server() -> Iterator[ImageServer]:
-    state = ImageServer(port=0)
+def start_image_server(tls: ssl.SSLContext | None = None) -> tuple[ImageServer, QuietServer]:
+    state = ImageServer(port=0, scheme="http" if tls is None else "https")
 
     class RequestHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -134,10 +51,48 @@ def image_server() -> Iterator[ImageServer]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    server = _Server(("127.0.0.1", 0), RequestHandler)
+    server = QuietServer(("127.0.0.1", 0), RequestHandler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     state.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    return state, server
+
+
+@pytest.fixture
+def image_server() -> Iterator[ImageServer]:
+    """An HTTP server on 127.0.0.1 with no routes yet (every path answers 404)."""
+    state, server = start_image_server()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for the name `images.test`: (certificate, key)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    command = (
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+        " -subj /CN=images.test -addext subjectAltName=DNS:images.test"
+    )
+    subprocess.run(
+        [*command.split(), "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_image_server(tls_certificate: tuple[Path, Path]) -> Iterator[ImageServer]:
+    """An HTTPS server on 127.0.0.1 whose certificate names only `images.test`."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_certificate)
+    state, server = start_image_server(context)
     try:
         yield state
     finally:

@@ -1,9 +1,17 @@
-"""Test pictures and sound for the media tests (imported by name, like tests/support.py)."""
+"""Test pictures, sound and an HTTP server for the media tests.
+
+Imported by name (tests/media is on sys.path while its tests run), like tests/support.py.
+"""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import struct
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -57,3 +65,109 @@ def encode_image(
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save_options)
     return buffer.getvalue()
+
+
+def save_image(image: Image.Image, fmt: str, **save_options: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_options)
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims `width` x `height`: a decompression bomb's shape."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+Handler = Callable[[BaseHTTPRequestHandler], None]
+
+
+@dataclass
+class ImageServer:
+    """A threaded HTTP server on 127.0.0.1 whose answers each test sets per path."""
+
+    port: int
+    scheme: str = "http"
+    routes: dict[str, Handler] = field(default_factory=dict)
+    hits: list[str] = field(default_factory=list)
+    host_headers: list[str] = field(default_factory=list)
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
+
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        status: int = 200,
+        content_type: str = "application/octet-stream",
+        headers: dict[str, str] | None = None,
+        content_length: bool = True,
+    ) -> str:
+        """Answer `path` with `body`; without a Content-Length the body ends at close."""
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(status)
+            handler.send_header("Content-Type", content_type)
+            if content_length:
+                handler.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                handler.send_header(name, value)
+            handler.end_headers()
+            handler.wfile.write(body)
+
+        self.routes[path] = answer
+        return self.url(path)
+
+    def redirect(self, path: str, location: str, status: int = 302) -> str:
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(status)
+            handler.send_header("Location", location)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+
+        self.routes[path] = answer
+        return self.url(path)
+
+    def stall(self, path: str, seconds: float) -> str:
+        """Accept the request, then say nothing for `seconds`."""
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            time.sleep(seconds)
+
+        self.routes[path] = answer
+        return self.url(path)
+
+    def dribble(self, path: str, body: bytes, interval: float) -> str:
+        """Send the headers at once, then the body one byte per `interval` seconds."""
+
+        def answer(handler: BaseHTTPRequestHandler) -> None:
+            handler.send_response(200)
+            handler.send_header("Content-Length", str(len(body)))
+            handler.end_headers()
+            for byte in body:
+                handler.wfile.write(bytes([byte]))
+                handler.wfile.flush()
+                time.sleep(interval)
+
+        self.routes[path] = answer
+        return self.url(path)
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up mid-answer is what several tests do on purpose."""

@@ -118,7 +118,9 @@ def test_mix_pads_short_tracks_and_cuts_at_length() -> None:
 
 
 def test_apply_fades_starts_and_ends_at_zero() -> None:
-    faded = apply_fades(np.ones((2, SAMPLE_RATE), np.float32), SAMPLE_RATE, fade_in=0.1, fade_out=0.2)
+    faded = apply_fades(
+        np.ones((2, SAMPLE_RATE), np.float32), SAMPLE_RATE, fade_in=0.1, fade_out=0.2
+    )
 
     assert np.all(faded[:, 0] == 0.0) and np.all(faded[:, -1] == 0.0)
     assert np.all(faded[:, SAMPLE_RATE // 2] == 1.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from runbase.core.clock import new_id, now_ms
@@ -55,18 +55,35 @@ def add_credits(session: Session, *, account_id: str, amount_micros: int) -> Non
     _append(session, account_id, None, EntryKind.TOP_UP, amount_micros)
 
 
+_ACCOUNTS = AccountRow.__table__
+_CHARGE = (
+    update(_ACCOUNTS)
+    .where(
+        _ACCOUNTS.c.id == bindparam("account_id"), _ACCOUNTS.c.balance_micros >= bindparam("cost")
+    )
+    .values(balance_micros=_ACCOUNTS.c.balance_micros - bindparam("cost"))
+)
+_INSERT_ENTRY = insert(LedgerEntryRow.__table__)
+
+
 def charge_run(session: Session, *, account_id: str, run_id: str, cost: int) -> None:
     """Take a run's cost from the balance, refusing (402) rather than going below zero."""
-    result = session.execute(
-        update(AccountRow)
-        .where(AccountRow.id == account_id, AccountRow.balance_micros >= cost)
-        .values(balance_micros=AccountRow.balance_micros - cost)
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    connection = session.connection()
+    result = connection.execute(_CHARGE, {"account_id": account_id, "cost": cost})
+    if result.rowcount == 0:
         raise InsufficientBalance(
             f"this run costs {cost} micro-USD, more than the account's balance"
         )
-    _append(session, account_id, run_id, EntryKind.CHARGE, -cost)
+    connection.execute(
+        _INSERT_ENTRY,
+        {
+            "account_id": account_id,
+            "run_id": run_id,
+            "kind": EntryKind.CHARGE.value,
+            "amount_micros": -cost,
+            "created_ms": now_ms(),
+        },
+    )
 
 
 def refund_run(session: Session, run: RunRow) -> None:

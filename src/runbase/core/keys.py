@@ -13,8 +13,9 @@ import ipaddress
 import secrets
 import string
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
 from runbase.core.clock import new_id, now_ms
@@ -94,17 +95,47 @@ def create_key(
     return row, secret
 
 
-def authenticate_key(session: Session, secret: str, client_ip: str | None) -> ApiKeyRow:
-    """The enabled key with this secret, if the caller's address is allowed."""
+@dataclass(frozen=True)
+class KeyRecord:
+    """What a request needs to know about its key; small enough to cache."""
+
+    id: str
+    account_id: str
+    is_enabled: bool
+    allowed_ips: tuple[str, ...]
+    rate_limit: str | None
+
+
+def find_key(connection: Connection, secret: str) -> KeyRecord | None:
+    """The key with this secret, enabled or not; None if there is none."""
     digest = hash_secret(secret)
-    row = session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest))
+    table = ApiKeyRow.__table__
+    row = connection.execute(
+        select(
+            table.c.id,
+            table.c.account_id,
+            table.c.key_hash,
+            table.c.is_enabled,
+            table.c.allowed_ips,
+            table.c.rate_limit,
+        ).where(table.c.key_hash == digest)
+    ).first()
     # The lookup is by hash, so timing reveals nothing about the secret; the explicit
     # constant-time comparison guards against a collation or index quirk matching loosely.
-    if row is None or not hmac.compare_digest(row.key_hash, digest) or not row.is_enabled:
+    if row is None or not hmac.compare_digest(row.key_hash, digest):
+        return None
+    return KeyRecord(
+        row.id, row.account_id, bool(row.is_enabled), tuple(row.allowed_ips or ()), row.rate_limit
+    )
+
+
+def check_key(key: KeyRecord | None, client_ip: str | None) -> KeyRecord:
+    """Refuse a missing or disabled key, and a caller outside the key's allowlist."""
+    if key is None or not key.is_enabled:
         raise InvalidApiKey()
-    if not is_ip_allowed(row.allowed_ips, client_ip):
+    if not is_ip_allowed(key.allowed_ips, client_ip):
         raise IpNotAllowed(f"requests from {client_ip} are not allowed for this API key")
-    return row
+    return key
 
 
 def set_key_enabled(session: Session, key_id: str, *, is_enabled: bool) -> bool:

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from runbase.core import billing
 from runbase.core.clock import new_id, now_ms
+from runbase.core.keys import KeyRecord
 from runbase.errors import (
     RunFailure,
     RunNotFound,
@@ -46,45 +47,58 @@ class RunStatus(StrEnum):
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
+_KEYS = ApiKeyRow.__table__
+_RUNS = RunRow.__table__
+# Statements of the hot paths are built once: a statement is a pure value, and building it
+# anew costs more than running it.
+_SPEND_ON_KEY = (
+    update(_KEYS)
+    .where(_KEYS.c.id == bindparam("key_id"))
+    .values(spent_micros=_KEYS.c.spent_micros + bindparam("cost"))
+    .returning(_KEYS.c.spent_micros, _KEYS.c.spend_limit_cents, _KEYS.c.daily_run_quota)
+)
+_COUNT_RECENT_RUNS = (
+    select(func.count())
+    .select_from(_RUNS)
+    .where(_RUNS.c.key_id == bindparam("key_id"), _RUNS.c.created_ms > bindparam("since"))
+)
+_INSERT_RUN = insert(_RUNS)
+_SELECT_RUN = select(_RUNS).where(
+    _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
+)
+
+
 def create_run(
     session: Session,
     *,
-    key: ApiKeyRow,
+    key: KeyRecord,
     model: str,
     validated_input: Mapping[str, Any],
     cost: int,
 ) -> RunRow:
     """Check quota, spend limit and balance, then insert the run and charge it.
 
-    The first statement updates the key's row, which serialises concurrent creates with the
-    same key (a row lock on PostgreSQL, the write lock on SQLite) so that the quota and
-    spend checks below cannot be raced.
+    The first statement adds the cost to the key's spend and reads its limits back. It also
+    serialises concurrent creates with the same key (a row lock on PostgreSQL, the write
+    lock on SQLite), so the checks below cannot be raced. A refusal raises, and the
+    transaction rolls everything back.
     """
+    connection = session.connection()
     now = now_ms()
-    session.execute(
-        update(ApiKeyRow).where(ApiKeyRow.id == key.id).values(spent_micros=ApiKeyRow.spent_micros)
-    )
-    locked = session.scalar(
-        select(ApiKeyRow).where(ApiKeyRow.id == key.id).execution_options(populate_existing=True)
-    )
-    assert locked is not None
-    if locked.daily_run_quota is not None:
-        created_today = session.scalar(
-            select(func.count())
-            .select_from(RunRow)
-            .where(RunRow.key_id == key.id, RunRow.created_ms > now - DAY_MS)
+    spent, limit_cents, quota = connection.execute(
+        _SPEND_ON_KEY, {"key_id": key.id, "cost": cost}
+    ).one()
+    if quota is not None:
+        recent = connection.execute(
+            _COUNT_RECENT_RUNS, {"key_id": key.id, "since": now - DAY_MS}
+        ).scalar_one()
+        if recent >= quota:
+            raise UsageExceeded(f"this API key may create {quota} runs per 24 hours")
+    if limit_cents is not None and spent > limit_cents * billing.MICROS_PER_CENT:
+        raise SpendLimitExceeded(
+            f"this run costs {cost} micro-USD; the key has spent {spent - cost} "
+            f"of its {limit_cents} cent limit"
         )
-        if (created_today or 0) >= locked.daily_run_quota:
-            raise UsageExceeded(
-                f"this API key may create {locked.daily_run_quota} runs per 24 hours"
-            )
-    if locked.spend_limit_cents is not None:
-        limit = locked.spend_limit_cents * billing.MICROS_PER_CENT
-        if locked.spent_micros + cost > limit:
-            raise SpendLimitExceeded(
-                f"this run costs {cost} micro-USD; the key has spent {locked.spent_micros} "
-                f"of its {locked.spend_limit_cents} cent limit"
-            )
     run = RunRow(
         id=new_id("run"),
         account_id=key.account_id,
@@ -93,25 +107,32 @@ def create_run(
         input=dict(validated_input),
         status=RunStatus.PENDING.value,
         cost_micros=cost,
+        backend=None,
+        output_keys=None,
+        error_code=None,
+        error_message=None,
         progress=0.0,
         logs=[],
         created_ms=now,
+        started_ms=None,
+        completed_ms=None,
         attempts=0,
+        worker_id=None,
+        lease_expires_ms=None,
     )
     billing.charge_run(session, account_id=key.account_id, run_id=run.id, cost=cost)
-    session.execute(
-        update(ApiKeyRow)
-        .where(ApiKeyRow.id == key.id)
-        .values(spent_micros=ApiKeyRow.spent_micros + cost)
+    connection.execute(
+        _INSERT_RUN, {column.name: getattr(run, column.name) for column in _RUNS.columns}
     )
-    session.add(run)
-    session.flush()
     return run
 
 
-def get_run(session: Session, run_id: str, *, account_id: str) -> RunRow:
-    """A run of this account; another account's run is reported as missing, never forbidden."""
-    run = session.scalar(select(RunRow).where(RunRow.id == run_id, RunRow.account_id == account_id))
+def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
+    """A run of this account; another account's run is reported as missing, never forbidden.
+
+    A Core read (the hot path of polling): the row has the same attributes as `RunRow`.
+    """
+    run = connection.execute(_SELECT_RUN, {"run_id": run_id, "account_id": account_id}).first()
     if run is None:
         raise RunNotFound(f"no run {run_id!r} exists for your account")
     return run

@@ -167,7 +167,7 @@ class Worker:
             update_ = runs.ProgressUpdate(state.fraction, tuple(state.logs))
             state.logs.clear()
             is_ours = await self._database.write(
-                lambda session: runs.heartbeat_run(
+                lambda session, update_=update_: runs.heartbeat_run(  # type: ignore[misc]
                     session, run_id, worker_id=self.id, lease_ms=self._lease_ms, update_=update_
                 )
             )

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from runbase import __version__
 from runbase.config import Settings
 from runbase.dispatch.worker import Worker, reap_forever
-from runbase.http.deps import Services
+from runbase.http.deps import KeyCache, Services
 from runbase.http.errors import install_error_handlers
 from runbase.http.ratelimit import RateLimiter
 from runbase.http.routes import files, runs
@@ -39,7 +39,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(settings.resolved_database_url)
         secret = load_or_create_secret(settings.data_dir / "url-signing.key")
         blobs = LocalBlobStore(settings.outputs_dir, secret)
-        app.state.services = Services(settings, database, blobs, RateLimiter(settings.rate_limit))
+        app.state.services = Services(
+            settings, database, blobs, RateLimiter(settings.rate_limit), KeyCache()
+        )
         stopping = asyncio.Event()
         workers = [
             Worker(database=database, blobs=blobs, settings=settings)

@@ -2,24 +2,25 @@
 
 `CurrentKey` is the contract's check order for every runs endpoint: Authorization header
 (401 missing_api_key), key valid and enabled (401 invalid_api_key), IP allowlist (403
-ip_not_allowed), then the per-key rate limit (429 RATE_LIMITED).
+ip_not_allowed), then the per-key rate limit (429 RATE_LIMITED). Dependencies are `async`
+so that FastAPI calls them inline instead of in a thread.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from runbase.config import Settings
-from runbase.core.keys import authenticate_key
+from runbase.core.keys import KeyRecord, check_key, find_key
 from runbase.errors import MissingApiKey
 from runbase.http.ratelimit import RateLimiter
 from runbase.storage.blobs import LocalBlobStore
 from runbase.storage.db import Database
-from runbase.storage.tables import ApiKeyRow
 
 
 @dataclass
@@ -30,14 +31,19 @@ class Services:
     database: Database
     blobs: LocalBlobStore
     rate_limiter: RateLimiter
+    key_cache: KeyCache
 
 
-async def get_services(request: Request) -> Services:
+def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-ServicesDep = Annotated[Services, Depends(get_services)]
+async def _services_dependency(request: Request) -> Services:
+    return get_services(request)
+
+
+ServicesDep = Annotated[Services, Depends(_services_dependency)]
 
 
 def client_ip(request: Request, trusted_proxies: list[str]) -> str | None:
@@ -60,16 +66,54 @@ def _is_trusted(address: str, trusted_proxies: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(block, strict=False) for block in trusted_proxies)
 
 
-async def get_current_key(request: Request, services: ServicesDep) -> ApiKeyRow:
+async def authorize(request: Request, services: Services) -> KeyRecord:
+    """The caller's key, after the auth, allowlist and rate-limit checks (in that order).
+
+    Called directly by the runs routes rather than through `Depends`: on the polling hot
+    path FastAPI's dependency solving costs as much as the database read.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise MissingApiKey()
-    address = client_ip(request, services.settings.trusted_proxies)
-    key = await services.database.read(lambda session: authenticate_key(session, secret, address))
+    key = services.key_cache.get(secret)
+    if key is None:
+        key = await services.database.read(lambda connection: find_key(connection, secret))
+        if key is not None:
+            services.key_cache.put(secret, key)
+    check_key(key, client_ip(request, services.settings.trusted_proxies))
+    assert key is not None
     await services.rate_limiter.hit(request, key.id, key.rate_limit)
     return key
 
 
-CurrentKey = Annotated[ApiKeyRow, Depends(get_current_key)]
+async def _key_dependency(request: Request) -> KeyRecord:
+    return await authorize(request, get_services(request))
+
+
+CurrentKey = Annotated[KeyRecord, Depends(_key_dependency)]
+
+
+class KeyCache:
+    """Keys found recently, so that a client's every request need not read its key.
+
+    An entry lives `ttl_s` seconds: disabling a key or changing its allowlist takes effect
+    within that time, on every server process. Only found keys are cached.
+    """
+
+    def __init__(self, ttl_s: float = 1.0, max_entries: int = 10_000) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._entries: dict[str, tuple[float, KeyRecord]] = {}
+
+    def get(self, secret: str) -> KeyRecord | None:
+        entry = self._entries.get(secret)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, secret: str, key: KeyRecord) -> None:
+        if len(self._entries) >= self._max_entries:
+            self._entries.clear()
+        self._entries[secret] = (time.monotonic() + self._ttl_s, key)

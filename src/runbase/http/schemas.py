@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Row
 
 from runbase.core.clock import format_timestamp
 from runbase.storage.tables import RunRow
@@ -46,7 +47,7 @@ class RunPublic(BaseModel):
     logs: list[str] = Field(description="Short messages from the engine")
 
 
-def run_public(run: RunRow, urls: list[str] | None) -> dict[str, Any]:
+def run_public(run: RunRow | Row[Any], urls: list[str] | None) -> dict[str, Any]:
     """The run object as a JSON-ready dict (built directly: this is the hot path of GET)."""
     return {
         "id": run.id,

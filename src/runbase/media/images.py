@@ -12,8 +12,8 @@ module is a server-side request forgery (SSRF) boundary as much as an image load
   between two URL parsers can make us check one host and connect to another. The URL, the
   Host header, TLS SNI and certificate checks all keep the real host name.
 - Redirects are followed by hand, at most `max_redirects`, each one through the same backend
-  and therefore the same check. No proxy from the environment is used: a proxy would
-  resolve the name itself, out of our sight.
+  and therefore the same check. No proxy is ever used: a proxy would resolve the name
+  itself, out of our sight.
 - `timeout_s` is one deadline for the whole fetch (name resolution, connects, TLS, every
   redirect and every read), so a server that dribbles a byte at a time cannot hold a worker.
 - The body is streamed and abandoned as soon as it passes `max_bytes`.
@@ -65,10 +65,9 @@ __all__ = [
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 IMAGE_FORMATS: Final = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
-"""The formats accepted, by Pillow's name for them."""
+"""The decoders allowed, by Pillow's name. JPEG includes the multi-picture JPEGs that many
+phone cameras write, which Pillow then reports as "MPO"."""
 
-# MPO is how Pillow names a JPEG that carries extra pictures (many phone cameras write one).
-_PILLOW_FORMATS: Final = (*IMAGE_FORMATS, "MPO")
 _FORMAT_LIST: Final = "JPEG, PNG, WEBP, BMP, TIFF or GIF"
 _DATA_URI: Final = re.compile(r"data:image/[a-z0-9.+-]+;base64,(?P<payload>.*)", re.I | re.S)
 _WHITESPACE: Final = re.compile(r"\s+")
@@ -157,7 +156,7 @@ def fit_image(image: Image.Image, width: int, height: int) -> np.ndarray:
 
 
 def refusal_reason(address: IPAddress) -> str | None:
-    """Why no image may be fetched from `address`, or None when it is a public address."""
+    """Why no image may be fetched from `address` ("a private address", ...), or None."""
     if isinstance(address, ipaddress.IPv6Address):
         # IPv4 carried inside IPv6 reaches the IPv4 host: ::ffff:10.0.0.1 is 10.0.0.1 to a
         # dual-stack socket, and 6to4 or NAT64 gateways forward to the embedded address.
@@ -167,21 +166,21 @@ def refusal_reason(address: IPAddress) -> str | None:
         if embedded is not None:
             reason = refusal_reason(embedded)
             if reason is not None:
-                return f"{reason} (inside {address})"
+                return f"{reason} ({embedded}, carried inside IPv6)"
     if address.is_loopback:
-        return "loopback"
+        return "a loopback address"
     if address.is_link_local:
-        return "link-local (cloud metadata services live here)"
+        return "a link-local address (where cloud metadata services answer)"
     if address.is_multicast:
-        return "multicast"
+        return "a multicast address"
     if address.is_unspecified:
-        return "unspecified"
+        return "the unspecified address"
     if isinstance(address, ipaddress.IPv4Address) and address in _SHARED_NETWORK:
-        return "shared (carrier-grade NAT)"
+        return "a shared (carrier-grade NAT) address"
     if address.is_private:
-        return "private"
+        return "a private address"
     if address.is_reserved or not address.is_global:
-        return "reserved"
+        return "a reserved address"
     return None
 
 
@@ -192,22 +191,29 @@ def check_address(
     host: str | None = None,
     index: int = 0,
 ) -> None:
-    """Refuse `address` (that `host` resolved to) unless it is public or the host trusted.
+    """Refuse `address` (what `host` resolved to) unless it is public or the host trusted.
 
     Raises:
         InvalidImage: the address is not one images may be fetched from.
     """
     ip = ipaddress.ip_address(address) if isinstance(address, str) else address
-    name = host if host is not None else str(ip)
+    name = str(ip) if host is None else host.strip("[]")
     if policy.trusts_host(name):
         return
     reason = refusal_reason(ip)
-    if reason is not None:
-        where = str(ip) if name == str(ip) else f"{name} resolves to {ip}, which"
-        raise InvalidImage(
-            f"image_urls[{index}]: {where} is a {reason} address; "
-            "images are only fetched from public addresses"
-        )
+    if reason is None:
+        return
+    subject = name if _is_literal(name, ip) else f"{name} resolves to {ip}, which"
+    raise InvalidImage(
+        f"image_urls[{index}]: {subject} is {reason}; images are only fetched from public addresses"
+    )
+
+
+def _is_literal(name: str, ip: IPAddress) -> bool:
+    try:
+        return ipaddress.ip_address(name) == ip
+    except ValueError:
+        return False
 
 
 class _Deadline:
@@ -357,7 +363,8 @@ def _download(url: str, policy: FetchPolicy, index: int) -> bytes:
     deadline = _Deadline(policy.timeout_s)
     current = _parse_url(url, label)
     pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        # certifi's roots, or the bundle named by SSL_CERT_FILE (as everywhere in httpx).
+        ssl_context=httpx.create_ssl_context(),
         network_backend=_PinnedBackend(policy, deadline, index),
         retries=0,
     )
@@ -444,7 +451,7 @@ def _decode_image(data: bytes, policy: FetchPolicy, label: str) -> Image.Image:
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; any bomb is refused.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=_PILLOW_FORMATS)
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise InvalidImage(f"{label}: image has too many pixels to decode safely") from exc
         except UnidentifiedImageError as exc:
@@ -468,14 +475,13 @@ def _decode_image(data: bytes, policy: FetchPolicy, label: str) -> Image.Image:
 
 
 def _check_geometry(image: Image.Image, policy: FetchPolicy, label: str) -> None:
-    """Check sides and aspect ratio from the header, before any pixel is decoded."""
+    """Check the sides, then the aspect ratio as displayed, before pixels are decoded.
+
+    The sides come first and from the header alone: reading EXIF can decode the whole
+    image (a PNG may keep it after the pixel data), which an oversized image must not get.
+    Both sides share one range, so rotation cannot change that verdict.
+    """
     width, height = image.size
-    try:
-        orientation = image.getexif().get(ExifTags.Base.Orientation)
-    except Exception:
-        orientation = None  # unreadable EXIF: exif_transpose will leave the image as is
-    if orientation in _SIDEWAYS_ORIENTATIONS:
-        width, height = height, width
     if not (policy.min_side <= width <= policy.max_side) or not (
         policy.min_side <= height <= policy.max_side
     ):
@@ -483,6 +489,12 @@ def _check_geometry(image: Image.Image, policy: FetchPolicy, label: str) -> None
             f"{label}: image is {width}x{height} px; "
             f"each side must be {policy.min_side} to {policy.max_side} px"
         )
+    try:
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+    except Exception:
+        orientation = None  # unreadable EXIF: exif_transpose leaves the image as it is
+    if orientation in _SIDEWAYS_ORIENTATIONS:
+        width, height = height, width
     aspect = width / height
     if not policy.min_aspect <= aspect <= policy.max_aspect:
         raise InvalidImage(

@@ -3,8 +3,10 @@
 Data access is written as plain synchronous functions over a SQLAlchemy `Session`
 (`core/`), and the server runs them through `Database.read` and `Database.write`:
 
-- SQLite (the embedded default) answers a primary-key read in tens of microseconds, far
-  less than a hop to a thread costs, so reads run inline on the event loop. It allows one
+- SQLite (the embedded default) answers a primary-key read in microseconds, far less than
+  a hop to a thread costs, so the server's reads run inline on the event loop, as Core
+  queries on one long-lived connection (an ORM session per read would cost more than
+  the whole rest of a GET). It allows one
   writer at a time, so writes go to a single writer thread, each in a `BEGIN IMMEDIATE`
   transaction: they queue instead of failing with "database is locked", and no write can
   act on a snapshot that another writer has outdated. WAL mode lets reads run meanwhile.
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
@@ -55,6 +57,7 @@ class Database:
             self._writer = None
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._inline_reader: Connection | None = None
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -68,26 +71,33 @@ class Database:
         with self._read_sessions() as session:
             yield session
 
-    async def read(self, work: Callable[[Session], T]) -> T:
-        """Run `work(session)` for reading, without blocking the event loop for long."""
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(connection)`: a few Core reads, without blocking the loop for long."""
         if self.is_sqlite:
-            return self._read(work)
-        return await asyncio.to_thread(self._read, work)
+            if self._inline_reader is None:
+                self._inline_reader = self._read_engine.connect().execution_options(
+                    isolation_level="AUTOCOMMIT"
+                )
+            return work(self._inline_reader)
+        return await asyncio.to_thread(self._read_pooled, work)
 
     async def write(self, work: Callable[[Session], T]) -> T:
         """Run `work(session)` in one write transaction, off the event loop."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._write, work)
 
-    def _read(self, work: Callable[[Session], T]) -> T:
-        with self.session() as session:
-            return work(session)
+    def _read_pooled(self, work: Callable[[Connection], T]) -> T:
+        with self._read_engine.connect() as connection:
+            return work(connection)
 
     def _write(self, work: Callable[[Session], T]) -> T:
         with self.transaction() as session:
             return work(session)
 
     def dispose(self) -> None:
+        if self._inline_reader is not None:
+            self._inline_reader.close()
+            self._inline_reader = None
         if self._writer is not None:
             self._writer.shutdown(wait=True)
         self._read_engine.dispose()
@@ -96,6 +106,7 @@ class Database:
 
 
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+    """Writers start with BEGIN IMMEDIATE; readers run each statement on its own."""
     # Connections move between the event loop thread and the writer thread, never used
     # by two at once (the pool hands each to one user): hence check_same_thread off.
     engine = create_engine(
@@ -116,8 +127,10 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    if immediate:
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

@@ -164,7 +164,8 @@ def blob_alpha(
     for cx, cy, rx, ry in blobs:
         d = ((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2
         total += np.exp(-d * 2.0)
-    return np.clip(total * 1.3, 0.0, 1.0)
+    clipped: NDArray[np.float32] = np.clip(total * np.float32(1.3), 0.0, 1.0)
+    return clipped
 
 
 def disc_alpha(size: int, radius: float, softness: float) -> NDArray[np.float32]:
@@ -173,4 +174,6 @@ def disc_alpha(size: int, radius: float, softness: float) -> NDArray[np.float32]
     ys = np.arange(size, dtype=np.float32)[:, None] - c
     xs = np.arange(size, dtype=np.float32)[None, :] - c
     distance = np.sqrt(xs * xs + ys * ys)
-    return np.clip((radius - distance) / max(softness, 0.5) + 0.5, 0.0, 1.0)
+    edge = (np.float32(radius) - distance) / np.float32(max(softness, 0.5)) + np.float32(0.5)
+    alpha: NDArray[np.float32] = np.clip(edge, 0.0, 1.0)
+    return alpha

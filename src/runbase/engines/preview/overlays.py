@@ -60,7 +60,6 @@ class Sprite:
         frame.paste(self.image, (self.x, self.y), self.image)
 
 
-
 @functools.lru_cache(maxsize=32)
 def load_font(size: int) -> Font:
     """The first installed font of `_FONT_FILES` at `size` px, else Pillow's own."""
@@ -111,7 +110,10 @@ def render_mark(width: int, height: int) -> Sprite:
     """The small faint PREVIEW mark for the top-right corner of a `width` x `height` frame."""
     font = load_font(max(9, round(min(width, height) * 0.026)))
     image = _text_sprite(
-        [MARK_TEXT], font, fill_alpha=_MARK_FILL_ALPHA, stroke_alpha=_MARK_STROKE_ALPHA,
+        [MARK_TEXT],
+        font,
+        fill_alpha=_MARK_FILL_ALPHA,
+        stroke_alpha=_MARK_STROKE_ALPHA,
         box_alpha=0,
     )
     margin = max(4, round(min(width, height) * 0.02))

@@ -55,10 +55,11 @@ _MIN_LINE_S = 0.6  # a line given less time than this is not worth starting
 _MAX_EXTRA_PAUSE_S = 1.0  # spare time spread between lines, at most this per pause
 _FAST_RATE = 1.2  # how much faster a line may be spoken before words are cut
 _SPEAKER_PAN = 0.2
+_ENVELOPE_STEP = SAMPLE_RATE // 200  # slow gain curves are computed every 5 ms
 
 # Stem loudness before the final normalization: speech leads, the bed sits well below.
 _SPEECH_LUFS = -20.0
-_MUSIC_LUFS = -31.0
+_MUSIC_LUFS = -28.0
 _MUSIC_DUCK_DB = -10.0
 _AMBIENCE_DUCK_DB = -4.0
 _AMBIENCE_LUFS = {
@@ -81,10 +82,15 @@ _AMBIENCE_WORDS = (
     ),
     (
         "sea",
-        r"\b(seas?|seaside|ocean\w*|waves?|beach\w*|shores?|surf\w*|coast\w*|harbou?r)\b|海|浪",
+        r"\b(seas?|seaside|ocean\w*|waves?|beach\w*|shores?|surf\w*|coast\w*|harbou?r)\b"
+        r"|大海|海边|海浪|海滩|海洋|浪花",
     ),
     ("forest", r"\b(forests?|woods|woodland|birds?|birdsong|jungles?|rainforests?)\b|森林|树林|鸟"),
-    ("wind", r"\b(wind|winds|windy|storm\w*|gales?|gusts?|blizzard|deserts?|breeze)\b|风|沙漠"),
+    (
+        "wind",
+        r"\b(wind|winds|windy|storm\w*|gales?|gusts?|blizzard|deserts?|breeze)\b"
+        r"|大风|狂风|风声|刮风|沙漠",
+    ),
     (
         "city",
         r"\b(city|cities|streets?|traffic|downtown|urban|cars?|crowds?|subway)\b|城市|街|马路",
@@ -186,6 +192,7 @@ def _compose_dialogue(
         _speak(number, line, line.text, int(pair[(number - 1) % 2]), 1.0)
         for number, line in enumerate(lines[:room_for], start=1)
     ]
+    takes = [take for take in takes if take.samples.size]  # e.g. a line of symbols only
     takes = _fit_takes(takes, usable, clip, notes)
 
     speech = np.zeros((2, length), dtype=np.float32)
@@ -360,17 +367,25 @@ def _drift(
     """A slow random curve between `low` and `high`, per channel (gusts, swells, flicker)."""
     points = max(2, math.ceil(length / SAMPLE_RATE * rate_hz) + 2)
     values = rng.uniform(low, high, (2, points))
-    # Smoothstep between control points (no corners for the ear to catch), computed on a
-    # 5 ms grid and interpolated: a curve this slow needs no more.
-    step = SAMPLE_RATE // 200
-    grid = np.arange(0, length + step, step)
-    position = grid * (points - 1) / (length + step)
+    grid = _envelope_grid(length)
+    position = grid * (points - 1) / grid[-1]
     index = np.minimum(position.astype(np.int64), points - 2)
     fraction = position - index
+    # Smoothstep between control points: no corners for the ear to catch.
     eased = fraction * fraction * (3.0 - 2.0 * fraction)
-    coarse = values[:, index] * (1.0 - eased) + values[:, index + 1] * eased
+    return _expand_envelope(values[:, index] * (1.0 - eased) + values[:, index + 1] * eased, length)
+
+
+def _envelope_grid(length: int) -> npt.NDArray[np.int64]:
+    """Sample positions every 5 ms, past the end: where slow gain curves are computed."""
+    return np.arange(0, length + _ENVELOPE_STEP, _ENVELOPE_STEP)
+
+
+def _expand_envelope(curves: Signal, length: int) -> Signal:
+    """Interpolate `(2, grid)` gain curves from `_envelope_grid` to every sample."""
+    grid = _envelope_grid(length)
     where = np.arange(length)
-    return np.stack([np.interp(where, grid, channel) for channel in coarse])
+    return np.stack([np.interp(where, grid, curve) for curve in curves])
 
 
 def _impulses(rng: np.random.Generator, length: int, per_second: float, heavy: bool) -> Signal:
@@ -414,22 +429,18 @@ def _synthesize_wind(rng: np.random.Generator, length: int) -> Signal:
 def _synthesize_city(rng: np.random.Generator, length: int) -> Signal:
     rumble = _filter(_noise(rng, length), "lowpass", 150.0)
     traffic = _filter(_noise(rng, length), "bandpass", (200.0, 2500.0))
-    passing = np.zeros((2, length))
-    road = _filter(rng.standard_normal(length), "bandpass", (100.0, 1500.0))
+    # Cars passing: loudest as each goes by, moving from one side to the other.
+    seconds = _envelope_grid(length) / SAMPLE_RATE
+    gains = np.zeros((2, len(seconds)))
     for _ in range(rng.poisson(length / SAMPLE_RATE / 3.0) + 1):
-        # A car passing: loudest as it goes by, moving from one side to the other.
         centre = rng.uniform(0.0, length / SAMPLE_RATE)
         width = rng.uniform(0.8, 1.6)
-        first = max(0, round((centre - 4 * width) * SAMPLE_RATE))
-        last = min(length, round((centre + 4 * width) * SAMPLE_RATE))
-        if first >= last:
-            continue
-        seconds = np.arange(first, last) / SAMPLE_RATE
         bump = np.exp(-0.5 * ((seconds - centre) / width) ** 2)
         side = np.clip((seconds - centre) / (2 * width), -1.0, 1.0) * rng.choice((-1.0, 1.0))
         angle = (side + 1.0) * math.pi / 4.0
-        gains = np.stack((np.cos(angle), np.sin(angle))) * bump
-        passing[:, first:last] += gains * road[first:last]
+        gains += np.stack((np.cos(angle), np.sin(angle))) * bump
+    road = _filter(rng.standard_normal(length), "bandpass", (100.0, 1500.0))
+    passing = _expand_envelope(gains, length) * road
     return 0.8 * rumble + traffic * _drift(rng, length, 0.3, 0.5, 1.0) + 1.5 * passing
 
 
@@ -461,9 +472,9 @@ def _synthesize_forest(rng: np.random.Generator, length: int) -> Signal:
 def _synthesize_fire(rng: np.random.Generator, length: int) -> Signal:
     roar = _filter(_noise(rng, length), "lowpass", 250.0) * _drift(rng, length, 2.0, 0.5, 1.0)
     flicker = _filter(_noise(rng, length), "bandpass", (300.0, 1500.0))
-    crackle = _filter(_impulses(rng, length, 30.0, heavy=True), "highpass", 1500.0)
+    crackle = _filter(_impulses(rng, length, 15.0, heavy=True), "highpass", 1500.0)
     pops = _filter(_impulses(rng, length, 1.5, heavy=True), "bandpass", (500.0, 3000.0))
-    return roar + 0.3 * flicker * _drift(rng, length, 3.0, 0.2, 1.0) + 4.0 * (crackle + pops)
+    return roar + 0.3 * flicker * _drift(rng, length, 3.0, 0.2, 1.0) + 2.5 * (crackle + pops)
 
 
 def _synthesize_room(rng: np.random.Generator, length: int) -> Signal:

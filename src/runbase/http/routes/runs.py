@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import Row
 
 from runbase.core import runs
 from runbase.core.catalog import find_model
 from runbase.errors import InvalidJson, MissingInput, MissingModel
-from runbase.http.deps import CurrentKey, Services, ServicesDep
+from runbase.http.deps import Services, authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.schemas import RunCreate, RunPublic, run_public
 from runbase.storage.tables import RunRow
@@ -19,7 +20,7 @@ from runbase.storage.tables import RunRow
 router = APIRouter(tags=["runs"])
 
 
-def _answer(request: Request, services: Services, run: RunRow) -> JSONResponse:
+def _answer(request: Request, services: Services, run: RunRow | Row[Any]) -> JSONResponse:
     urls = None
     if run.status == runs.RunStatus.SUCCEEDED and run.output_keys is not None:
         base_url = services.settings.public_url or str(request.base_url)
@@ -55,8 +56,10 @@ def _parse_body(raw: bytes) -> tuple[str, dict[str, Any]]:
         }
     },
 )
-async def create_run(request: Request, key: CurrentKey, services: ServicesDep) -> JSONResponse:
+async def create_run(request: Request) -> JSONResponse:
     """Create a run: charged now, generated in the background; poll it with GET."""
+    services = get_services(request)
+    key = await authorize(request, services)
     model_id, raw_input = _parse_body(await request.body())
     spec = find_model(model_id)
     if not isinstance(raw_input, dict):
@@ -72,11 +75,11 @@ async def create_run(request: Request, key: CurrentKey, services: ServicesDep) -
 
 
 @router.get("/runs/{run_id}", response_model=RunPublic)
-async def read_run(
-    run_id: str, request: Request, key: CurrentKey, services: ServicesDep
-) -> JSONResponse:
+async def read_run(run_id: str, request: Request) -> JSONResponse:
     """Read a run's status and, once it has succeeded, its output URLs."""
+    services = get_services(request)
+    key = await authorize(request, services)
     run = await services.database.read(
-        lambda session: runs.get_run(session, run_id, account_id=key.account_id)
+        lambda connection: runs.get_run(connection, run_id, account_id=key.account_id)
     )
     return _answer(request, services, run)

@@ -1,0 +1,19 @@
+"""The preview engine: a deterministic animatic with real synthesized speech, no weights.
+
+It answers every seedance-1.5-pro run on any CPU, offline, honouring the whole output
+contract (size, frame count, fps, codecs, audio track, first/last frame fidelity), and
+says what it is: the run's `backend` is "preview" and every frame carries a PREVIEW mark.
+
+    scene      the prompt read for place, light, colours and camera move
+    layers     drawing primitives; outdoor, studio: the six procedural stages
+    overlays   subtitles and the PREVIEW mark
+    frames     the camera over a stage or over the user's images
+    soundtrack speech, ambience and music for the clip
+    engine     PreviewEngine: soundtrack + frames -> output.mp4
+"""
+
+from __future__ import annotations
+
+from .engine import PreviewEngine
+
+__all__ = ["PreviewEngine"]

@@ -1,0 +1,213 @@
+"""`PreviewEngine`: every run answered with a real, honest animatic, on any CPU, offline.
+
+    generate(request, progress)
+      1. read the prompt into a Scene              (scene.describe_scene)
+      2. compose the soundtrack, in a thread,      (soundtrack.compose_soundtrack)
+         while the stage is painted                (frames.film_scene / film_images)
+      3. render frames in a producer thread        (frames.Film.render)
+         while the encoder consumes them           (media.video.write_mp4)
+      4. return output.mp4 and what was drawn      (GenerationResult)
+
+Rendering and encoding overlap because x264 and the Pillow/numpy calls release the GIL;
+the encoder sets the pace and rendering hides behind it (see benchmarks/preview.py).
+
+With `generate_audio` false the clip is silent and carries no subtitles: subtitles caption
+what is heard, and nothing is spoken. (It also spares the speech synthesis.)
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, Final
+
+from runbase.engines.base import GenerationRequest, GenerationResult, ProgressSink
+from runbase.errors import GenerationFailed, RunCanceled, RunFailure
+
+from .frames import Film, Frame, Overlays, film_images, film_scene
+from .scene import Scene, describe_scene
+
+if TYPE_CHECKING:
+    from .soundtrack import Soundtrack
+
+__all__ = ["PreviewEngine"]
+
+_QUEUE_DEPTH: Final = 6
+"""Frames rendered ahead of the encoder: enough to ride out jitter, ~40 MB at 1080p."""
+_PROGRESS_STEP: Final = 0.05
+
+
+class PreviewEngine:
+    """The default engine: a deterministic animatic with synthesized speech, no weights.
+
+    `preset` and `crf` go to the H.264 encoder; tests use "ultrafast" to stay quick.
+    Same request and seed give identical frames and audio samples.
+    """
+
+    name = "preview"
+
+    def __init__(self, *, preset: str = "veryfast", crf: int = 20) -> None:
+        self.preset = preset
+        self.crf = crf
+
+    def setup(self) -> None:
+        """Nothing to load; warm the font cache so the first run pays no font lookup."""
+        from .overlays import load_font
+
+        load_font(24)
+
+    def generate(self, request: GenerationRequest, progress: ProgressSink) -> GenerationResult:
+        """Render `request` into `scratch_dir/output.mp4`; raise `RunCanceled` when told to stop."""
+        output = request.scratch_dir / "output.mp4"
+        try:
+            return self._generate(request, progress, output)
+        except RunFailure:
+            output.unlink(missing_ok=True)
+            raise
+        except Exception as exc:
+            output.unlink(missing_ok=True)
+            raise GenerationFailed(f"the preview engine failed: {exc}") from exc
+
+    def _generate(
+        self, request: GenerationRequest, progress: ProgressSink, output: Any
+    ) -> GenerationResult:
+        from runbase.media.video import write_mp4
+
+        # 1. The scene.
+        _check_stop(progress)
+        progress.progress(0.0, "composing scene")
+        camera_fixed = bool(request.input.get("camera_fixed", False))
+        scene = describe_scene(request.prompt, seed=request.seed, camera_fixed=camera_fixed)
+        duration = request.num_frames / request.fps
+
+        # 2. The soundtrack in a thread while the stage is painted (or the images fitted).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-audio") as pool:
+            pending: Future[Soundtrack] | None = None
+            if request.audio:
+                pending = pool.submit(_compose, request.prompt, duration, request.seed)
+            film = _make_film(request, scene)
+            soundtrack = pending.result() if pending is not None else None
+        for note in soundtrack.notes if soundtrack is not None else ():
+            progress.log(note)
+        lines = soundtrack.lines if soundtrack is not None else ()
+        overlays = Overlays.build(
+            request.width, request.height, request.num_frames, request.fps, lines
+        )
+        _check_stop(progress)
+
+        # 3. Frames rendered ahead in a thread, encoded as they come.
+        progress.progress(0.05, "rendering")
+        frames = _report_progress(_render_ahead(film, overlays), film.num_frames, progress)
+        write_mp4(
+            output,
+            frames,
+            width=request.width,
+            height=request.height,
+            fps=request.fps,
+            num_frames=request.num_frames,
+            audio=soundtrack.samples if soundtrack is not None else None,
+            preset=self.preset,
+            crf=self.crf,
+        )
+        progress.progress(1.0, "done")
+
+        # 4. What was drawn.
+        metadata: dict[str, Any] = {
+            "preview": True,
+            "scene": scene.kind,
+            "camera": scene.camera,
+            "time_of_day": scene.time_of_day,
+            "colours": list(scene.colours),
+            "images": len(request.images),
+            "ambience": soundtrack.ambience if soundtrack is not None else None,
+            "music": soundtrack.has_music if soundtrack is not None else False,
+            "dialogue": [
+                {"text": x.text, "language": x.language, "start": x.start, "end": x.end}
+                for x in lines
+            ],
+        }
+        return GenerationResult(files=(output,), metadata=metadata)
+
+
+def _compose(prompt: str, duration: float, seed: int) -> Soundtrack:
+    from .soundtrack import compose_soundtrack
+
+    return compose_soundtrack(prompt, duration=duration, seed=seed)
+
+
+def _make_film(request: GenerationRequest, scene: Scene) -> Film:
+    """The procedural film of `scene`, or the image film when the request has images."""
+    if request.images:
+        from runbase.media.images import fit_image
+
+        fitted = [fit_image(image, request.width, request.height) for image in request.images[:2]]
+        return film_images(fitted, scene.camera, request.num_frames, request.fps)
+    return film_scene(scene, request.width, request.height, request.num_frames, request.fps)
+
+
+def _check_stop(progress: ProgressSink) -> None:
+    if progress.should_stop():
+        raise RunCanceled()
+
+
+def _render_ahead(film: Film, overlays: Overlays) -> Iterator[Frame]:
+    """Yield `film`'s finished frames in order, rendered up to `_QUEUE_DEPTH` ahead in a thread.
+
+    Closing the iterator (the consumer stopped, failed or was canceled) stops the producer
+    within one frame; an error in the producer is raised here as `GenerationFailed`.
+    """
+    items: queue.Queue[Frame | BaseException] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    stop = threading.Event()
+
+    def offer(item: Frame | BaseException) -> None:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def produce() -> None:
+        try:
+            for index in range(film.num_frames):
+                if stop.is_set():
+                    return
+                offer(overlays.finish(film.picture(index), index))
+        except BaseException as exc:
+            offer(exc)
+
+    worker = threading.Thread(target=produce, name="preview-render", daemon=True)
+    worker.start()
+    try:
+        for _ in range(film.num_frames):
+            item = items.get()
+            if isinstance(item, BaseException):
+                raise GenerationFailed(f"rendering a preview frame failed: {item}") from item
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=5)
+
+
+def _report_progress(
+    frames: Iterator[Frame], total: int, progress: ProgressSink
+) -> Iterator[Frame]:
+    """Pass frames through, checking for a stop before each and reporting every 5%.
+
+    Progress runs from 0.05 to 0.95 over the frames; 1.0 is reported once the file is done.
+    """
+    reported = 0.05
+    try:
+        for index, frame in enumerate(frames):
+            _check_stop(progress)
+            yield frame
+            fraction = 0.05 + 0.9 * (index + 1) / total
+            if fraction - reported >= _PROGRESS_STEP - 1e-9:
+                progress.progress(round(fraction, 4), "rendering")
+                reported = fraction
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
