@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,16 @@ def test_extract_dialogue_handles_nesting_and_unbalanced_quotes(
     prompt: str, texts: list[str]
 ) -> None:
     assert [line.text for line in extract_dialogue(prompt)] == texts
+
+
+@pytest.mark.parametrize("pattern", ["“", "「", '“"', "「“", "x“", "「「」"])
+def test_extract_dialogue_is_fast_on_a_prompt_full_of_quote_marks(pattern: str) -> None:
+    prompt = (pattern * 2000)[:2000]  # the longest prompt the API accepts
+
+    started = time.perf_counter()
+    extract_dialogue(prompt)
+
+    assert time.perf_counter() - started < 0.5
 
 
 def test_remove_dialogue_keeps_only_the_narration() -> None:

@@ -246,11 +246,13 @@ def fail_run(
     worker_id: str | None = None,
     backend: str | None = None,
     logs: Sequence[str] = (),
+    lease_expired_before: int | None = None,
 ) -> bool:
     """Fail a pending or processing run and refund it, in this transaction.
 
     With `worker_id`, only if that worker still holds the run (a worker that lost its lease
-    must not overwrite what the reaper decided).
+    must not overwrite what the reaper decided); with `lease_expired_before`, only if the
+    lease is still expired (a late heartbeat wins over the reaper).
     """
     conditions = [
         RunRow.id == run_id,
@@ -258,6 +260,8 @@ def fail_run(
     ]
     if worker_id is not None:
         conditions.append(RunRow.worker_id == worker_id)
+    if lease_expired_before is not None:
+        conditions.append(RunRow.lease_expires_ms < lease_expired_before)
     values: dict[str, Any] = {
         "status": RunStatus.FAILED.value,
         "error_code": failure.code,
@@ -335,6 +339,7 @@ def reap_runs(session: Session, *, max_attempts: int, max_processing_ms: int) ->
             session,
             run.id,
             WorkerLost(f"the worker stopped responding; tried {run.attempts} times"),
+            lease_expired_before=now,
         ):
             failed.append(run.id)
     return ReapReport(tuple(requeued), tuple(failed))

@@ -48,13 +48,19 @@ class Worker:
         self._settings = settings
         self._engine = EngineProcess(settings)
         self._current: str | None = None
+        self._stopping = asyncio.Event()
 
     @property
     def backend(self) -> str | None:
         return self._engine.backend
 
     async def run_forever(self, stopping: asyncio.Event) -> None:
-        """Process runs until `stopping` is set; the engine starts on the first run."""
+        """Process runs until `stopping` is set; the engine starts on the first run.
+
+        When `stopping` is set mid-run, the engine is asked to stop and the run goes back
+        to the queue for the next worker, instead of failing.
+        """
+        self._stopping = stopping
         try:
             while not stopping.is_set():
                 if not await self.process_next():
@@ -78,11 +84,8 @@ class Worker:
         )
         if run is None:
             return False
-        self._current = run.id
-        try:
-            await self._process(run)
-        finally:
-            self._current = None
+        self._current = run.id  # cleared once the outcome is recorded
+        await self._process(run)
         return True
 
     @property
@@ -109,7 +112,7 @@ class Worker:
                 RunTask(run.id, run.model, run.input, scratch),
                 deadline=deadline,
                 on_event=lambda event: _record(state, event),
-                should_cancel=lambda: state.is_lost,
+                should_cancel=lambda: state.is_lost or self._stopping.is_set(),
             )
         except RunFailure as failure:
             outcome = failure
@@ -121,7 +124,10 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         try:
+            if self._stopping.is_set() and not isinstance(outcome, Done):
+                return  # shutting down: run_forever hands the run back to the queue
             await asyncio.shield(self._finish(run, outcome, state))
+            self._current = None
         finally:
             await asyncio.to_thread(remove_scratch, scratch)
 

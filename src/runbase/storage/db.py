@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -48,15 +49,12 @@ class Database:
         if self.is_sqlite:
             self._read_engine = _sqlite_engine(self.url, immediate=False)
             self._write_engine = _sqlite_engine(self.url, immediate=True)
-            self._writer: ThreadPoolExecutor | None = ThreadPoolExecutor(
-                max_workers=1, thread_name_prefix="runbase-db-writer"
-            )
         else:
             self._read_engine = create_engine(self.url, pool_size=10, max_overflow=20)
             self._write_engine = self._read_engine
-            self._writer = None
         self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._writer = _GroupCommitWriter(self._write_sessions) if self.is_sqlite else None
         self._inline_reader: Connection | None = None
 
     @contextlib.contextmanager
@@ -82,9 +80,15 @@ class Database:
         return await asyncio.to_thread(self._read_pooled, work)
 
     async def write(self, work: Callable[[Session], T]) -> T:
-        """Run `work(session)` in one write transaction, off the event loop."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._write, work)
+        """Run `work(session)` in a write transaction, off the event loop.
+
+        On SQLite, writes that arrive together share one transaction (group commit), each
+        in its own savepoint: an error rolls back only its own work, and every caller
+        hears back only after the commit.
+        """
+        if self._writer is not None:
+            return await self._writer.submit(work)
+        return await asyncio.to_thread(self._write, work)
 
     def _read_pooled(self, work: Callable[[Connection], T]) -> T:
         with self._read_engine.connect() as connection:
@@ -99,7 +103,7 @@ class Database:
             self._inline_reader.close()
             self._inline_reader = None
         if self._writer is not None:
-            self._writer.shutdown(wait=True)
+            self._writer.close()
         self._read_engine.dispose()
         if self._write_engine is not self._read_engine:
             self._write_engine.dispose()
@@ -134,3 +138,82 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class _GroupCommitWriter:
+    """SQLite's single writer: one thread that commits queued writes in batches.
+
+    A commit costs more than a typical create; batching spreads it over every write that
+    arrived while the previous batch ran, which is what lets concurrent creates scale.
+    """
+
+    _MAX_BATCH = 64
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="runbase-db-writer", daemon=True)
+        self._thread.start()
+
+    async def submit(self, work: Callable[[Session], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(work, future, loop))
+        return await future
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            first = self._jobs.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self._MAX_BATCH:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    self._jobs.put(None)  # finish this batch, then stop
+                    break
+                batch.append(job)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Job]) -> None:
+        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        try:
+            with self._sessions.begin() as session:
+                for job in batch:
+                    try:
+                        with session.begin_nested():
+                            outcomes.append((job, job.work(session), None))
+                    except Exception as exc:
+                        outcomes.append((job, None, exc))
+        except Exception as exc:  # the commit itself failed: nothing was written
+            outcomes = [(job, None, exc) for job in batch]
+        for job, result, error in outcomes:
+            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+
+
+class _Job:
+    __slots__ = ("future", "loop", "work")
+
+    def __init__(
+        self,
+        work: Callable[[Session], Any],
+        future: asyncio.Future[Any],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        self.work, self.future, self.loop = work, future, loop
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

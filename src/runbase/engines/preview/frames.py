@@ -171,6 +171,9 @@ class StageFilm:
         duration = (num_frames - 1) / fps
         self.camera = plan_camera(scene.camera, width, height, duration)
         self.stage = _STAGE_BUILDERS[scene.kind](scene, *self.camera.canvas)
+        # Monochrome is applied to the finished picture, so that the few fixed colours of
+        # the moving parts (car lights, lit windows) lose their colour too.
+        self._monochrome = "monochrome" in scene.colours
 
     def picture(self, index: int) -> Image.Image:
         progress = index / (self.num_frames - 1) if self.num_frames > 1 else 0.0
@@ -186,6 +189,8 @@ class StageFilm:
         draw = ImageDraw.Draw(frame)
         for animate in self.stage.animators:
             animate(frame, draw, view, index / self._fps)
+        if self._monochrome:
+            frame = frame.convert("L").convert("RGB")
         return frame
 
 
