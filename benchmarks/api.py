@@ -169,9 +169,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(
-        f"`python benchmarks/api.py --connections {args.connections} --seconds {args.seconds} --rounds {args.rounds}`\n"
-    )
+    command = f"python benchmarks/api.py --connections {args.connections} "
+    command += f"--seconds {args.seconds} --rounds {args.rounds}"
+    print(f"`{command}`\n")
     print("| endpoint | requests/s (median) | p50 ms | p99 ms |")
     print("|---|---|---|---|")
     for name in ("GET bare", "GET runbase", "POST bare", "POST runbase"):

@@ -51,47 +51,40 @@ class Admin:
 
     def create_account(self, name: str, balance_usd: float = 10.0) -> str:
         def work(db: Database) -> str:
-            with db.transaction() as session:
+            with db.transaction() as connection:
                 account = billing.create_account(
-                    session, name=name, balance_micros=billing.usd_to_micros(balance_usd)
+                    connection, name=name, balance_micros=billing.usd_to_micros(balance_usd)
                 )
-                return account.id
+                return str(account.id)
 
         return self._run(work)
 
     def create_key(self, account_id: str, **options: Any) -> str:
         def work(db: Database) -> str:
-            with db.transaction() as session:
-                _, secret = keys.create_key(session, account_id=account_id, **options)
+            with db.transaction() as connection:
+                _, secret = keys.create_key(connection, account_id=account_id, **options)
                 return secret
 
         return self._run(work)
 
+    def select(self, table: Any, *conditions: Any) -> list[Any]:
+        """Rows of a table (an ORM class's table), as read-only Core rows."""
+
+        def work(db: Database) -> list[Any]:
+            with db.connect() as connection:
+                return list(connection.execute(select(table).where(*conditions)).all())
+
+        return self._run(work)
+
     def balance(self, account_id: str) -> int:
-        def work(db: Database) -> int:
-            with db.session() as session:
-                account = session.get(AccountRow, account_id)
-                assert account is not None
-                return account.balance_micros
+        [account] = self.select(AccountRow.__table__, AccountRow.id == account_id)
+        return int(account.balance_micros)
 
-        return self._run(work)
+    def ledger(self, account_id: str) -> list[Any]:
+        return self.select(LedgerEntryRow.__table__, LedgerEntryRow.account_id == account_id)
 
-    def ledger(self, account_id: str) -> list[LedgerEntryRow]:
-        def work(db: Database) -> list[LedgerEntryRow]:
-            with db.session() as session:
-                rows = session.scalars(
-                    select(LedgerEntryRow).where(LedgerEntryRow.account_id == account_id)
-                )
-                return list(rows)
-
-        return self._run(work)
-
-    def runs(self) -> list[RunRow]:
-        def work(db: Database) -> list[RunRow]:
-            with db.session() as session:
-                return list(session.scalars(select(RunRow)))
-
-        return self._run(work)
+    def runs(self) -> list[Any]:
+        return self.select(RunRow.__table__)
 
     def check_books(self, account_id: str) -> None:
         """The invariants of money: balance = ledger sum >= 0; one charge, at most one refund."""

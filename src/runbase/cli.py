@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import select
+from sqlalchemy import Connection, Row, select
 
 from runbase.config import Settings
 from runbase.core import billing, keys
 from runbase.core.clock import format_timestamp
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
-from runbase.storage.tables import AccountRow, ApiKeyRow
+from runbase.storage.tables import ApiKeyRow
 
 app = typer.Typer(help="runbase: a self-hostable Runbase runs API server.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
@@ -74,7 +74,7 @@ def _usd(micros: int) -> str:
     return f"${micros / billing.MICROS_PER_USD:,.6f}".rstrip("0").rstrip(".")
 
 
-def _account_data(account: AccountRow) -> dict[str, Any]:
+def _account_data(account: Row[Any]) -> dict[str, Any]:
     return {
         "id": account.id,
         "name": account.name,
@@ -84,7 +84,7 @@ def _account_data(account: AccountRow) -> dict[str, Any]:
     }
 
 
-def _key_data(key: ApiKeyRow) -> dict[str, Any]:
+def _key_data(key: Row[Any]) -> dict[str, Any]:
     return {
         "id": key.id,
         "name": key.name,
@@ -99,13 +99,19 @@ def _key_data(key: ApiKeyRow) -> dict[str, Any]:
     }
 
 
-def _require_account(database: Database, name: str) -> AccountRow:
-    with database.session() as session:
-        account = billing.find_account(session, name)
+def _require_account(database: Database, name: str) -> Row[Any]:
+    with database.connect() as connection:
+        account = billing.find_account(connection, name)
     if account is None:
         _fail(f"no account named {name!r}")
     assert account is not None
     return account
+
+
+def _keys_of(connection: Connection, account_id: str) -> list[Row[Any]]:
+    keys_table = ApiKeyRow.__table__
+    query = select(keys_table).where(keys_table.c.account_id == account_id)
+    return list(connection.execute(query.order_by(keys_table.c.created_ms)).all())
 
 
 # ---- serve and worker -------------------------------------------------------------------
@@ -113,15 +119,15 @@ def _require_account(database: Database, name: str) -> AccountRow:
 
 def ensure_default_account(database: Database, settings: Settings) -> str | None:
     """On first start, create the `default` account and one key; returns the key, once."""
-    with database.transaction() as session:
-        if billing.find_account(session, "default") is not None:
+    with database.transaction() as connection:
+        if billing.find_account(connection, "default") is not None:
             return None
         account = billing.create_account(
-            session,
+            connection,
             name="default",
             balance_micros=billing.usd_to_micros(settings.starting_balance_usd),
         )
-        _, secret = keys.create_key(session, account_id=account.id, name="default")
+        _, secret = keys.create_key(connection, account_id=account.id, name="default")
     return secret
 
 
@@ -189,12 +195,12 @@ def create_account(
 ) -> None:
     """Create an account."""
 
-    def work(database: Database) -> AccountRow:
-        with database.transaction() as session:
-            if billing.find_account(session, name) is not None:
+    def work(database: Database) -> Row[Any]:
+        with database.transaction() as connection:
+            if billing.find_account(connection, name) is not None:
                 _fail(f"an account named {name!r} already exists")
             return billing.create_account(
-                session, name=name, balance_micros=billing.usd_to_micros(balance_usd)
+                connection, name=name, balance_micros=billing.usd_to_micros(balance_usd)
             )
 
     if balance_usd < 0:
@@ -207,11 +213,10 @@ def create_account(
 def show_account(name: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Show an account's balance and keys."""
 
-    def work(database: Database) -> tuple[AccountRow, list[ApiKeyRow]]:
+    def work(database: Database) -> tuple[Row[Any], list[Row[Any]]]:
         account = _require_account(database, name)
-        with database.session() as session:
-            rows = session.scalars(select(ApiKeyRow).where(ApiKeyRow.account_id == account.id))
-            return account, list(rows)
+        with database.connect() as connection:
+            return account, _keys_of(connection, account.id)
 
     account, key_rows = _with_database(_settings(data_dir), work)
     data = {**_account_data(account), "keys": [_key_data(k) for k in key_rows]}
@@ -234,11 +239,11 @@ def add_credits(
     if usd <= 0:
         _fail("--usd must be positive")
 
-    def work(database: Database) -> AccountRow:
+    def work(database: Database) -> Row[Any]:
         account = _require_account(database, name)
-        with database.transaction() as session:
+        with database.transaction() as connection:
             billing.add_credits(
-                session, account_id=account.id, amount_micros=billing.usd_to_micros(usd)
+                connection, account_id=account.id, amount_micros=billing.usd_to_micros(usd)
             )
         return _require_account(database, name)
 
@@ -278,11 +283,11 @@ def create_key(
     if spend_limit_cents is not None and spend_limit_cents < 0:
         _fail("--spend-limit-cents cannot be negative")
 
-    def work(database: Database) -> tuple[ApiKeyRow, str]:
+    def work(database: Database) -> tuple[Row[Any], str]:
         owner = _require_account(database, account)
-        with database.transaction() as session:
+        with database.transaction() as connection:
             row, secret = keys.create_key(
-                session,
+                connection,
                 account_id=owner.id,
                 name=name,
                 spend_limit_cents=spend_limit_cents,
@@ -304,15 +309,10 @@ def list_keys(
 ) -> None:
     """List an account's keys (prefixes only; secrets are never stored)."""
 
-    def work(database: Database) -> list[ApiKeyRow]:
+    def work(database: Database) -> list[Row[Any]]:
         owner = _require_account(database, account)
-        with database.session() as session:
-            rows = session.scalars(
-                select(ApiKeyRow)
-                .where(ApiKeyRow.account_id == owner.id)
-                .order_by(ApiKeyRow.created_ms)
-            )
-            return list(rows)
+        with database.connect() as connection:
+            return _keys_of(connection, owner.id)
 
     rows = _with_database(_settings(data_dir), work)
     lines = [
@@ -324,8 +324,8 @@ def list_keys(
 
 def _set_enabled(key_id: str, data_dir: Path | None, as_json: bool, *, is_enabled: bool) -> None:
     def work(database: Database) -> bool:
-        with database.transaction() as session:
-            return keys.set_key_enabled(session, key_id, is_enabled=is_enabled)
+        with database.transaction() as connection:
+            return keys.set_key_enabled(connection, key_id, is_enabled=is_enabled)
 
     if not _with_database(_settings(data_dir), work):
         _fail(f"no key with id {key_id!r}")

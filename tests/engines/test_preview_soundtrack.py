@@ -176,6 +176,7 @@ def spectral_flatness(samples: np.ndarray) -> float:
         ("a quiet room, soft piano music", True),
         ("a quiet room where she plays guitar", True),
         ("a quiet room, no music", False),
+        ("a quiet room where she sings softly", True),
         ("a quiet room", False),
     ],
 )
@@ -187,6 +188,12 @@ def test_music_plays_only_when_asked_for(prompt: str, has_music: bool) -> None:
     # Music is tonal: its spectrum has peaks, where room tone is smooth noise.
     tonal = spectral_flatness(soundtrack.samples) < 0.5 * spectral_flatness(room_tone.samples)
     assert tonal is has_music
+
+
+def test_singing_birds_are_ambience_not_music() -> None:
+    soundtrack = compose_soundtrack("birds singing in the woods", duration=1.0, seed=4)
+
+    assert (soundtrack.ambience, soundtrack.has_music) == ("forest", False)
 
 
 def test_duration_must_be_positive() -> None:

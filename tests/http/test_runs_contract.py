@@ -66,15 +66,19 @@ def test_unknown_or_disabled_key_is_invalid_api_key(server: LiveServer) -> None:
         assert_error(client.post("/api/v1/runs", json=body()), 401, "invalid_api_key")
     account = server.admin.create_account("disabled-owner")
     secret = server.admin.create_key(account)
+    from sqlalchemy import select
+
     from runbase.core.keys import hash_secret, set_key_enabled
     from runbase.storage.db import Database
     from runbase.storage.tables import ApiKeyRow
 
     def disable() -> None:
         database = Database(server.settings.resolved_database_url)
-        with database.transaction() as session:
-            key = session.query(ApiKeyRow).filter_by(key_hash=hash_secret(secret)).one()
-            set_key_enabled(session, key.id, is_enabled=False)
+        with database.transaction() as connection:
+            key_id = connection.execute(
+                select(ApiKeyRow.id).where(ApiKeyRow.key_hash == hash_secret(secret))
+            ).scalar_one()
+            set_key_enabled(connection, key_id, is_enabled=False)
         database.dispose()
 
     with server.client(secret) as client:

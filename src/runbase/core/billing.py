@@ -4,21 +4,48 @@ Amounts are integers in micro-USD. Every change of a balance is one guarded UPDA
 ledger entry in the same transaction, so a balance always equals the sum of its entries.
 The ledger's unique (run_id, kind) constraint makes a second charge or refund of a run
 impossible, whatever the code above it does.
+
+Like all of `core/`, these functions take a SQLAlchemy Core `Connection` inside a
+transaction that the caller owns, and never commit.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, update
 
 from runbase.core.clock import new_id, now_ms
 from runbase.errors import InsufficientBalance
-from runbase.storage.tables import AccountRow, ApiKeyRow, LedgerEntryRow, RunRow
+from runbase.storage.tables import AccountRow, ApiKeyRow, LedgerEntryRow
 
 MICROS_PER_USD = 1_000_000
 MICROS_PER_CENT = 10_000
+
+_ACCOUNTS = cast(Table, AccountRow.__table__)
+_KEYS = cast(Table, ApiKeyRow.__table__)
+_LEDGER = cast(Table, LedgerEntryRow.__table__)
+# Statements of the hot paths are built once: a statement is a pure value, and building it
+# anew costs more than running it.
+_CHARGE = (
+    update(_ACCOUNTS)
+    .where(
+        _ACCOUNTS.c.id == bindparam("account_id"), _ACCOUNTS.c.balance_micros >= bindparam("cost")
+    )
+    .values(balance_micros=_ACCOUNTS.c.balance_micros - bindparam("cost"))
+)
+_CREDIT = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(balance_micros=_ACCOUNTS.c.balance_micros + bindparam("amount"))
+)
+_UNSPEND_ON_KEY = (
+    update(_KEYS)
+    .where(_KEYS.c.id == bindparam("key_id"))
+    .values(spent_micros=_KEYS.c.spent_micros - bindparam("amount"))
+)
+_INSERT_ENTRY = insert(_LEDGER)
 
 
 class EntryKind(StrEnum):
@@ -31,95 +58,67 @@ def usd_to_micros(usd: float) -> int:
     return round(usd * MICROS_PER_USD)
 
 
-def create_account(session: Session, *, name: str, balance_micros: int) -> AccountRow:
-    account = AccountRow(id=new_id("acct"), name=name, balance_micros=0, created_ms=now_ms())
-    session.add(account)
-    session.flush()
+def create_account(connection: Connection, *, name: str, balance_micros: int) -> Row[Any]:
+    account_id = new_id("acct")
+    connection.execute(
+        insert(_ACCOUNTS).values(id=account_id, name=name, balance_micros=0, created_ms=now_ms())
+    )
     if balance_micros:
-        add_credits(session, account_id=account.id, amount_micros=balance_micros)
+        add_credits(connection, account_id=account_id, amount_micros=balance_micros)
+    account = connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.id == account_id)).one()
     return account
 
 
-def find_account(session: Session, name: str) -> AccountRow | None:
-    return session.scalar(select(AccountRow).where(AccountRow.name == name))
+def find_account(connection: Connection, name: str) -> Row[Any] | None:
+    return connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.name == name)).first()
 
 
-def add_credits(session: Session, *, account_id: str, amount_micros: int) -> None:
+def add_credits(connection: Connection, *, account_id: str, amount_micros: int) -> None:
     if amount_micros <= 0:
         raise ValueError("credits must be a positive amount")
-    session.execute(
-        update(AccountRow)
-        .where(AccountRow.id == account_id)
-        .values(balance_micros=AccountRow.balance_micros + amount_micros)
-    )
-    _append(session, account_id, None, EntryKind.TOP_UP, amount_micros)
+    connection.execute(_CREDIT, {"account_id": account_id, "amount": amount_micros})
+    _append(connection, account_id, None, EntryKind.TOP_UP, amount_micros)
 
 
-_ACCOUNTS = AccountRow.__table__
-_CHARGE = (
-    update(_ACCOUNTS)
-    .where(
-        _ACCOUNTS.c.id == bindparam("account_id"), _ACCOUNTS.c.balance_micros >= bindparam("cost")
-    )
-    .values(balance_micros=_ACCOUNTS.c.balance_micros - bindparam("cost"))
-)
-_INSERT_ENTRY = insert(LedgerEntryRow.__table__)
-
-
-def charge_run(session: Session, *, account_id: str, run_id: str, cost: int) -> None:
+def charge_run(connection: Connection, *, account_id: str, run_id: str, cost: int) -> None:
     """Take a run's cost from the balance, refusing (402) rather than going below zero."""
-    connection = session.connection()
     result = connection.execute(_CHARGE, {"account_id": account_id, "cost": cost})
     if result.rowcount == 0:
         raise InsufficientBalance(
             f"this run costs {cost} micro-USD, more than the account's balance"
         )
+    _append(connection, account_id, run_id, EntryKind.CHARGE, -cost)
+
+
+def refund_run(
+    connection: Connection, *, run_id: str, account_id: str, key_id: str, cost: int
+) -> None:
+    """Return a failed run's full cost to the account and to its key's spend."""
+    # First, so that the unique constraint stops a second refund before anything moves.
+    _append(connection, account_id, run_id, EntryKind.REFUND, cost)
+    connection.execute(_CREDIT, {"account_id": account_id, "amount": cost})
+    connection.execute(_UNSPEND_ON_KEY, {"key_id": key_id, "amount": cost})
+
+
+def ledger_total(connection: Connection, account_id: str) -> int:
+    total = connection.execute(
+        select(func.coalesce(func.sum(_LEDGER.c.amount_micros), 0)).where(
+            _LEDGER.c.account_id == account_id
+        )
+    ).scalar_one()
+    return int(total)
+
+
+def _append(
+    connection: Connection, account_id: str, run_id: str | None, kind: EntryKind, amount: int
+) -> None:
     connection.execute(
         _INSERT_ENTRY,
         {
             "account_id": account_id,
             "run_id": run_id,
-            "kind": EntryKind.CHARGE.value,
-            "amount_micros": -cost,
+            "kind": kind.value,
+            "amount_micros": amount,
             "created_ms": now_ms(),
         },
-    )
-
-
-def refund_run(session: Session, run: RunRow) -> None:
-    """Return a failed run's full cost to the account and to its key's spend."""
-    _append(session, run.account_id, run.id, EntryKind.REFUND, run.cost_micros)
-    session.flush()  # the unique constraint stops a second refund here
-    session.execute(
-        update(AccountRow)
-        .where(AccountRow.id == run.account_id)
-        .values(balance_micros=AccountRow.balance_micros + run.cost_micros)
-    )
-    session.execute(
-        update(ApiKeyRow)
-        .where(ApiKeyRow.id == run.key_id)
-        .values(spent_micros=ApiKeyRow.spent_micros - run.cost_micros)
-    )
-
-
-def ledger_total(session: Session, account_id: str) -> int:
-    total = session.scalar(
-        select(func.coalesce(func.sum(LedgerEntryRow.amount_micros), 0)).where(
-            LedgerEntryRow.account_id == account_id
-        )
-    )
-    return int(total or 0)
-
-
-def _append(
-    session: Session, account_id: str, run_id: str | None, kind: EntryKind, amount: int
-) -> None:
-    session.add(
-        LedgerEntryRow(
-            account_id=account_id,
-            run_id=run_id,
-            kind=kind.value,
-            amount_micros=amount,
-            created_ms=now_ms(),
-        )
     )

@@ -14,15 +14,16 @@ import secrets
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import Connection, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, insert, select, update
 
 from runbase.core.clock import new_id, now_ms
 from runbase.errors import InvalidApiKey, IpNotAllowed
 from runbase.storage.tables import ApiKeyRow
 
 MAX_ALLOWED_IPS = 10
+_KEYS = cast(Table, ApiKeyRow.__table__)
 _ALPHABET = string.ascii_letters + string.digits
 _KEY_LENGTH = 40
 
@@ -65,7 +66,7 @@ def is_ip_allowed(allowlist: Sequence[str], client_ip: str | None) -> bool:
 
 
 def create_key(
-    session: Session,
+    connection: Connection,
     *,
     account_id: str,
     name: str = "default",
@@ -73,11 +74,12 @@ def create_key(
     allowed_ips: Sequence[str] = (),
     daily_run_quota: int | None = None,
     rate_limit: str | None = None,
-) -> tuple[ApiKeyRow, str]:
+) -> tuple[Row[Any], str]:
     """Insert a new key; returns the row and the secret, which is never stored."""
     secret = generate_secret()
-    row = ApiKeyRow(
-        id=new_id("key"),
+    key_id = new_id("key")
+    values = dict(
+        id=key_id,
         account_id=account_id,
         name=name,
         key_hash=hash_secret(secret),
@@ -90,9 +92,8 @@ def create_key(
         rate_limit=rate_limit,
         created_ms=now_ms(),
     )
-    session.add(row)
-    session.flush()
-    return row, secret
+    connection.execute(insert(_KEYS).values(**values))
+    return connection.execute(select(_KEYS).where(_KEYS.c.id == key_id)).one(), secret
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class KeyRecord:
 def find_key(connection: Connection, secret: str) -> KeyRecord | None:
     """The key with this secret, enabled or not; None if there is none."""
     digest = hash_secret(secret)
-    table = ApiKeyRow.__table__
+    table = _KEYS
     row = connection.execute(
         select(
             table.c.id,
@@ -138,8 +139,8 @@ def check_key(key: KeyRecord | None, client_ip: str | None) -> KeyRecord:
     return key
 
 
-def set_key_enabled(session: Session, key_id: str, *, is_enabled: bool) -> bool:
-    result = session.execute(
-        update(ApiKeyRow).where(ApiKeyRow.id == key_id).values(is_enabled=is_enabled)
+def set_key_enabled(connection: Connection, key_id: str, *, is_enabled: bool) -> bool:
+    result = connection.execute(
+        update(_KEYS).where(_KEYS.c.id == key_id).values(is_enabled=is_enabled)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)

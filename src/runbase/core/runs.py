@@ -15,10 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Row, bindparam, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, update
 
 from runbase.core import billing
 from runbase.core.clock import new_id, now_ms
@@ -47,8 +46,8 @@ class RunStatus(StrEnum):
         return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
 
 
-_KEYS = ApiKeyRow.__table__
-_RUNS = RunRow.__table__
+_KEYS = cast(Table, ApiKeyRow.__table__)
+_RUNS = cast(Table, RunRow.__table__)
 # Statements of the hot paths are built once: a statement is a pure value, and building it
 # anew costs more than running it.
 _SPEND_ON_KEY = (
@@ -69,7 +68,7 @@ _SELECT_RUN = select(_RUNS).where(
 
 
 def create_run(
-    session: Session,
+    connection: Connection,
     *,
     key: KeyRecord,
     model: str,
@@ -83,7 +82,6 @@ def create_run(
     lock on SQLite), so the checks below cannot be raced. A refusal raises, and the
     transaction rolls everything back.
     """
-    connection = session.connection()
     now = now_ms()
     spent, limit_cents, quota = connection.execute(
         _SPEND_ON_KEY, {"key_id": key.id, "cost": cost}
@@ -120,7 +118,7 @@ def create_run(
         worker_id=None,
         lease_expires_ms=None,
     )
-    billing.charge_run(session, account_id=key.account_id, run_id=run.id, cost=cost)
+    billing.charge_run(connection, account_id=key.account_id, run_id=run.id, cost=cost)
     connection.execute(
         _INSERT_RUN, {column.name: getattr(run, column.name) for column in _RUNS.columns}
     )
@@ -139,38 +137,35 @@ def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]
 
 
 def claim_next_run(
-    session: Session, *, worker_id: str, lease_ms: int, is_postgres: bool
-) -> RunRow | None:
+    connection: Connection, *, worker_id: str, lease_ms: int, is_postgres: bool
+) -> Row[Any] | None:
     """Move the oldest pending run to processing under this worker's lease."""
     now = now_ms()
     oldest = (
-        select(RunRow.id)
-        .where(RunRow.status == RunStatus.PENDING.value)
-        .order_by(RunRow.created_ms, RunRow.id)
+        select(_RUNS.c.id)
+        .where(_RUNS.c.status == RunStatus.PENDING.value)
+        .order_by(_RUNS.c.created_ms, _RUNS.c.id)
         .limit(1)
     )
     if is_postgres:
         oldest = oldest.with_for_update(skip_locked=True)
-    run_id = session.scalar(oldest)
+    run_id = connection.execute(oldest).scalar()
     if run_id is None:
         return None
-    result = session.execute(
-        update(RunRow)
-        .where(RunRow.id == run_id, RunRow.status == RunStatus.PENDING.value)
+    claimed = connection.execute(
+        update(_RUNS)
+        .where(_RUNS.c.id == run_id, _RUNS.c.status == RunStatus.PENDING.value)
         .values(
             status=RunStatus.PROCESSING.value,
             worker_id=worker_id,
             lease_expires_ms=now + lease_ms,
-            attempts=RunRow.attempts + 1,
-            started_ms=func.coalesce(RunRow.started_ms, now),
+            attempts=_RUNS.c.attempts + 1,
+            started_ms=func.coalesce(_RUNS.c.started_ms, now),
             progress=0.0,
         )
-    )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        return None
-    return session.scalar(
-        select(RunRow).where(RunRow.id == run_id).execution_options(populate_existing=True)
-    )
+        .returning(*_RUNS.c)
+    ).first()
+    return claimed
 
 
 @dataclass(frozen=True)
@@ -180,7 +175,7 @@ class ProgressUpdate:
 
 
 def heartbeat_run(
-    session: Session,
+    connection: Connection,
     run_id: str,
     *,
     worker_id: str,
@@ -192,22 +187,12 @@ def heartbeat_run(
     if update_.fraction is not None:
         values["progress"] = max(0.0, min(1.0, update_.fraction))
     if update_.new_logs:
-        current = session.scalar(select(RunRow.logs).where(RunRow.id == run_id))
-        values["logs"] = [*(current or []), *update_.new_logs][-MAX_LOG_LINES:]
-    result = session.execute(
-        update(RunRow)
-        .where(
-            RunRow.id == run_id,
-            RunRow.status == RunStatus.PROCESSING.value,
-            RunRow.worker_id == worker_id,
-        )
-        .values(**values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        values["logs"] = _appended_logs(connection, run_id, update_.new_logs)
+    return _move(connection, run_id, values, worker_id=worker_id)
 
 
 def succeed_run(
-    session: Session,
+    connection: Connection,
     run_id: str,
     *,
     worker_id: str,
@@ -224,22 +209,12 @@ def succeed_run(
         "lease_expires_ms": None,
     }
     if logs:
-        current = session.scalar(select(RunRow.logs).where(RunRow.id == run_id))
-        values["logs"] = [*(current or []), *logs][-MAX_LOG_LINES:]
-    result = session.execute(
-        update(RunRow)
-        .where(
-            RunRow.id == run_id,
-            RunRow.status == RunStatus.PROCESSING.value,
-            RunRow.worker_id == worker_id,
-        )
-        .values(**values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+        values["logs"] = _appended_logs(connection, run_id, logs)
+    return _move(connection, run_id, values, worker_id=worker_id)
 
 
 def fail_run(
-    session: Session,
+    connection: Connection,
     run_id: str,
     failure: RunFailure,
     *,
@@ -254,14 +229,6 @@ def fail_run(
     must not overwrite what the reaper decided); with `lease_expired_before`, only if the
     lease is still expired (a late heartbeat wins over the reaper).
     """
-    conditions = [
-        RunRow.id == run_id,
-        RunRow.status.in_([RunStatus.PENDING.value, RunStatus.PROCESSING.value]),
-    ]
-    if worker_id is not None:
-        conditions.append(RunRow.worker_id == worker_id)
-    if lease_expired_before is not None:
-        conditions.append(RunRow.lease_expires_ms < lease_expired_before)
     values: dict[str, Any] = {
         "status": RunStatus.FAILED.value,
         "error_code": failure.code,
@@ -272,17 +239,39 @@ def fail_run(
     if backend is not None:
         values["backend"] = backend
     if logs:
-        current = session.scalar(select(RunRow.logs).where(RunRow.id == run_id))
-        values["logs"] = [*(current or []), *logs][-MAX_LOG_LINES:]
-    result = session.execute(update(RunRow).where(*conditions).values(**values))
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+        values["logs"] = _appended_logs(connection, run_id, logs)
+    conditions: list[Any] = [
+        _RUNS.c.status.in_([RunStatus.PENDING.value, RunStatus.PROCESSING.value])
+    ]
+    if lease_expired_before is not None:
+        conditions.append(_RUNS.c.lease_expires_ms < lease_expired_before)
+    failed = connection.execute(
+        _guarded(run_id, worker_id, *conditions)
+        .values(**values)
+        .returning(_RUNS.c.account_id, _RUNS.c.key_id, _RUNS.c.cost_micros)
+    ).first()
+    if failed is None:
         return False
-    run = session.scalar(
-        select(RunRow).where(RunRow.id == run_id).execution_options(populate_existing=True)
+    billing.refund_run(
+        connection,
+        run_id=run_id,
+        account_id=failed.account_id,
+        key_id=failed.key_id,
+        cost=failed.cost_micros,
     )
-    assert run is not None
-    billing.refund_run(session, run)
     return True
+
+
+def hand_back_run(connection: Connection, run_id: str, *, worker_id: str) -> bool:
+    """A worker shutting down returns its run to the queue, giving back the attempt."""
+    values = {
+        "status": RunStatus.PENDING.value,
+        "worker_id": None,
+        "lease_expires_ms": None,
+        "attempts": _RUNS.c.attempts - 1,
+        "progress": 0.0,
+    }
+    return _move(connection, run_id, values, worker_id=worker_id)
 
 
 @dataclass(frozen=True)
@@ -291,7 +280,7 @@ class ReapReport:
     failed: tuple[str, ...]
 
 
-def reap_runs(session: Session, *, max_attempts: int, max_processing_ms: int) -> ReapReport:
+def reap_runs(connection: Connection, *, max_attempts: int, max_processing_ms: int) -> ReapReport:
     """Recover runs whose worker vanished, and fail runs past the maximum processing time.
 
     A lost run is put back to pending while it has attempts left, then failed with
@@ -300,46 +289,50 @@ def reap_runs(session: Session, *, max_attempts: int, max_processing_ms: int) ->
     now = now_ms()
     requeued: list[str] = []
     failed: list[str] = []
-    overdue = session.scalars(
-        select(RunRow.id).where(
-            RunRow.status == RunStatus.PROCESSING.value,
-            RunRow.started_ms < now - max_processing_ms,
-        )
-    )
+    processing = _RUNS.c.status == RunStatus.PROCESSING.value
+    overdue = connection.execute(
+        select(_RUNS.c.id).where(processing, _RUNS.c.started_ms < now - max_processing_ms)
+    ).scalars()
     for run_id in list(overdue):
         timed_out = RunTimedOut(
             f"the run did not finish within {max_processing_ms // 1000} seconds"
         )
-        if fail_run(session, run_id, timed_out):
+        if fail_run(connection, run_id, timed_out):
             failed.append(run_id)
-    lost = session.scalars(
-        select(RunRow).where(
-            RunRow.status == RunStatus.PROCESSING.value, RunRow.lease_expires_ms < now
-        )
-    )
-    for run in list(lost):
-        if run.attempts < max_attempts:
-            result = session.execute(
-                update(RunRow)
-                .where(
-                    RunRow.id == run.id,
-                    RunRow.status == RunStatus.PROCESSING.value,
-                    RunRow.lease_expires_ms < now,
-                )
-                .values(
-                    status=RunStatus.PENDING.value,
-                    worker_id=None,
-                    lease_expires_ms=None,
-                    progress=0.0,
-                )
-            )
-            if result.rowcount:  # type: ignore[attr-defined]
-                requeued.append(run.id)
+    lost = connection.execute(
+        select(_RUNS.c.id, _RUNS.c.attempts).where(processing, _RUNS.c.lease_expires_ms < now)
+    ).all()
+    for run_id, attempts in lost:
+        if attempts < max_attempts:
+            requeue = {"status": RunStatus.PENDING.value, "worker_id": None, "progress": 0.0}
+            requeue["lease_expires_ms"] = None
+            if connection.execute(
+                _guarded(run_id, None, processing, _RUNS.c.lease_expires_ms < now).values(**requeue)
+            ).rowcount:
+                requeued.append(run_id)
         elif fail_run(
-            session,
-            run.id,
-            WorkerLost(f"the worker stopped responding; tried {run.attempts} times"),
+            connection,
+            run_id,
+            WorkerLost(f"the worker stopped responding; tried {attempts} times"),
             lease_expired_before=now,
         ):
-            failed.append(run.id)
+            failed.append(run_id)
     return ReapReport(tuple(requeued), tuple(failed))
+
+
+def _guarded(run_id: str, worker_id: str | None, *conditions: Any) -> Any:
+    statement = update(_RUNS).where(_RUNS.c.id == run_id, *conditions)
+    if worker_id is not None:
+        statement = statement.where(_RUNS.c.worker_id == worker_id)
+    return statement
+
+
+def _move(connection: Connection, run_id: str, values: dict[str, Any], *, worker_id: str) -> bool:
+    """One guarded update of a processing run held by `worker_id`."""
+    statement = _guarded(run_id, worker_id, _RUNS.c.status == RunStatus.PROCESSING.value)
+    return bool(connection.execute(statement.values(**values)).rowcount)
+
+
+def _appended_logs(connection: Connection, run_id: str, lines: Sequence[str]) -> list[str]:
+    current = connection.execute(select(_RUNS.c.logs).where(_RUNS.c.id == run_id)).scalar()
+    return [*(current or []), *lines][-MAX_LOG_LINES:]

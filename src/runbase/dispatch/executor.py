@@ -174,7 +174,8 @@ class EngineProcess:
                 if process.is_alive():
                     return None
                 raise EOFError
-            return conn.recv()
+            message: object = conn.recv()
+            return message
         except (EOFError, OSError) as exc:
             process.join(timeout=1)
             code = process.exitcode

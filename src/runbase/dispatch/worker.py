@@ -15,8 +15,9 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Row
 
 from runbase.config import Settings
 from runbase.core import runs
@@ -25,7 +26,6 @@ from runbase.dispatch.executor import ChildEvent, Done, EngineProcess, Log, RunT
 from runbase.errors import GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
-from runbase.storage.tables import RunRow
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class Worker:
     async def process_next(self) -> bool:
         """Claim and process one run; False when none was pending."""
         run = await self._database.write(
-            lambda session: runs.claim_next_run(
-                session,
+            lambda connection: runs.claim_next_run(
+                connection,
                 worker_id=self.id,
                 lease_ms=self._lease_ms,
                 is_postgres=not self._database.is_sqlite,
@@ -92,7 +92,7 @@ class Worker:
     def _lease_ms(self) -> int:
         return int(self._settings.lease_seconds * 1000)
 
-    async def _process(self, run: RunRow) -> None:
+    async def _process(self, run: Row[Any]) -> None:
         log = logger.getChild("run")
         log.info("run started", extra={"run_id": run.id, "action": "run_started"})
         state = _RunState()
@@ -131,7 +131,7 @@ class Worker:
         finally:
             await asyncio.to_thread(remove_scratch, scratch)
 
-    async def _finish(self, run: RunRow, outcome: Done | RunFailure, state: _RunState) -> None:
+    async def _finish(self, run: Row[Any], outcome: Done | RunFailure, state: _RunState) -> None:
         backend = self._engine.backend
         if isinstance(outcome, Done):
             try:
@@ -141,8 +141,8 @@ class Worker:
                     await self._blobs.put_file(key, path)
                     keys.append(key)
                 is_recorded = await self._database.write(
-                    lambda session: runs.succeed_run(
-                        session,
+                    lambda connection: runs.succeed_run(
+                        connection,
                         run.id,
                         worker_id=self.id,
                         output_keys=keys,
@@ -160,8 +160,8 @@ class Worker:
                 outcome = GenerationFailed(f"storing the output failed: {exc}")
         failure = outcome
         await self._database.write(
-            lambda session: runs.fail_run(
-                session, run.id, failure, worker_id=self.id, backend=backend, logs=state.logs
+            lambda connection: runs.fail_run(
+                connection, run.id, failure, worker_id=self.id, backend=backend, logs=state.logs
             )
         )
         logger.info("run failed: %s", outcome.code, extra={"run_id": run.id})
@@ -173,8 +173,8 @@ class Worker:
             update_ = runs.ProgressUpdate(state.fraction, tuple(state.logs))
             state.logs.clear()
             is_ours = await self._database.write(
-                lambda session, update_=update_: runs.heartbeat_run(  # type: ignore[misc]
-                    session, run_id, worker_id=self.id, lease_ms=self._lease_ms, update_=update_
+                lambda connection, update_=update_: runs.heartbeat_run(  # type: ignore[misc]
+                    connection, run_id, worker_id=self.id, lease_ms=self._lease_ms, update_=update_
                 )
             )
             if not is_ours:
@@ -187,21 +187,7 @@ class Worker:
         if run_id is None:
             return
         await self._database.write(
-            lambda session: session.execute(
-                update(RunRow)
-                .where(
-                    RunRow.id == run_id,
-                    RunRow.status == runs.RunStatus.PROCESSING.value,
-                    RunRow.worker_id == self.id,
-                )
-                .values(
-                    status=runs.RunStatus.PENDING.value,
-                    worker_id=None,
-                    lease_expires_ms=None,
-                    attempts=RunRow.attempts - 1,
-                    progress=0.0,
-                )
-            )
+            lambda connection: runs.hand_back_run(connection, run_id, worker_id=self.id)
         )
 
 
@@ -218,8 +204,8 @@ async def reap_forever(database: Database, settings: Settings, stopping: asyncio
     while not stopping.is_set():
         try:
             report = await database.write(
-                lambda session: runs.reap_runs(
-                    session,
+                lambda connection: runs.reap_runs(
+                    connection,
                     max_attempts=settings.max_attempts,
                     max_processing_ms=int(settings.max_processing_seconds * 1000),
                 )

@@ -1,6 +1,6 @@
 """The database: engines, sessions, and how the server reaches them without blocking.
 
-Data access is written as plain synchronous functions over a SQLAlchemy `Session`
+Data access is written as plain synchronous functions over a SQLAlchemy Core `Connection`
 (`core/`), and the server runs them through `Database.read` and `Database.write`:
 
 - SQLite (the embedded default) answers a primary-key read in microseconds, far less than
@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Iterator
 import queue
 import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
 
@@ -52,22 +51,20 @@ class Database:
         else:
             self._read_engine = create_engine(self.url, pool_size=10, max_overflow=20)
             self._write_engine = self._read_engine
-        self._read_sessions = sessionmaker(self._read_engine, expire_on_commit=False)
-        self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
-        self._writer = _GroupCommitWriter(self._write_sessions) if self.is_sqlite else None
+        self._writer = _GroupCommitWriter(self._write_engine) if self.is_sqlite else None
         self._inline_reader: Connection | None = None
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Connection]:
         """A write transaction: committed when the block ends, rolled back on error."""
-        with self._write_sessions.begin() as session:
-            yield session
+        with self._write_engine.begin() as connection:
+            yield connection
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
-        """A read-only session; never commits."""
-        with self._read_sessions() as session:
-            yield session
+    def connect(self) -> Iterator[Connection]:
+        """A connection for reading; never commits."""
+        with self._read_engine.connect() as connection:
+            yield connection
 
     async def read(self, work: Callable[[Connection], T]) -> T:
         """Run `work(connection)`: a few Core reads, without blocking the loop for long."""
@@ -79,8 +76,8 @@ class Database:
             return work(self._inline_reader)
         return await asyncio.to_thread(self._read_pooled, work)
 
-    async def write(self, work: Callable[[Session], T]) -> T:
-        """Run `work(session)` in a write transaction, off the event loop.
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(connection)` in a write transaction, off the event loop.
 
         On SQLite, writes that arrive together share one transaction (group commit), each
         in its own savepoint: an error rolls back only its own work, and every caller
@@ -94,9 +91,9 @@ class Database:
         with self._read_engine.connect() as connection:
             return work(connection)
 
-    def _write(self, work: Callable[[Session], T]) -> T:
-        with self.transaction() as session:
-            return work(session)
+    def _write(self, work: Callable[[Connection], T]) -> T:
+        with self.transaction() as connection:
+            return work(connection)
 
     def dispose(self) -> None:
         if self._inline_reader is not None:
@@ -149,13 +146,13 @@ class _GroupCommitWriter:
 
     _MAX_BATCH = 64
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
-        self._sessions = sessions
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="runbase-db-writer", daemon=True)
         self._thread.start()
 
-    async def submit(self, work: Callable[[Session], T]) -> T:
+    async def submit(self, work: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._jobs.put(_Job(work, future, loop))
@@ -185,11 +182,11 @@ class _GroupCommitWriter:
     def _commit(self, batch: list[_Job]) -> None:
         outcomes: list[tuple[_Job, Any, BaseException | None]] = []
         try:
-            with self._sessions.begin() as session:
+            with self._engine.begin() as connection:
                 for job in batch:
                     try:
-                        with session.begin_nested():
-                            outcomes.append((job, job.work(session), None))
+                        with connection.begin_nested():
+                            outcomes.append((job, job.work(connection), None))
                     except Exception as exc:
                         outcomes.append((job, None, exc))
         except Exception as exc:  # the commit itself failed: nothing was written
@@ -203,7 +200,7 @@ class _Job:
 
     def __init__(
         self,
-        work: Callable[[Session], Any],
+        work: Callable[[Connection], Any],
         future: asyncio.Future[Any],
         loop: asyncio.AbstractEventLoop,
     ) -> None:

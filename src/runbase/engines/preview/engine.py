@@ -37,18 +37,25 @@ __all__ = ["PreviewEngine"]
 _QUEUE_DEPTH: Final = 6
 """Frames rendered ahead of the encoder: enough to ride out jitter, ~40 MB at 1080p."""
 _PROGRESS_STEP: Final = 0.05
+# libx264 presets that keep CABAC and 8x8 transforms: "ultrafast" drops both, and its
+# stream is Constrained Baseline, not the High profile the contract promises.
+_PRESETS: Final = (
+    "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+)
 
 
 class PreviewEngine:
     """The default engine: a deterministic animatic with synthesized speech, no weights.
 
-    `preset` and `crf` go to the H.264 encoder; tests use "ultrafast" to stay quick.
+    `preset` and `crf` go to the H.264 encoder (tests use "superfast" to stay quick).
     Same request and seed give identical frames and audio samples.
     """
 
     name = "preview"
 
     def __init__(self, *, preset: str = "veryfast", crf: int = 20) -> None:
+        if preset not in _PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(_PRESETS)}, got {preset!r}")
         self.preset = preset
         self.crf = crf
 

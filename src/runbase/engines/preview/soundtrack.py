@@ -96,9 +96,11 @@ _AMBIENCE_WORDS = (
         r"\b(city|cities|streets?|traffic|downtown|urban|cars?|crowds?|subway)\b|城市|街|马路",
     ),
 )
+# Singing birds are ambience, not music: hence the look-behinds.
 _MUSIC_WORDS = re.compile(
-    r"\b(music\w*|songs?|sings?|singing|singer|soundtrack|piano|guitars?|melod\w*|beats?|"
-    r"drums?|violin|orchestra\w*|jazz|concert|lullaby|dance|dancing)\b|音乐|歌|钢琴|吉他",
+    r"\b(music\w*|songs?|(?<!bird )(?<!birds )(sings?|singing)|singer|soundtrack|piano|"
+    r"guitars?|melod\w*|beats?|drums?|violin|orchestra\w*|jazz|concert|lullaby|dance|"
+    r"dancing)\b|音乐|歌|钢琴|吉他",
 )
 _NO_MUSIC = re.compile(r"\b(no|without)\s+(background\s+)?(music|soundtrack|songs?)\b")
 
@@ -183,16 +185,19 @@ def _compose_dialogue(
     clip = f"{duration:g} s clip"
     usable = duration - 2 * _EDGE_S
     room_for = max(0, math.floor((usable + _GAP_S) / (_MIN_LINE_S + _GAP_S)))
-    for number, line in enumerate(lines[room_for:], start=room_for + 1):
-        notes.append(f'line {number} dropped: no room left in the {clip}: "{line.text}"')
+    if len(lines) == room_for + 1:
+        notes.append(f'line {len(lines)} dropped: no room left in the {clip}: "{lines[-1].text}"')
+    elif len(lines) > room_for:
+        notes.append(f"lines {room_for + 1} to {len(lines)} dropped: no room left in the {clip}")
     # Alternate speakers between a male and a female voice; the seed picks which is first
     # and which variants.
     pair = _rng(seed, 0).permutation(((0, 1), (1, 0), (2, 3), (3, 2)))[0]
-    takes = [
-        _speak(number, line, line.text, int(pair[(number - 1) % 2]), 1.0)
-        for number, line in enumerate(lines[:room_for], start=1)
-    ]
-    takes = [take for take in takes if take.samples.size]  # e.g. a line of symbols only
+    takes = []
+    for number, line in enumerate(lines[:room_for], start=1):
+        text = _cap_text(line, usable)
+        take = _speak(number, line, text, int(pair[(number - 1) % 2]), 1.0)
+        if take.samples.size:  # a line of symbols only says nothing
+            takes.append(take)
     takes = _fit_takes(takes, usable, clip, notes)
 
     speech = np.zeros((2, length), dtype=np.float32)
@@ -214,6 +219,22 @@ def _compose_dialogue(
     return speech, spoken
 
 
+def _cap_text(line: DialogueLine, seconds: float) -> str:
+    """The line, or as much of it as anyone could say in `seconds` (cut at a boundary).
+
+    Synthesizing all of a 2,000-character line only to throw most of it away would take
+    seconds; no voice says more than 30 characters a second (15 without spaces).
+    """
+    per_second = 15 if line.language in _UNSPACED_LANGUAGES else 30
+    limit = math.ceil(seconds * per_second)
+    if len(line.text) <= limit:
+        return line.text
+    cut = line.text.rfind(" ", 0, limit + 1)
+    if cut <= 0 or line.language in _UNSPACED_LANGUAGES:
+        cut = limit
+    return line.text[:cut]
+
+
 def _speak(number: int, line: DialogueLine, text: str, voice: int, rate: float) -> _Take:
     samples = synthesize_speech(text, line.language, voice_variant=voice, rate=rate)
     return _Take(number, line, text, voice, samples)
@@ -222,7 +243,8 @@ def _speak(number: int, line: DialogueLine, text: str, voice: int, rate: float) 
 def _fit_takes(takes: list[_Take], usable: float, clip: str, notes: list[str]) -> list[_Take]:
     """Make the takes fit: speak faster, then cut lines at word boundaries, or drop them."""
     budget = usable - _GAP_S * max(0, len(takes) - 1)
-    if sum(take.seconds for take in takes) <= budget:
+    whole = all(take.text == take.line.text for take in takes)  # see `_cap_text`
+    if whole and sum(take.seconds for take in takes) <= budget:
         return takes
     takes = [_speak(t.number, t.line, t.text, t.voice, _FAST_RATE) for t in takes]
     fitted = []
@@ -230,7 +252,7 @@ def _fit_takes(takes: list[_Take], usable: float, clip: str, notes: list[str]) -
         # Shared fairly among this line and the ones after it, so that the time a shortened
         # or dropped line leaves unused goes to the next lines.
         share = _share_time([later.seconds for later in takes[position:]], budget)[0]
-        if take.seconds <= share:
+        if take.seconds <= share and take.text == take.line.text:
             fitted.append(take)
             budget -= take.seconds
             continue

@@ -67,8 +67,8 @@ async def create_run(request: Request) -> JSONResponse:
     validated = spec.validate_input(raw_input)
     cost = spec.price_micros(validated, services.settings.price_rates)
     run = await services.database.write(
-        lambda session: runs.create_run(
-            session, key=key, model=model_id, validated_input=validated, cost=cost
+        lambda connection: runs.create_run(
+            connection, key=key, model=model_id, validated_input=validated, cost=cost
         )
     )
     return _answer(request, services, run)

@@ -1,0 +1,75 @@
+"""The admin commands, run as a user runs them: `python -m runbase ...` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+def runbase(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "runbase", *args, "--data-dir", str(data_dir)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def as_json(data_dir: Path, *args: str) -> Any:
+    return json.loads(runbase(data_dir, *args, "--json").stdout)
+
+
+@pytest.mark.slow
+def test_accounts_credits_and_keys(tmp_path: Path) -> None:
+    account = as_json(tmp_path, "accounts", "create", "acme", "--balance-usd", "2.5")
+    assert account["name"] == "acme" and account["balanceMicroUsd"] == 2_500_000
+    assert (
+        as_json(tmp_path, "credits", "add", "acme", "--usd", "0.75")["balanceMicroUsd"] == 3_250_000
+    )
+
+    key = as_json(
+        tmp_path,
+        "keys", "create", "--account", "acme", "--name", "prod",
+        "--spend-limit-cents", "500", "--allow-ip", "203.0.113.7",
+        "--allow-ip", "2001:db8::/32", "--daily-run-quota", "100",
+    )  # fmt: skip
+    assert key["key"].startswith("sk-") and len(key["key"]) == 43
+    assert key["spendLimitCents"] == 500 and key["dailyRunQuota"] == 100
+    assert key["allowedIps"] == ["203.0.113.7/32", "2001:db8::/32"]
+
+    listed = as_json(tmp_path, "keys", "list", "--account", "acme")["keys"]
+    assert [k["id"] for k in listed] == [key["id"]]
+    assert key["key"] not in json.dumps(listed)  # secrets are never stored or shown again
+    assert listed[0]["prefix"] == key["key"][:10]
+
+    assert as_json(tmp_path, "keys", "disable", key["id"])["enabled"] is False
+    shown = as_json(tmp_path, "accounts", "show", "acme")
+    assert shown["balanceMicroUsd"] == 3_250_000 and shown["keys"][0]["enabled"] is False
+    assert as_json(tmp_path, "keys", "enable", key["id"])["enabled"] is True
+
+    plain = runbase(tmp_path, "keys", "create", "--account", "acme").stdout.strip()
+    assert plain.startswith("sk-") and "\n" not in plain
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("accounts", "show", "nobody"), "no account named 'nobody'"),
+        (("credits", "add", "nobody", "--usd", "1"), "no account named 'nobody'"),
+        (("keys", "create", "--account", "acme", "--allow-ip", "not-an-ip"), "not an IP"),
+        (("keys", "disable", "key_missing"), "no key with id"),
+        (("credits", "add", "acme", "--usd", "-1"), "must be positive"),
+    ],
+)
+def test_usage_errors_exit_2_with_a_message(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    runbase(tmp_path, "accounts", "create", "acme")
+    result = runbase(tmp_path, *args, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
