@@ -34,7 +34,12 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
             threading.Event().wait(0.02)
         port = server.servers[0].sockets[0].getsockname()[1]
         servers.append((server, thread))
-        return LiveServer(f"http://127.0.0.1:{port}", settings, admin)
+
+        def stop() -> None:
+            server.should_exit = True
+            thread.join(timeout=30)
+
+        return LiveServer(f"http://127.0.0.1:{port}", settings, admin, stop)
 
     yield start
     for server, thread in servers:

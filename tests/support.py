@@ -109,6 +109,8 @@ class LiveServer:
     base_url: str
     settings: Settings
     admin: Admin
+    stop: Callable[[], None]
+    """Shut the server down gracefully, as on SIGTERM (the fixture also does it at the end)."""
 
     def client(self, api_key: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}

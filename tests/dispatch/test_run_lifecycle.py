@@ -146,3 +146,19 @@ def test_progress_and_logs_are_visible_while_processing(
     assert fractions == sorted(fractions)
     assert any(0 < fraction < 1 for fraction in fractions)
     assert "slow engine finished" in run["logs"]
+
+
+def test_shutdown_hands_the_running_run_back(start_server: Callable[..., LiveServer]) -> None:
+    server = start_server(engines=["engine_fixtures:SlowEngine"])
+    key = server.new_key()
+    run_id = create(server, key)
+    server.wait_for_run(key, run_id, until=("processing",))
+    started = time.monotonic()
+    server.stop()
+    assert time.monotonic() - started < 10, "shutdown waits for the engine to stop, not finish"
+    [row] = server.admin.runs()
+    assert (row.status, row.attempts, row.worker_id) == ("pending", 0, None)
+    restarted = start_server(engines=["engine_fixtures:SlowEngine"])
+    run = restarted.wait_for_run(key, run_id)
+    assert run["status"] == "succeeded"
+    restarted.admin.check_books(row.account_id)

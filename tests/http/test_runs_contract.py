@@ -259,3 +259,23 @@ async def test_unexpected_errors_are_internal_error_without_traceback(tmp_path: 
         response = await client.get("/boom")
     assert_error(response, 500, "internal_error")
     assert "secret internals" not in response.text
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    forwarded = {"X-Forwarded-For": "198.51.100.9, 10.1.2.3"}
+    untrusting = start_server(workers=0)
+    key = untrusting.new_key(allowed_ips=["10.0.0.0/8"])
+    with untrusting.client(key) as client:  # the header is ignored: the peer is 127.0.0.1
+        assert_error(
+            client.post("/api/v1/runs", json=body(), headers=forwarded), 403, "ip_not_allowed"
+        )
+    untrusting.stop()
+    trusting = start_server(workers=0, trusted_proxies=["127.0.0.1/32"])
+    with trusting.client(key) as client:  # the nearest untrusted hop is 10.1.2.3
+        assert client.post("/api/v1/runs", json=body(), headers=forwarded).status_code == 200
+        spoofed = {"X-Forwarded-For": "10.1.2.3, 198.51.100.9"}  # a client can't prepend its way in
+        assert_error(
+            client.post("/api/v1/runs", json=body(), headers=spoofed), 403, "ip_not_allowed"
+        )

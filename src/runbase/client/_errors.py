@@ -1,0 +1,312 @@
+"""Every error the SDK raises, one class per error code of the runs API.
+
+Every class carries `code` (the contract's code, spelled exactly as the server sends it),
+`status` (the HTTP status, or None when no HTTP answer stands behind the error) and
+`message`. Catch a branch to handle a family: `AuthenticationError` covers both 401 codes.
+
+    RunbaseError
+    ├── APIError                      the server answered with the error envelope
+    │   ├── BadRequest                400
+    │   │   ├── InvalidJson           invalid_json
+    │   │   ├── MissingModel          missing_model
+    │   │   ├── ModelNotFound         model_not_found
+    │   │   ├── MissingInput          missing_input
+    │   │   └── InvalidInput          invalid_input
+    │   ├── AuthenticationError       401
+    │   │   ├── MissingApiKey         missing_api_key
+    │   │   └── InvalidApiKey         invalid_api_key
+    │   ├── InsufficientBalance       402 insufficient_balance
+    │   ├── PermissionDenied          403
+    │   │   ├── IpNotAllowed          ip_not_allowed
+    │   │   └── SpendLimitExceeded    api_key_spend_limit_exceeded
+    │   ├── NotFound                  404 not_found, file_not_found
+    │   │   └── RunNotFound           run_not_found
+    │   ├── RateLimited               429 RATE_LIMITED (retried automatically first)
+    │   ├── UsageExceeded             429 USAGE_EXCEEDED (never retried: a daily quota)
+    │   └── ServerError               5xx internal_error
+    ├── ConnectionFailed              no answer: refused, reset or timed out
+    ├── RunFailed                     the run ended `failed`; `code` is the run's error code
+    ├── WaitTimeout                   the run did not finish within the time given to wait
+    └── RunNotFinished                output asked of a run that has none yet
+
+Codes the SDK does not know (a newer or compatible server) still raise the class of their
+HTTP status, with the server's `code` kept as is.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from runbase.client._models import AsyncRun, Run
+
+
+class RunbaseError(Exception):
+    """Something went wrong talking to a Runbase server."""
+
+    code: str = "runbase_error"
+    status: int | None = None
+
+    def __init__(
+        self, message: str, *, code: str | None = None, status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+class APIError(RunbaseError):
+    """The server refused the request with `{"error": {"message", "code"}}`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status)
+        self.response = response
+
+
+class BadRequest(APIError):
+    """The request body is wrong (400)."""
+
+    code = "bad_request"
+    status = 400
+
+
+class InvalidJson(BadRequest):
+    """The request body is not valid JSON."""
+
+    code = "invalid_json"
+
+
+class MissingModel(BadRequest):
+    """The body has no `model` string."""
+
+    code = "missing_model"
+
+
+class ModelNotFound(BadRequest):
+    """No model with this ID is available on the server."""
+
+    code = "model_not_found"
+
+
+class MissingInput(BadRequest):
+    """The body has no `input` object."""
+
+    code = "missing_input"
+
+
+class InvalidInput(BadRequest):
+    """The `input` does not match the model's schema; the message names the field."""
+
+    code = "invalid_input"
+
+
+class AuthenticationError(APIError):
+    """The API key is missing or not accepted (401)."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class MissingApiKey(AuthenticationError):
+    """No API key was sent: pass `api_key=` or set RUNBASE_API_KEY."""
+
+    code = "missing_api_key"
+
+
+class InvalidApiKey(AuthenticationError):
+    """The API key is unknown, disabled or expired."""
+
+    code = "invalid_api_key"
+
+
+class InsufficientBalance(APIError):
+    """The account's balance is too low for this run (402); top it up."""
+
+    code = "insufficient_balance"
+    status = 402
+
+
+class PermissionDenied(APIError):
+    """The key may not do this (403)."""
+
+    code = "forbidden"
+    status = 403
+
+
+class IpNotAllowed(PermissionDenied):
+    """This address is not on the key's IP allowlist."""
+
+    code = "ip_not_allowed"
+
+
+class SpendLimitExceeded(PermissionDenied):
+    """The run would take the key past its lifetime spend limit."""
+
+    code = "api_key_spend_limit_exceeded"
+
+
+class NotFound(APIError):
+    """No such endpoint or file (404)."""
+
+    code = "not_found"
+    status = 404
+
+
+class RunNotFound(NotFound):
+    """No run with this ID exists for the key's account."""
+
+    code = "run_not_found"
+
+
+class RateLimited(APIError):
+    """Too many requests for this key; raised only once the automatic retries ran out."""
+
+    code = "RATE_LIMITED"
+    status = 429
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        status: int | None = None,
+        response: httpx.Response | None = None,
+    ) -> None:
+        super().__init__(message, code=code, status=status, response=response)
+        header = response.headers.get("retry-after") if response is not None else None
+        self.retry_after: float | None = _parse_seconds(header)
+
+
+class UsageExceeded(APIError):
+    """The key's run quota is used up; retrying soon cannot help."""
+
+    code = "USAGE_EXCEEDED"
+    status = 429
+
+
+class ServerError(APIError):
+    """The server failed (5xx)."""
+
+    code = "internal_error"
+    status = 500
+
+
+class ConnectionFailed(RunbaseError):
+    """No answer from the server: the connection was refused, reset or timed out."""
+
+    code = "connection_failed"
+
+
+class RunFailed(RunbaseError):
+    """The run ended `failed`; `run.error` says why, and its cost was refunded."""
+
+    code = "generation_failed"
+
+    def __init__(self, run: Run | AsyncRun) -> None:
+        error = run.error
+        message = error.message if error else "the run failed"
+        super().__init__(message, code=error.code if error else None)
+        self.run = run
+
+
+class WaitTimeout(RunbaseError):
+    """The run was still unfinished when the wait's timeout ran out; `run` is its last state."""
+
+    code = "wait_timeout"
+
+    def __init__(self, run: Run | AsyncRun, timeout: float) -> None:
+        super().__init__(f"run {run.id} is still {run.status} after {timeout:g} s")
+        self.run = run
+
+
+class RunNotFinished(RunbaseError):
+    """The run has no output to download (yet)."""
+
+    code = "run_not_finished"
+
+
+_BY_CODE: dict[str, type[APIError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidJson,
+        MissingModel,
+        ModelNotFound,
+        MissingInput,
+        InvalidInput,
+        MissingApiKey,
+        InvalidApiKey,
+        InsufficientBalance,
+        IpNotAllowed,
+        SpendLimitExceeded,
+        NotFound,
+        RunNotFound,
+        RateLimited,
+        UsageExceeded,
+        ServerError,
+    )
+}
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequest,
+    401: AuthenticationError,
+    402: InsufficientBalance,
+    403: PermissionDenied,
+    404: NotFound,
+    429: RateLimited,
+}
+
+
+def error_from_response(response: httpx.Response) -> APIError:
+    """The exception for an error answer; `response` must already be read.
+
+    The class comes from the envelope's `code`; unknown codes fall back to their status's
+    class, so `except PermissionDenied` keeps working against a newer server.
+    """
+    code, message = _read_envelope(response)
+    status = response.status_code
+    cls = _BY_CODE.get(code or "")
+    if cls is None:
+        cls = ServerError if status >= 500 else _BY_STATUS.get(status, APIError)
+    return cls(
+        message or f"HTTP {status} from {response.request.url}",
+        code=code or f"http_{status}",
+        status=status,
+        response=response,
+    )
+
+
+def _read_envelope(response: httpx.Response) -> tuple[str | None, str | None]:
+    try:
+        body: Any = json.loads(response.content)
+    except ValueError:
+        return None, None  # a proxy's HTML page, say: the status alone must do
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    return (
+        code if isinstance(code, str) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def _parse_seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date; the SDK falls back to its own backoff
