@@ -23,7 +23,12 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
         settings = make_settings(tmp_path / "data", **overrides)
         admin = Admin(settings)
         config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=0, log_level="warning", lifespan="on"
+            create_app(settings),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="on",
+            proxy_headers=False,  # as `runbase serve` runs it
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(target=server.run, daemon=True)

@@ -158,6 +158,9 @@ def serve(
         port=port,
         log_level="info",
         access_log=settings.access_log,
+        # runbase decides whom to believe (Settings.trusted_proxies); uvicorn's own proxy
+        # handling would trust X-Forwarded-For from 127.0.0.1 and defeat IP allowlists.
+        proxy_headers=False,
     )
 
 
