@@ -8,16 +8,21 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve test check bench system-deps
 
+# torch goes in first, pinned: 2.13.0 is the CPU wheel on this machine's disk, and the ltx2
+# extra's range is then met, so pip never fetches a multi-GB CUDA build. On GPU hosts install
+# the CUDA torch of your choice before `make`.
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet torch==2.13.0
+	$(VENV)/bin/pip install --quiet -e '.[dev,ltx2]'
 	touch $(STAMP)
 
 system-deps:
-	@if ! command -v espeak-ng >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then \
+	@if ! command -v espeak-ng >/dev/null || ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK" \
+		|| ! command -v chromium >/dev/null; then \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng fonts-noto-cjk fonts-dejavu-core fontconfig; \
+		$(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng fonts-noto-cjk fonts-dejavu-core fontconfig chromium; \
 	fi
 
 serve: $(STAMP) system-deps

@@ -87,11 +87,17 @@ class Admin:
         return self.select(RunRow.__table__)
 
     def check_books(self, account_id: str) -> None:
-        """The invariants of money: balance = ledger sum >= 0; one charge, at most one refund."""
+        """The invariants of money: balance = ledger sum >= 0; one charge, at most one refund.
+
+        Both books: the balance, and the test balance (runs of test keys).
+        """
         entries = self.ledger(account_id)
         balance = self.balance(account_id)
         assert balance >= 0
-        assert balance == sum(entry.amount_micros for entry in entries)
+        assert balance == sum(entry.amount_micros for entry in entries if entry.book == "live")
+        [account] = self.select(AccountRow.__table__, AccountRow.id == account_id)
+        test_entries = [entry.amount_micros for entry in entries if entry.book == "test"]
+        assert account.test_balance_micros == sum(test_entries) >= 0
         by_run: dict[str, list[str]] = {}
         for entry in entries:
             if entry.run_id:
@@ -100,7 +106,8 @@ class Admin:
             if run.account_id != account_id:
                 continue
             kinds = sorted(by_run.get(run.id, []))
-            expected = ["charge", "refund"] if run.status == "failed" else ["charge"]
+            refunded = run.status in ("failed", "canceled")
+            expected = ["charge", "refund"] if refunded else ["charge"]
             assert kinds == expected, (run.id, run.status, kinds)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -22,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import Connection, Row, select
 
+from runbase.client.cli import generate, runs_app
 from runbase.config import Settings
 from runbase.core import billing, keys
 from runbase.core.clock import format_timestamp
@@ -36,6 +36,8 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(credits_app, name="credits")
 app.add_typer(keys_app, name="keys")
+app.add_typer(runs_app, name="runs")
+app.command("generate")(generate)
 
 DataDir = Annotated[
     Path | None,
@@ -95,6 +97,7 @@ def _key_data(key: Row[Any]) -> dict[str, Any]:
         "dailyRunQuota": key.daily_run_quota,
         "allowedIps": key.allowed_ips,
         "rateLimit": key.rate_limit,
+        "isTest": bool(key.is_test),
         "createdAt": format_timestamp(key.created_ms),
     }
 
@@ -141,6 +144,7 @@ def serve(
     import uvicorn
 
     from runbase.http.app import create_app
+    from runbase.logs import logging_config
 
     settings = _settings(data_dir)
     secret = _with_database(settings, lambda db: ensure_default_account(db, settings))
@@ -157,6 +161,11 @@ def serve(
         host=host,
         port=port,
         log_level="info",
+        log_config=(
+            logging_config("json")
+            if settings.log_format == "json"
+            else uvicorn.config.LOGGING_CONFIG
+        ),
         access_log=settings.access_log,
         # runbase decides whom to believe (Settings.trusted_proxies); uvicorn's own proxy
         # handling would trust X-Forwarded-For from 127.0.0.1 and defeat IP allowlists.
@@ -168,10 +177,11 @@ def serve(
 def worker(data_dir: DataDir = None) -> None:
     """Run workers without the HTTP API (beside a `serve` with RUNBASE_WORKERS=0)."""
     from runbase.dispatch.worker import Worker, reap_forever
+    from runbase.logs import configure_logging
     from runbase.storage.blobs import LocalBlobStore, load_or_create_secret
 
     settings = _settings(data_dir)
-    logging.basicConfig(level=logging.INFO)
+    configure_logging(settings.log_format)
 
     async def work(database: Database) -> None:
         secret = load_or_create_secret(settings.data_dir / "url-signing.key")
@@ -271,6 +281,12 @@ def create_key(
     rate_limit: Annotated[
         str | None, typer.Option(help="Override the rate limit, e.g. '100/second'.")
     ] = None,
+    test: Annotated[
+        bool,
+        typer.Option(
+            "--test", help="A test key (sk-test-...): preview engine, test balance, no charge."
+        ),
+    ] = False,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -297,6 +313,7 @@ def create_key(
                 allowed_ips=allowed,
                 daily_run_quota=daily_run_quota,
                 rate_limit=rate_limit,
+                is_test=test,
             )
         return row, secret
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -67,11 +67,36 @@ class Settings(BaseSettings):
     allow_private_image_hosts: bool = False
     """Let image_urls reach loopback and private addresses (tests, trusted networks only)."""
 
+    # Beyond the contract (README "Beyond the contract")
+    log_format: Literal["text", "json"] = "text"
+    """`json`: one JSON object per log line, with the request id and run id when known."""
+
+    cancel_wait_seconds: float = 10.0
+    """How long `POST .../cancel` waits for a processing run's engine to stop."""
+
+    test_engine: str = "preview"
+    """The engine that serves runs of test keys (`sk-test-...`)."""
+
+    webhook_http_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Hosts that webhooks may reach over plain http (https is needed for all others)."""
+
+    allow_private_webhook_hosts: bool = False
+    """Let webhooks reach loopback and private addresses (tests, trusted networks only)."""
+
+    webhook_timeout_seconds: float = 10.0
+    """How long one webhook delivery attempt may take."""
+
+    webhook_retry_seconds: float = 5.0
+    """Delay before the first retry of a failed delivery; it doubles each time (max 1 h)."""
+
+    webhook_max_age_seconds: float = 24 * 3600
+    """A delivery not made within this time of its event is given up."""
+
     # Prices in micro-USD per million video tokens.
     price_silent_per_million_tokens: int = 1_200_000
     price_audio_per_million_tokens: int = 2_400_000
 
-    @field_validator("trusted_proxies", "engines", mode="before")
+    @field_validator("trusted_proxies", "engines", "webhook_http_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -98,3 +123,50 @@ class Settings(BaseSettings):
         return PriceRates(
             silent=self.price_silent_per_million_tokens, audio=self.price_audio_per_million_tokens
         )
+
+    # LTX-2 engine (engines/ltx2.py)
+    ltx2_model: str = "Lightricks/LTX-2.5-Diffusers"
+    """LTX-2 weights in diffusers layout: a local folder, or a Hugging Face repo id that is
+    already in the Hugging Face cache (see `allow_downloads`)."""
+
+    ltx2_upsampler: str | None = None
+    """The x2 latent upsampler for the two-stage recipe: a folder or repo id; default: the
+    `latent_upsampler` subfolder of `ltx2_model`."""
+
+    ltx2_device: str = "cuda"
+    """Torch device. Give each worker its own GPU with CUDA_VISIBLE_DEVICES; "cpu" is for
+    development only (very slow)."""
+
+    ltx2_dtype: str = "bfloat16"
+    """Weights and compute precision: bfloat16, float16 or float32."""
+
+    ltx2_distilled: bool = True
+    """The distilled 8-step schedule with guidance 1.0 (needs a distilled checkpoint)."""
+
+    ltx2_steps: int = 30
+    """Denoising steps when `ltx2_distilled` is false (guided sampling, about 4x slower)."""
+
+    ltx2_fp8: bool = False
+    """FP8 transformer weights on GPUs that have FP8 (compute capability 8.9+); FP8 matmuls
+    when torchao is installed, FP8 storage with bf16 compute otherwise. Ignored elsewhere."""
+
+    ltx2_compile: bool = False
+    """torch.compile the transformer's blocks: faster steps after a slow first run."""
+
+    ltx2_vae_tiling: str = "auto"
+    """Decode the video in tiles: "auto" (for 1080p-sized generations), "on" or "off"."""
+
+    ltx2_cpu_offload: str = "off"
+    """Keep weights in CPU memory for small GPUs: "off", "model" (one model on the GPU at a
+    time, for about 48 GB cards) or "sequential" (layer by layer; slowest, least memory)."""
+
+    ltx2_two_stage: str = "auto"
+    """Generate at half size, upsample the latents x2 and refine: "auto" (for 1080p), "on"
+    or "off". Needs the latent upsampler and the distilled schedule."""
+
+    ltx2_max_generation_side: int | None = None
+    """Test and development knob: cap the generated size's longer side (the result is still
+    resized to the exact output size). Leave unset in production."""
+
+    allow_downloads: bool = False
+    """Let engines download model weights at start-up when they are not found locally."""

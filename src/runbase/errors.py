@@ -20,7 +20,14 @@ docstring is the default message. Only `runbase.http.errors` turns them into the
     │   ├── RouteNotFound             404 not_found
     │   ├── MethodNotAllowed          405 method_not_allowed
     │   ├── RateLimited               429 RATE_LIMITED
-    │   └── UsageExceeded             429 USAGE_EXCEEDED
+    │   ├── UsageExceeded             429 USAGE_EXCEEDED
+    │   │   extensions (README "Beyond the contract"):
+    │   ├── InvalidRequest            400 invalid_request (a malformed header or parameter)
+    │   ├── UnknownModel              404 model_not_found (GET /models/{owner}/{name})
+    │   ├── IdempotencyKeyReused      409 idempotency_key_reused
+    │   ├── IdempotencyKeyInUse       409 idempotency_key_in_use
+    │   ├── RunAlreadyFinished        409 run_already_finished (cancel came too late)
+    │   └── CancelTimedOut            409 cancel_timeout (the engine did not stop in time)
     ├── RunFailure                    why a run ended `failed`; becomes the run's `error`
     │   ├── InvalidImage              invalid_image      (the user's image; a user fault)
     │   ├── GenerationFailed          generation_failed  (the engine or model failed)
@@ -156,6 +163,47 @@ class UsageExceeded(ApiError):
 
     code = "USAGE_EXCEEDED"
     http_status = 429
+
+
+class InvalidRequest(ApiError):
+    """A header or query parameter is malformed."""
+
+    code = "invalid_request"
+
+
+class UnknownModel(ApiError):
+    """No model with this ID is available."""
+
+    code = "model_not_found"
+    http_status = 404
+
+
+class IdempotencyKeyReused(ApiError):
+    """This Idempotency-Key was already used with a different request body."""
+
+    code = "idempotency_key_reused"
+    http_status = 409
+
+
+class IdempotencyKeyInUse(ApiError):
+    """A request with this Idempotency-Key is still being processed; retry shortly."""
+
+    code = "idempotency_key_in_use"
+    http_status = 409
+
+
+class RunAlreadyFinished(ApiError):
+    """The run had already finished, so it cannot be canceled."""
+
+    code = "run_already_finished"
+    http_status = 409
+
+
+class CancelTimedOut(ApiError):
+    """The run's engine did not stop in time; the cancel request stays in place."""
+
+    code = "cancel_timeout"
+    http_status = 409
 
 
 class RunFailure(RunbaseError):

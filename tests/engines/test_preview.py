@@ -127,19 +127,20 @@ def photo(width: int, height: int, seed: int) -> Image.Image:
 # --- the output contract over every size --------------------------------------------------
 
 _PROMPTS = (
-    "abstract shapes, static camera",
-    "a city skyline at night, pan left",
-    "waves on the sea at sunset, zoom out",
-    "a pine forest at dawn, tilt down",
-    'a perfume bottle on a table in a studio, orbit. "Hello"',
-    "clouds in a blue sky, dolly in",
+    "abstract shapes",
+    "a city skyline at night",
+    "waves on the sea at sunset",
+    "a pine forest at dawn",
+    'a perfume bottle on a table in a studio. "Hello"',
+    "clouds in a blue sky",
 )
 _COMBINATIONS = list(itertools.product(RESOLUTIONS, ASPECT_RATIOS, DURATIONS))
 
 
 @pytest.fixture(scope="module")
 def quick_engine() -> PreviewEngine:
-    engine = PreviewEngine(preset="superfast", crf=32)
+    """Fast settings for the sweep: superfast is the fastest preset that stays High."""
+    engine = PreviewEngine(preset="superfast", crf=40)
     engine.setup()
     return engine
 
@@ -149,15 +150,18 @@ def quick_engine() -> PreviewEngine:
 def test_every_size_meets_the_output_contract(
     quick_engine: PreviewEngine, tmp_path: Path, resolution: str, ratio: str, duration: str
 ) -> None:
+    """All 54 sizes x durations; a fixed camera keeps the encoder's work small, and a third
+    of them carry audio (every resolution and duration gets both)."""
     index = _COMBINATIONS.index((resolution, ratio, duration))
-    audio = index % 2 == 0  # every resolution and duration gets both, across the ratios
+    with_audio = (ASPECT_RATIOS.index(ratio) + DURATIONS.index(duration)) % 3 == 0
     request = make_request(
         tmp_path,
         _PROMPTS[index % len(_PROMPTS)],
         aspect_ratio=ratio,
         resolution=resolution,
         duration=duration,
-        generate_audio=audio,
+        generate_audio=with_audio,
+        camera_fixed=True,
     )
     result = quick_engine.generate(request, RecordingSink())
     assert_contract(result, request)

@@ -50,9 +50,7 @@ class RunbaseError(Exception):
     code: str = "runbase_error"
     status: int | None = None
 
-    def __init__(
-        self, message: str, *, code: str | None = None, status: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:

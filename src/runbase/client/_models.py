@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from runbase.client._errors import RunFailed, RunNotFinished
 
-ProgressCallback = Callable[[int, "int | None"], None]
+ProgressCallback = Callable[[int, int | None], None]
 """Called as `on_progress(bytes_done, bytes_total)` while a file downloads (total may be None)."""
 
 
@@ -79,14 +79,6 @@ class _RunFields:
     def output_url(self) -> str | None:
         """The first output URL (the video), or None before the run has succeeded."""
         return self.output.urls[0] if self.output and self.output.urls else None
-
-    def _check_downloadable(self) -> str:
-        if self.status == RunStatus.FAILED:
-            raise RunFailed(self)  # type: ignore[arg-type]
-        url = self.output_url
-        if url is None:
-            raise RunNotFinished(f"run {self.id} is {self.status}; it has no output to download")
-        return url
 
     def _target_path(self, path: str | os.PathLike[str] | None) -> Path:
         """Where to write: `path`, `<id>.mp4` inside it if it is a directory, or `./<id>.mp4`."""
@@ -155,6 +147,16 @@ class AsyncRun(_RunFields):
     ) -> Path:
         """Save the video to `path` (default `./<id>.mp4`) and return where it went."""
         return await self._runs.download(self, path, on_progress=on_progress)
+
+
+def require_output_url(run: Run | AsyncRun) -> str:
+    """The run's video URL; `RunFailed` for a failed run, `RunNotFinished` for a running one."""
+    if run.status == RunStatus.FAILED:
+        raise RunFailed(run)
+    url = run.output_url
+    if url is None:
+        raise RunNotFinished(f"run {run.id} is {run.status}; it has no output to download")
+    return url
 
 
 def read_run_fields(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -40,12 +40,39 @@ _CREDIT = (
     .where(_ACCOUNTS.c.id == bindparam("account_id"))
     .values(balance_micros=_ACCOUNTS.c.balance_micros + bindparam("amount"))
 )
+# The test balance (runs of test keys) has no floor: it is topped up before it could run out.
+_CHARGE_TEST = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(test_balance_micros=_ACCOUNTS.c.test_balance_micros - bindparam("cost"))
+)
+_CREDIT_TEST = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account_id"))
+    .values(test_balance_micros=_ACCOUNTS.c.test_balance_micros + bindparam("amount"))
+)
+_TOP_UP_TEST = (
+    update(_ACCOUNTS)
+    .where(
+        _ACCOUNTS.c.id == bindparam("account_id"),
+        _ACCOUNTS.c.test_balance_micros < bindparam("cost"),
+    )
+    .values(test_balance_micros=_ACCOUNTS.c.test_balance_micros + bindparam("amount"))
+)
+TEST_TOP_UP_MICROS = 1000 * MICROS_PER_USD
 _UNSPEND_ON_KEY = (
     update(_KEYS)
     .where(_KEYS.c.id == bindparam("key_id"))
     .values(spent_micros=_KEYS.c.spent_micros - bindparam("amount"))
 )
 _INSERT_ENTRY = insert(_LEDGER)
+
+
+class Book(StrEnum):
+    """Which balance an entry moves: real money, or the test balance of test keys."""
+
+    LIVE = "live"
+    TEST = "test"
 
 
 class EntryKind(StrEnum):
@@ -69,6 +96,10 @@ def create_account(connection: Connection, *, name: str, balance_micros: int) ->
     return account
 
 
+def get_account(connection: Connection, account_id: str) -> Row[Any]:
+    return connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.id == account_id)).one()
+
+
 def find_account(connection: Connection, name: str) -> Row[Any] | None:
     return connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.name == name)).first()
 
@@ -80,37 +111,64 @@ def add_credits(connection: Connection, *, account_id: str, amount_micros: int) 
     _append(connection, account_id, None, EntryKind.TOP_UP, amount_micros)
 
 
-def charge_run(connection: Connection, *, account_id: str, run_id: str, cost: int) -> None:
-    """Take a run's cost from the balance, refusing (402) rather than going below zero."""
-    result = connection.execute(_CHARGE, {"account_id": account_id, "cost": cost})
-    if result.rowcount == 0:
-        raise InsufficientBalance(
-            f"this run costs {cost} micro-USD, more than the account's balance"
-        )
-    _append(connection, account_id, run_id, EntryKind.CHARGE, -cost)
+def charge_run(
+    connection: Connection, *, account_id: str, run_id: str, cost: int, book: Book = Book.LIVE
+) -> None:
+    """Take a run's cost from the balance, refusing (402) rather than going below zero.
+
+    On the test book the test balance is topped up first when it is short, so it never
+    runs out, and its entries still sum to it.
+    """
+    if book is Book.TEST:
+        amount = max(TEST_TOP_UP_MICROS, cost)
+        params = {"account_id": account_id, "cost": cost, "amount": amount}
+        if connection.execute(_TOP_UP_TEST, params).rowcount:
+            _append(connection, account_id, None, EntryKind.TOP_UP, amount, book)
+        connection.execute(_CHARGE_TEST, {"account_id": account_id, "cost": cost})
+    else:
+        result = connection.execute(_CHARGE, {"account_id": account_id, "cost": cost})
+        if result.rowcount == 0:
+            raise InsufficientBalance(
+                f"this run costs {cost} micro-USD, more than the account's balance"
+            )
+    _append(connection, account_id, run_id, EntryKind.CHARGE, -cost, book)
 
 
 def refund_run(
-    connection: Connection, *, run_id: str, account_id: str, key_id: str, cost: int
+    connection: Connection,
+    *,
+    run_id: str,
+    account_id: str,
+    key_id: str,
+    cost: int,
+    book: Book = Book.LIVE,
 ) -> None:
     """Return a failed run's full cost to the account and to its key's spend."""
     # First, so that the unique constraint stops a second refund before anything moves.
-    _append(connection, account_id, run_id, EntryKind.REFUND, cost)
+    _append(connection, account_id, run_id, EntryKind.REFUND, cost, book)
+    if book is Book.TEST:  # test runs never counted towards the key's spend
+        connection.execute(_CREDIT_TEST, {"account_id": account_id, "amount": cost})
+        return
     connection.execute(_CREDIT, {"account_id": account_id, "amount": cost})
     connection.execute(_UNSPEND_ON_KEY, {"key_id": key_id, "amount": cost})
 
 
-def ledger_total(connection: Connection, account_id: str) -> int:
+def ledger_total(connection: Connection, account_id: str, book: Book = Book.LIVE) -> int:
     total = connection.execute(
         select(func.coalesce(func.sum(_LEDGER.c.amount_micros), 0)).where(
-            _LEDGER.c.account_id == account_id
+            _LEDGER.c.account_id == account_id, _LEDGER.c.book == book.value
         )
     ).scalar_one()
     return int(total)
 
 
 def _append(
-    connection: Connection, account_id: str, run_id: str | None, kind: EntryKind, amount: int
+    connection: Connection,
+    account_id: str,
+    run_id: str | None,
+    kind: EntryKind,
+    amount: int,
+    book: Book = Book.LIVE,
 ) -> None:
     connection.execute(
         _INSERT_ENTRY,
@@ -120,5 +178,6 @@ def _append(
             "kind": kind.value,
             "amount_micros": amount,
             "created_ms": now_ms(),
+            "book": book.value,
         },
     )

@@ -24,6 +24,10 @@ class ModelSpec:
     price_micros: Callable[[Mapping[str, Any], seedance.PriceRates], int]
     output_geometry: Callable[[Mapping[str, Any], str | None], seedance.Geometry]
     nearest_aspect_ratio: Callable[[int, int], str]
+    input_schema: Callable[[], dict[str, Any]]
+    """The input's JSON Schema, made from the same field table as `validate_input`."""
+    output_schema: Callable[[], dict[str, Any]]
+    price_table: Callable[[seedance.PriceRates], list[dict[str, Any]]]
 
 
 MODELS: Mapping[str, ModelSpec] = {
@@ -34,6 +38,9 @@ MODELS: Mapping[str, ModelSpec] = {
         price_micros=seedance.price_micros,
         output_geometry=seedance.output_geometry,
         nearest_aspect_ratio=seedance.nearest_aspect_ratio,
+        input_schema=seedance.input_schema,
+        output_schema=seedance.output_schema,
+        price_table=seedance.price_table,
     )
 }
 

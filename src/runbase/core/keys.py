@@ -16,21 +16,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, insert, select, update
+from sqlalchemy import Connection, Row, Table, func, insert, select, update
 
 from runbase.core.clock import new_id, now_ms
 from runbase.errors import InvalidApiKey, IpNotAllowed
-from runbase.storage.tables import ApiKeyRow
+from runbase.storage.tables import ApiKeyRow, RunRow
 
 MAX_ALLOWED_IPS = 10
 _KEYS = cast(Table, ApiKeyRow.__table__)
 _ALPHABET = string.ascii_letters + string.digits
 _KEY_LENGTH = 40
+TEST_KEY_PREFIX = "sk-test-"
 
 
-def generate_secret() -> str:
-    """`sk-` followed by 40 random base62 characters."""
-    return "sk-" + "".join(secrets.choice(_ALPHABET) for _ in range(_KEY_LENGTH))
+def generate_secret(*, is_test: bool = False) -> str:
+    """`sk-` (`sk-test-` for a test key) followed by 40 random base62 characters."""
+    prefix = TEST_KEY_PREFIX if is_test else "sk-"
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(_KEY_LENGTH))
 
 
 def hash_secret(secret: str) -> str:
@@ -74,16 +76,20 @@ def create_key(
     allowed_ips: Sequence[str] = (),
     daily_run_quota: int | None = None,
     rate_limit: str | None = None,
+    is_test: bool = False,
 ) -> tuple[Row[Any], str]:
-    """Insert a new key; returns the row and the secret, which is never stored."""
-    secret = generate_secret()
+    """Insert a new key; returns the row and the secret, which is never stored.
+
+    A test key's runs use the test engine and the account's test balance, never money.
+    """
+    secret = generate_secret(is_test=is_test)
     key_id = new_id("key")
     values = dict(
         id=key_id,
         account_id=account_id,
         name=name,
         key_hash=hash_secret(secret),
-        prefix=secret[:10],
+        prefix=secret[:14] if is_test else secret[:10],
         is_enabled=True,
         spend_limit_cents=spend_limit_cents,
         spent_micros=0,
@@ -91,6 +97,7 @@ def create_key(
         allowed_ips=normalize_allowlist(allowed_ips),
         rate_limit=rate_limit,
         created_ms=now_ms(),
+        is_test=is_test,
     )
     connection.execute(insert(_KEYS).values(**values))
     return connection.execute(select(_KEYS).where(_KEYS.c.id == key_id)).one(), secret
@@ -105,6 +112,7 @@ class KeyRecord:
     is_enabled: bool
     allowed_ips: tuple[str, ...]
     rate_limit: str | None
+    is_test: bool = False
 
 
 def find_key(connection: Connection, secret: str) -> KeyRecord | None:
@@ -119,6 +127,7 @@ def find_key(connection: Connection, secret: str) -> KeyRecord | None:
             table.c.is_enabled,
             table.c.allowed_ips,
             table.c.rate_limit,
+            table.c.is_test,
         ).where(table.c.key_hash == digest)
     ).first()
     # The lookup is by hash, so timing reveals nothing about the secret; the explicit
@@ -126,7 +135,12 @@ def find_key(connection: Connection, secret: str) -> KeyRecord | None:
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         return None
     return KeyRecord(
-        row.id, row.account_id, bool(row.is_enabled), tuple(row.allowed_ips or ()), row.rate_limit
+        row.id,
+        row.account_id,
+        bool(row.is_enabled),
+        tuple(row.allowed_ips or ()),
+        row.rate_limit,
+        bool(row.is_test),
     )
 
 
@@ -137,6 +151,22 @@ def check_key(key: KeyRecord | None, client_ip: str | None) -> KeyRecord:
     if not is_ip_allowed(key.allowed_ips, client_ip):
         raise IpNotAllowed(f"requests from {client_ip} are not allowed for this API key")
     return key
+
+
+def get_key(connection: Connection, key_id: str) -> Row[Any]:
+    return connection.execute(select(_KEYS).where(_KEYS.c.id == key_id)).one()
+
+
+def count_recent_runs(connection: Connection, key_id: str, *, since_ms: int) -> int:
+    """Runs this key created since `since_ms` (what the daily quota counts)."""
+    runs = cast(Table, RunRow.__table__)
+    return int(
+        connection.execute(
+            select(func.count())
+            .select_from(runs)
+            .where(runs.c.key_id == key_id, runs.c.created_ms > since_ms)
+        ).scalar_one()
+    )
 
 
 def set_key_enabled(connection: Connection, key_id: str, *, is_enabled: bool) -> bool:

@@ -1,13 +1,19 @@
 """Runs: statuses, creation (with its charge) and every status change.
 
     pending ──claim──> processing ──finish──> succeeded
-       ^                  │  │
+       ^                  │  │  └──cancel───> canceled (refunded)
        └──requeue (lost)──┘  └──fail──────> failed (refunded)
-    pending ──fail (deadline, timeout)──> failed (refunded)
+    pending ──fail (timeout)──> failed (refunded)
+    pending ──cancel (owner, Cancel-After)──> canceled (refunded)
 
 Each change is one guarded `UPDATE ... WHERE id = :id AND status IN (...)`; zero rows means
 another process moved the run first, and the change is dropped, never forced. The status
-change and its ledger entry always share one transaction.
+change, its ledger entry and its run event (`core.events`, which also queues webhooks)
+always share one transaction.
+
+A processing run is canceled cooperatively: the owner's cancel (or its Cancel-After
+deadline) sets `cancel_requested`, the worker sees it with its next heartbeat, stops the
+engine and finishes the run as canceled.
 """
 
 from __future__ import annotations
@@ -17,12 +23,26 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Row,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from runbase.core import billing
 from runbase.core.clock import new_id, now_ms
+from runbase.core.events import EventKind, record_event
 from runbase.core.keys import KeyRecord
+from runbase.core.webhooks import WebhookEvent
 from runbase.errors import (
+    RunCanceled,
     RunFailure,
     RunNotFound,
     RunTimedOut,
@@ -41,9 +61,18 @@ class RunStatus(StrEnum):
     PROCESSING = "processing"  # a worker holds a lease on it and is generating
     SUCCEEDED = "succeeded"  # done; output holds the URLs
     FAILED = "failed"  # done; error says why, and the cost was refunded
+    CANCELED = "canceled"  # done; its owner canceled it (or its Cancel-After passed); refunded
 
     def is_terminal(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED)
+
+
+class Lease(StrEnum):
+    """What a heartbeat learns about its run."""
+
+    HELD = "held"  # still this worker's: carry on
+    CANCELING = "canceling"  # still this worker's, but its owner wants it canceled
+    LOST = "lost"  # taken away (reaped): stop and drop the result
 
 
 _KEYS = cast(Table, ApiKeyRow.__table__)
@@ -62,9 +91,52 @@ _COUNT_RECENT_RUNS = (
     .where(_RUNS.c.key_id == bindparam("key_id"), _RUNS.c.created_ms > bindparam("since"))
 )
 _INSERT_RUN = insert(_RUNS)
-_SELECT_RUN = select(_RUNS).where(
+_OLDER = _RUNS.alias("older")
+# Pending runs ahead of this one in claim order (created_ms, id). The `<=` bound lets the
+# (status, created_ms) index stop at this run, so the count costs its queue position.
+_QUEUE_POSITION = (
+    select(func.count())
+    .select_from(_OLDER)
+    .where(
+        _OLDER.c.status == "pending",
+        _OLDER.c.created_ms <= _RUNS.c.created_ms,
+        or_(_OLDER.c.created_ms < _RUNS.c.created_ms, _OLDER.c.id < _RUNS.c.id),
+    )
+    .scalar_subquery()
+)
+SELECT_RUNS = select(
+    _RUNS,
+    case((_RUNS.c.status == "pending", _QUEUE_POSITION), else_=None).label("queue_position"),
+)
+"""Runs with their `queue_position`: add the WHERE."""
+_SELECT_RUN = SELECT_RUNS.where(
     _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
 )
+# What a change's RETURNING gives back: enough for its event, webhook and refund.
+_CHANGED = (
+    _RUNS.c.id,
+    _RUNS.c.account_id,
+    _RUNS.c.key_id,
+    _RUNS.c.status,
+    _RUNS.c.progress,
+    _RUNS.c.cost_micros,
+    _RUNS.c.is_test,
+    _RUNS.c.cancel_requested,
+    _RUNS.c.webhook,
+    _RUNS.c.webhook_events,
+)
+_ACTIVE = (RunStatus.PENDING.value, RunStatus.PROCESSING.value)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What a create may ask beyond the input (all optional, all extensions)."""
+
+    deadline_ms: int | None = None
+    """Cancel-After, as an instant: past it the run is canceled and refunded."""
+    webhook: str | None = None
+    webhook_events: Sequence[str] | None = None
+    public_base_url: str | None = None
 
 
 def create_run(
@@ -74,17 +146,21 @@ def create_run(
     model: str,
     validated_input: Mapping[str, Any],
     cost: int,
+    run_id: str | None = None,
+    options: RunOptions = RunOptions(),
 ) -> RunRow:
     """Check quota, spend limit and balance, then insert the run and charge it.
 
     The first statement adds the cost to the key's spend and reads its limits back. It also
     serialises concurrent creates with the same key (a row lock on PostgreSQL, the write
     lock on SQLite), so the checks below cannot be raced. A refusal raises, and the
-    transaction rolls everything back.
+    transaction rolls everything back. A test key's run is charged to the test balance
+    and never counts towards the key's spend.
     """
     now = now_ms()
+    book = billing.Book.TEST if key.is_test else billing.Book.LIVE
     spent, limit_cents, quota = connection.execute(
-        _SPEND_ON_KEY, {"key_id": key.id, "cost": cost}
+        _SPEND_ON_KEY, {"key_id": key.id, "cost": 0 if key.is_test else cost}
     ).one()
     if quota is not None:
         recent = connection.execute(
@@ -98,7 +174,7 @@ def create_run(
             f"of its {limit_cents} cent limit"
         )
     run = RunRow(
-        id=new_id("run"),
+        id=run_id or new_id("run"),
         account_id=key.account_id,
         key_id=key.id,
         model=model,
@@ -117,18 +193,26 @@ def create_run(
         attempts=0,
         worker_id=None,
         lease_expires_ms=None,
+        is_test=key.is_test,
+        cancel_requested=False,
+        deadline_ms=options.deadline_ms,
+        webhook=options.webhook,
+        webhook_events=list(options.webhook_events) if options.webhook_events else None,
+        public_base_url=options.public_base_url if options.webhook else None,
     )
-    billing.charge_run(connection, account_id=key.account_id, run_id=run.id, cost=cost)
+    billing.charge_run(connection, account_id=key.account_id, run_id=run.id, cost=cost, book=book)
     connection.execute(
         _INSERT_RUN, {column.name: getattr(run, column.name) for column in _RUNS.columns}
     )
+    record_event(connection, run, EventKind.STATUS, seq=1)
     return run
 
 
 def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
     """A run of this account; another account's run is reported as missing, never forbidden.
 
-    A Core read (the hot path of polling): the row has the same attributes as `RunRow`.
+    A Core read (the hot path of polling): the row has the same attributes as `RunRow`,
+    and `queue_position` (pending runs ahead of it; None unless it is pending).
     """
     run = connection.execute(_SELECT_RUN, {"run_id": run_id, "account_id": account_id}).first()
     if run is None:
@@ -139,11 +223,17 @@ def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]
 def claim_next_run(
     connection: Connection, *, worker_id: str, lease_ms: int, is_postgres: bool
 ) -> Row[Any] | None:
-    """Move the oldest pending run to processing under this worker's lease."""
+    """Move the oldest pending run to processing under this worker's lease.
+
+    A run past its Cancel-After deadline is left for the reaper to cancel.
+    """
     now = now_ms()
     oldest = (
         select(_RUNS.c.id)
-        .where(_RUNS.c.status == RunStatus.PENDING.value)
+        .where(
+            _RUNS.c.status == RunStatus.PENDING.value,
+            or_(_RUNS.c.deadline_ms.is_(None), _RUNS.c.deadline_ms > now),
+        )
         .order_by(_RUNS.c.created_ms, _RUNS.c.id)
         .limit(1)
     )
@@ -165,6 +255,8 @@ def claim_next_run(
         )
         .returning(*_RUNS.c)
     ).first()
+    if claimed is not None:
+        record_event(connection, claimed, EventKind.STATUS, webhook_event=WebhookEvent.START)
     return claimed
 
 
@@ -181,14 +273,22 @@ def heartbeat_run(
     worker_id: str,
     lease_ms: int,
     update_: ProgressUpdate = ProgressUpdate(),
-) -> bool:
-    """Extend the lease (and record progress); False if the run is no longer ours."""
+) -> Lease:
+    """Extend the lease and record progress (a progress event when the fraction is given).
+
+    Also tells the worker whether the run's owner asked to cancel it.
+    """
     values: dict[str, Any] = {"lease_expires_ms": now_ms() + lease_ms}
     if update_.fraction is not None:
         values["progress"] = max(0.0, min(1.0, update_.fraction))
     if update_.new_logs:
         values["logs"] = _appended_logs(connection, run_id, update_.new_logs)
-    return _move(connection, run_id, values, worker_id=worker_id)
+    moved = _move(connection, run_id, values, worker_id=worker_id)
+    if moved is None:
+        return Lease.LOST
+    if update_.fraction is not None:
+        record_event(connection, moved, EventKind.PROGRESS, webhook_event=WebhookEvent.PROGRESS)
+    return Lease.CANCELING if moved.cancel_requested else Lease.HELD
 
 
 def succeed_run(
@@ -210,7 +310,11 @@ def succeed_run(
     }
     if logs:
         values["logs"] = _appended_logs(connection, run_id, logs)
-    return _move(connection, run_id, values, worker_id=worker_id)
+    moved = _move(connection, run_id, values, worker_id=worker_id)
+    if moved is None:
+        return False
+    record_event(connection, moved, EventKind.STATUS, webhook_event=WebhookEvent.COMPLETED)
+    return True
 
 
 def fail_run(
@@ -229,8 +333,83 @@ def fail_run(
     must not overwrite what the reaper decided); with `lease_expired_before`, only if the
     lease is still expired (a late heartbeat wins over the reaper).
     """
+    return _end_with_refund(
+        connection,
+        run_id,
+        RunStatus.FAILED,
+        failure,
+        worker_id=worker_id,
+        backend=backend,
+        logs=logs,
+        lease_expired_before=lease_expired_before,
+    )
+
+
+def cancel_run(
+    connection: Connection,
+    run_id: str,
+    reason: str,
+    *,
+    worker_id: str | None = None,
+    backend: str | None = None,
+    logs: Sequence[str] = (),
+    only_pending: bool = False,
+    lease_expired_before: int | None = None,
+) -> bool:
+    """Cancel a pending or processing run and refund it, in this transaction.
+
+    The guards are those of `fail_run`; `only_pending` is the owner's cancel of a queued
+    run, which must not take a run that a worker has just claimed.
+    """
+    return _end_with_refund(
+        connection,
+        run_id,
+        RunStatus.CANCELED,
+        RunCanceled(reason),
+        worker_id=worker_id,
+        backend=backend,
+        logs=logs,
+        lease_expired_before=lease_expired_before,
+        statuses=(RunStatus.PENDING.value,) if only_pending else _ACTIVE,
+    )
+
+
+class CancelAnswer(StrEnum):
+    CANCELED = "canceled"  # it was pending, and is now canceled and refunded
+    REQUESTED = "requested"  # it is processing; its worker will stop it
+    FINISHED = "finished"  # it had already finished; nothing changed
+
+
+def request_cancel(connection: Connection, run_id: str, *, account_id: str) -> CancelAnswer:
+    """The owner's cancel: at once while pending, through the worker while processing."""
+    run = get_run(connection, run_id, account_id=account_id)
+    if run.status == RunStatus.PENDING and cancel_run(
+        connection, run_id, "the run was canceled by its owner", only_pending=True
+    ):
+        return CancelAnswer.CANCELED
+    flagged = connection.execute(
+        _guarded(run_id, None, _RUNS.c.status == RunStatus.PROCESSING.value).values(
+            cancel_requested=True
+        )
+    ).rowcount
+    return CancelAnswer.REQUESTED if flagged else CancelAnswer.FINISHED
+
+
+def _end_with_refund(
+    connection: Connection,
+    run_id: str,
+    status: RunStatus,
+    failure: RunFailure,
+    *,
+    worker_id: str | None,
+    backend: str | None,
+    logs: Sequence[str],
+    lease_expired_before: int | None,
+    statuses: Sequence[str] = _ACTIVE,
+) -> bool:
+    """One guarded update to a refunded final status, its refund and its event."""
     values: dict[str, Any] = {
-        "status": RunStatus.FAILED.value,
+        "status": status.value,
         "error_code": failure.code,
         "error_message": failure.message[:2000],
         "completed_ms": now_ms(),
@@ -240,25 +419,23 @@ def fail_run(
         values["backend"] = backend
     if logs:
         values["logs"] = _appended_logs(connection, run_id, logs)
-    conditions: list[Any] = [
-        _RUNS.c.status.in_([RunStatus.PENDING.value, RunStatus.PROCESSING.value])
-    ]
+    conditions: list[Any] = [_RUNS.c.status.in_(list(statuses))]
     if lease_expired_before is not None:
         conditions.append(_RUNS.c.lease_expires_ms < lease_expired_before)
-    failed = connection.execute(
-        _guarded(run_id, worker_id, *conditions)
-        .values(**values)
-        .returning(_RUNS.c.account_id, _RUNS.c.key_id, _RUNS.c.cost_micros)
+    ended = connection.execute(
+        _guarded(run_id, worker_id, *conditions).values(**values).returning(*_CHANGED)
     ).first()
-    if failed is None:
+    if ended is None:
         return False
     billing.refund_run(
         connection,
         run_id=run_id,
-        account_id=failed.account_id,
-        key_id=failed.key_id,
-        cost=failed.cost_micros,
+        account_id=ended.account_id,
+        key_id=ended.key_id,
+        cost=ended.cost_micros,
+        book=billing.Book.TEST if ended.is_test else billing.Book.LIVE,
     )
+    record_event(connection, ended, EventKind.STATUS, webhook_event=WebhookEvent.COMPLETED)
     return True
 
 
@@ -271,24 +448,33 @@ def hand_back_run(connection: Connection, run_id: str, *, worker_id: str) -> boo
         "attempts": _RUNS.c.attempts - 1,
         "progress": 0.0,
     }
-    return _move(connection, run_id, values, worker_id=worker_id)
+    moved = _move(connection, run_id, values, worker_id=worker_id)
+    if moved is None:
+        return False
+    record_event(connection, moved, EventKind.STATUS)
+    return True
 
 
 @dataclass(frozen=True)
 class ReapReport:
     requeued: tuple[str, ...]
     failed: tuple[str, ...]
+    canceled: tuple[str, ...] = ()
 
 
 def reap_runs(connection: Connection, *, max_attempts: int, max_processing_ms: int) -> ReapReport:
-    """Recover runs whose worker vanished, and fail runs past the maximum processing time.
+    """Recover runs whose worker vanished, fail runs past the maximum processing time, and
+    enforce Cancel-After deadlines.
 
     A lost run is put back to pending while it has attempts left, then failed with
-    `worker_lost`. A run whose first start is older than the maximum fails with `timeout`.
+    `worker_lost`; one whose owner asked to cancel it is canceled instead. A run whose first
+    start is older than the maximum fails with `timeout`. A pending run past its deadline
+    is canceled; a processing one is asked to stop (its worker cancels it).
     """
     now = now_ms()
     requeued: list[str] = []
     failed: list[str] = []
+    canceled = _enforce_deadlines(connection, now)
     processing = _RUNS.c.status == RunStatus.PROCESSING.value
     overdue = connection.execute(
         select(_RUNS.c.id).where(processing, _RUNS.c.started_ms < now - max_processing_ms)
@@ -300,15 +486,25 @@ def reap_runs(connection: Connection, *, max_attempts: int, max_processing_ms: i
         if fail_run(connection, run_id, timed_out):
             failed.append(run_id)
     lost = connection.execute(
-        select(_RUNS.c.id, _RUNS.c.attempts).where(processing, _RUNS.c.lease_expires_ms < now)
+        select(_RUNS.c.id, _RUNS.c.attempts, _RUNS.c.cancel_requested).where(
+            processing, _RUNS.c.lease_expires_ms < now
+        )
     ).all()
-    for run_id, attempts in lost:
-        if attempts < max_attempts:
+    for run_id, attempts, cancel_requested in lost:
+        if cancel_requested:
+            reason = "the run was canceled; its worker stopped responding first"
+            if cancel_run(connection, run_id, reason, lease_expired_before=now):
+                canceled.append(run_id)
+        elif attempts < max_attempts:
             requeue = {"status": RunStatus.PENDING.value, "worker_id": None, "progress": 0.0}
             requeue["lease_expires_ms"] = None
-            if connection.execute(
-                _guarded(run_id, None, processing, _RUNS.c.lease_expires_ms < now).values(**requeue)
-            ).rowcount:
+            moved = connection.execute(
+                _guarded(run_id, None, processing, _RUNS.c.lease_expires_ms < now)
+                .values(**requeue)
+                .returning(*_CHANGED)
+            ).first()
+            if moved is not None:
+                record_event(connection, moved, EventKind.STATUS)
                 requeued.append(run_id)
         elif fail_run(
             connection,
@@ -317,7 +513,32 @@ def reap_runs(connection: Connection, *, max_attempts: int, max_processing_ms: i
             lease_expired_before=now,
         ):
             failed.append(run_id)
-    return ReapReport(tuple(requeued), tuple(failed))
+    return ReapReport(tuple(requeued), tuple(failed), tuple(canceled))
+
+
+def _enforce_deadlines(connection: Connection, now: int) -> list[str]:
+    """Cancel pending runs past their Cancel-After; ask processing ones to stop."""
+    canceled = []
+    overdue = connection.execute(
+        select(_RUNS.c.id, _RUNS.c.status).where(
+            _RUNS.c.deadline_ms < now, _RUNS.c.status.in_(list(_ACTIVE))
+        )
+    ).all()
+    reason = "the run passed its Cancel-After deadline"
+    for run_id, status in overdue:
+        if status == RunStatus.PENDING:
+            if cancel_run(connection, run_id, reason, only_pending=True):
+                canceled.append(run_id)
+        else:
+            connection.execute(
+                _guarded(
+                    run_id,
+                    None,
+                    _RUNS.c.status == RunStatus.PROCESSING.value,
+                    _RUNS.c.cancel_requested.is_(False),
+                ).values(cancel_requested=True)
+            )
+    return canceled
 
 
 def _guarded(run_id: str, worker_id: str | None, *conditions: Any) -> Any:
@@ -327,10 +548,12 @@ def _guarded(run_id: str, worker_id: str | None, *conditions: Any) -> Any:
     return statement
 
 
-def _move(connection: Connection, run_id: str, values: dict[str, Any], *, worker_id: str) -> bool:
-    """One guarded update of a processing run held by `worker_id`."""
+def _move(
+    connection: Connection, run_id: str, values: dict[str, Any], *, worker_id: str
+) -> Row[Any] | None:
+    """One guarded update of a processing run held by `worker_id`; the run after it, or None."""
     statement = _guarded(run_id, worker_id, _RUNS.c.status == RunStatus.PROCESSING.value)
-    return bool(connection.execute(statement.values(**values)).rowcount)
+    return connection.execute(statement.values(**values).returning(*_CHANGED)).first()
 
 
 def _appended_logs(connection: Connection, run_id: str, lines: Sequence[str]) -> list[str]:

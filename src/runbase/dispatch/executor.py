@@ -42,6 +42,8 @@ class RunTask:
     model: str
     input: Mapping[str, Any]
     scratch_dir: Path
+    fail_with: str | None = None
+    """A test run's failure marker (`core.testmode`): fail with this code, on purpose."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,12 @@ def _generate(engine: Any, task: RunTask, sink: _PipeProgress, settings: Setting
         from runbase.engines.base import GenerationRequest
         from runbase.media.images import FetchPolicy, fetch_image
 
+        if task.fail_with is not None:
+            # Raised here, in the engine process, so that a test run fails exactly where
+            # (and as) a real one would: through the pipe, the worker and the refund.
+            raise _failure_from(
+                Failed(task.fail_with, f"failed on purpose: the prompt asks for {task.fail_with}")
+            )
         spec = find_model(task.model)
         policy = FetchPolicy(allow_private_hosts=settings.allow_private_image_hosts)
         images = tuple(

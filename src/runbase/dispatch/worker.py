@@ -6,6 +6,11 @@ A worker's life for one run:
 3. upload the files, then in one transaction mark the run succeeded, or failed and refunded.
 The final write is shielded from cancellation so that shutting down cannot lose it. On
 shutdown a worker puts its unfinished run back to pending for the next worker.
+
+A run whose owner asked to cancel it (the heartbeat says so), or whose Cancel-After
+deadline passes, has its engine stopped and ends `canceled`, refunded. Runs of test keys go
+to a second engine process with the test engine (`Settings.test_engine`), and a failure
+marker in their prompt makes them fail on purpose (`core.testmode`).
 """
 
 from __future__ import annotations
@@ -15,13 +20,13 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Row
 
 from runbase.config import Settings
-from runbase.core import runs
-from runbase.core.clock import new_id
+from runbase.core import idempotency, runs, testmode
+from runbase.core.clock import new_id, now_ms
 from runbase.dispatch.executor import ChildEvent, Done, EngineProcess, Log, RunTask, remove_scratch
 from runbase.errors import GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
@@ -35,18 +40,49 @@ class _RunState:
     """What the engine reported since the last heartbeat."""
 
     fraction: float | None = None
+    sent_fraction: float | None = None
     logs: list[str] = field(default_factory=list)
     is_lost: bool = False
     """Set when a heartbeat finds the run taken away (reaped): the engine is stopped."""
+    cancel_reason: str | None = None
+    """Set when the run is to be canceled (owner's request, Cancel-After): the engine is
+    stopped and the run ends canceled."""
+
+
+class WorkerObserver(Protocol):
+    """Who hears about a worker's runs in this process (the server's waiters and metrics)."""
+
+    def run_changed(self, run_id: str) -> None:
+        """The run's status or progress was just written."""
+
+    def engine_used(self, model: str, backend: str | None, seconds: float) -> None:
+        """An engine spent `seconds` on one run."""
+
+
+class _NoObserver:
+    def run_changed(self, run_id: str) -> None:
+        pass
+
+    def engine_used(self, model: str, backend: str | None, seconds: float) -> None:
+        pass
 
 
 class Worker:
-    def __init__(self, *, database: Database, blobs: BlobStore, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        database: Database,
+        blobs: BlobStore,
+        settings: Settings,
+        observer: WorkerObserver | None = None,
+    ) -> None:
         self.id = new_id("wrk")
         self._database = database
         self._blobs = blobs
         self._settings = settings
         self._engine = EngineProcess(settings)
+        self._test_engine: EngineProcess | None = None  # started for the first test run
+        self._observer = observer or _NoObserver()
         self._current: str | None = None
         self._stopping = asyncio.Event()
 
@@ -71,6 +107,8 @@ class Worker:
         finally:
             await asyncio.shield(self._release_current())
             await asyncio.to_thread(self._engine.close)
+            if self._test_engine is not None:
+                await asyncio.to_thread(self._test_engine.close)
 
     async def process_next(self) -> bool:
         """Claim and process one run; False when none was pending."""
@@ -85,8 +123,27 @@ class Worker:
         if run is None:
             return False
         self._current = run.id  # cleared once the outcome is recorded
-        await self._process(run)
+        self._observer.run_changed(run.id)
+        try:
+            await self._process(run)
+        finally:
+            self._observer.run_changed(run.id)
         return True
+
+    def _engine_for(self, run: Row[Any]) -> EngineProcess:
+        if not run.is_test:
+            return self._engine
+        if self._test_engine is None:
+            test_settings = self._settings.model_copy(
+                update={"engines": [self._settings.test_engine]}
+            )
+            self._test_engine = EngineProcess(test_settings)
+        return self._test_engine
+
+    def _should_cancel(self, run: Row[Any], state: _RunState) -> bool:
+        if state.cancel_reason is None and _past_deadline(run):
+            state.cancel_reason = "the run passed its Cancel-After deadline"
+        return state.is_lost or self._stopping.is_set() or state.cancel_reason is not None
 
     @property
     def _lease_ms(self) -> int:
@@ -102,17 +159,21 @@ class Worker:
             self._settings.max_processing_seconds - (time.time() * 1000 - started_ms) / 1000
         )
         deadline = time.monotonic() + max(0.0, remaining_s)
-        heartbeat = asyncio.create_task(self._heartbeat(run.id, state))
+        heartbeat = asyncio.create_task(self._heartbeat(run, state))
+        engine = self._engine_for(run)
+        fail_with = testmode.requested_failure(run.input) if run.is_test else None
+        engine_started = time.monotonic()
         outcome: Done | RunFailure
         try:
-            if not self._engine.is_alive:
-                await self._engine.start()
-                state.logs.extend(self._engine.notes)
-            outcome = await self._engine.run(
-                RunTask(run.id, run.model, run.input, scratch),
+            if not engine.is_alive:
+                await engine.start()
+                state.logs.extend(engine.notes)
+                engine_started = time.monotonic()
+            outcome = await engine.run(
+                RunTask(run.id, run.model, run.input, scratch, fail_with=fail_with),
                 deadline=deadline,
                 on_event=lambda event: _record(state, event),
-                should_cancel=lambda: state.is_lost or self._stopping.is_set(),
+                should_cancel=lambda: self._should_cancel(run, state),
             )
         except RunFailure as failure:
             outcome = failure
@@ -123,16 +184,22 @@ class Worker:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
+            self._observer.engine_used(run.model, engine.backend, time.monotonic() - engine_started)
         try:
-            if self._stopping.is_set() and not isinstance(outcome, Done):
+            if (
+                self._stopping.is_set()
+                and not isinstance(outcome, Done)
+                and state.cancel_reason is None
+            ):
                 return  # shutting down: run_forever hands the run back to the queue
-            await asyncio.shield(self._finish(run, outcome, state))
+            await asyncio.shield(self._finish(run, engine.backend, outcome, state))
             self._current = None
         finally:
             await asyncio.to_thread(remove_scratch, scratch)
 
-    async def _finish(self, run: Row[Any], outcome: Done | RunFailure, state: _RunState) -> None:
-        backend = self._engine.backend
+    async def _finish(
+        self, run: Row[Any], backend: str | None, outcome: Done | RunFailure, state: _RunState
+    ) -> None:
         if isinstance(outcome, Done):
             try:
                 keys = []
@@ -159,6 +226,15 @@ class Worker:
                 logger.exception("storing the output of run %s failed", run.id)
                 outcome = GenerationFailed(f"storing the output failed: {exc}")
         failure = outcome
+        reason = state.cancel_reason
+        if reason is not None:  # whatever the engine said on its way out, it was stopped
+            await self._database.write(
+                lambda connection: runs.cancel_run(
+                    connection, run.id, reason, worker_id=self.id, backend=backend, logs=state.logs
+                )
+            )
+            logger.info("run canceled", extra={"run_id": run.id})
+            return
         await self._database.write(
             lambda connection: runs.fail_run(
                 connection, run.id, failure, worker_id=self.id, backend=backend, logs=state.logs
@@ -166,20 +242,32 @@ class Worker:
         )
         logger.info("run failed: %s", outcome.code, extra={"run_id": run.id})
 
-    async def _heartbeat(self, run_id: str, state: _RunState) -> None:
+    async def _heartbeat(self, run: Row[Any], state: _RunState) -> None:
         interval = min(1.0, self._settings.lease_seconds / 3)
+        run_id = run.id
         while True:
             await asyncio.sleep(interval)
-            update_ = runs.ProgressUpdate(state.fraction, tuple(state.logs))
+            # Progress is written (and becomes an event) only when it moved.
+            fraction = state.fraction if state.fraction != state.sent_fraction else None
+            state.sent_fraction = state.fraction
+            update_ = runs.ProgressUpdate(fraction, tuple(state.logs))
             state.logs.clear()
-            is_ours = await self._database.write(
+            lease = await self._database.write(
                 lambda connection, update_=update_: runs.heartbeat_run(  # type: ignore[misc]
                     connection, run_id, worker_id=self.id, lease_ms=self._lease_ms, update_=update_
                 )
             )
-            if not is_ours:
+            if lease is runs.Lease.LOST:
                 state.is_lost = True
                 return
+            if lease is runs.Lease.CANCELING and state.cancel_reason is None:
+                state.cancel_reason = (
+                    "the run passed its Cancel-After deadline"
+                    if _past_deadline(run)
+                    else "the run was canceled by its owner"
+                )
+            if fraction is not None:
+                self._observer.run_changed(run_id)
 
     async def _release_current(self) -> None:
         """Shutting down mid-run: hand the run back without using up one of its attempts."""
@@ -191,6 +279,10 @@ class Worker:
         )
 
 
+def _past_deadline(run: Row[Any]) -> bool:
+    return run.deadline_ms is not None and now_ms() >= run.deadline_ms
+
+
 def _record(state: _RunState, event: ChildEvent) -> None:
     if isinstance(event, Log):
         state.logs.append(event.message)
@@ -198,11 +290,21 @@ def _record(state: _RunState, event: ChildEvent) -> None:
         state.fraction = event.fraction
 
 
-async def reap_forever(database: Database, settings: Settings, stopping: asyncio.Event) -> None:
+async def reap_forever(
+    database: Database,
+    settings: Settings,
+    stopping: asyncio.Event,
+    observer: WorkerObserver | None = None,
+) -> None:
     """Recover lost and overdue runs, every few seconds, for as long as the server runs."""
+    observer = observer or _NoObserver()
     interval = max(0.2, min(5.0, settings.lease_seconds / 2))
+    forget_keys_at = 0.0
     while not stopping.is_set():
         try:
+            if time.monotonic() >= forget_keys_at:  # Idempotency-Keys are kept 24 hours
+                await database.write(idempotency.forget_old_keys)
+                forget_keys_at = time.monotonic() + 600
             report = await database.write(
                 lambda connection: runs.reap_runs(
                     connection,
@@ -214,6 +316,10 @@ async def reap_forever(database: Database, settings: Settings, stopping: asyncio
                 logger.warning("run requeued after its worker was lost", extra={"run_id": run_id})
             for run_id in report.failed:
                 logger.warning("run failed by the reaper", extra={"run_id": run_id})
+            for run_id in report.canceled:
+                logger.info("run canceled by the reaper", extra={"run_id": run_id})
+            for run_id in (*report.requeued, *report.failed, *report.canceled):
+                observer.run_changed(run_id)
         except Exception:
             logger.exception("reaping runs failed; will try again")
         with contextlib.suppress(TimeoutError):

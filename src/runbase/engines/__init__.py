@@ -19,6 +19,7 @@ __all__ = ["BUILTIN_ENGINES", "Engine", "GenerationRequest", "GenerationResult",
 
 BUILTIN_ENGINES = {
     "preview": "runbase.engines.preview:PreviewEngine",
+    "ltx2": "runbase.engines.ltx2:LTX2Engine",
 }
 
 

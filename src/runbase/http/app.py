@@ -14,14 +14,28 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp
 
 from runbase import __version__
 from runbase.config import Settings
+from runbase.dispatch.signals import RunSignals
 from runbase.dispatch.worker import Worker, reap_forever
 from runbase.http.deps import KeyCache, Services
 from runbase.http.errors import install_error_handlers
+from runbase.http.metrics import Metrics
+from runbase.http.middleware import RequestContext
 from runbase.http.ratelimit import RateLimiter
-from runbase.http.routes import files, runs
+from runbase.http.routes import (
+    account,
+    files,
+    models,
+    ops,
+    playground,
+    run_control,
+    run_events,
+    runs,
+)
+from runbase.http.webhook_sender import deliver_webhooks_forever
 from runbase.storage.blobs import LocalBlobStore, load_or_create_secret
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
@@ -29,8 +43,31 @@ from runbase.storage.migrate import upgrade_database
 logger = logging.getLogger(__name__)
 
 
+class RunbaseApp(FastAPI):
+    """FastAPI with the request middleware outermost, outside even the error handling, so
+    that every response (a 500 too) carries its request id."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestContext(super().build_middleware_stack(), self.state.metrics)
+
+
+class _ServerObserver:
+    """What the in-process workers tell the server: run changes (to wake waiters) and
+    engine time (for metrics)."""
+
+    def __init__(self, signals: RunSignals, metrics: Metrics) -> None:
+        self._signals, self._metrics = signals, metrics
+
+    def run_changed(self, run_id: str) -> None:
+        self._signals.notify(run_id)
+
+    def engine_used(self, model: str, backend: str | None, seconds: float) -> None:
+        self._metrics.engine_used(model, backend, seconds)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -39,16 +76,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         database = Database(settings.resolved_database_url)
         secret = load_or_create_secret(settings.data_dir / "url-signing.key")
         blobs = LocalBlobStore(settings.outputs_dir, secret)
-        app.state.services = Services(
-            settings, database, blobs, RateLimiter(settings.rate_limit), KeyCache()
-        )
+        signals = RunSignals()
+        observer = _ServerObserver(signals, metrics)
         stopping = asyncio.Event()
+        services = Services(
+            settings,
+            database,
+            blobs,
+            RateLimiter(settings.rate_limit),
+            KeyCache(),
+            signals=signals,
+            stopping=stopping,
+        )
+        app.state.services = services
         workers = [
-            Worker(database=database, blobs=blobs, settings=settings)
+            Worker(database=database, blobs=blobs, settings=settings, observer=observer)
             for _ in range(settings.workers)
         ]
-        tasks = [asyncio.create_task(reap_forever(database, settings, stopping))]
-        tasks += [asyncio.create_task(worker.run_forever(stopping)) for worker in workers]
+        tasks = [asyncio.create_task(reap_forever(database, settings, stopping, observer))]
+        services.worker_tasks = [
+            asyncio.create_task(worker.run_forever(stopping)) for worker in workers
+        ]
+        services.workers = workers
+        tasks += services.worker_tasks
+        tasks.append(asyncio.create_task(deliver_webhooks_forever(services, stopping)))
         try:
             yield
         finally:
@@ -56,16 +107,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(database.dispose)
 
-    app = FastAPI(
+    app = RunbaseApp(
         title="runbase",
         version=__version__,
         summary="The Runbase runs API for AI video generation, self-hosted.",
         lifespan=lifespan,
     )
+    app.state.metrics = metrics
     install_error_handlers(app)
     for prefix in ("/api/v1", "/v1"):
         app.include_router(runs.router, prefix=prefix)
+        for router in (run_control.router, run_events.router, account.router, models.router):
+            app.include_router(router, prefix=prefix)
     app.include_router(files.router)
+    app.include_router(ops.router)
+    app.include_router(playground.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def read_health() -> JSONResponse:

@@ -8,19 +8,24 @@ so that FastAPI calls them inline instead of in a thread.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
-from dataclasses import dataclass
-from typing import Annotated
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from runbase.config import Settings
 from runbase.core.keys import KeyRecord, check_key, find_key
+from runbase.dispatch.signals import RunSignals
 from runbase.errors import MissingApiKey
 from runbase.http.ratelimit import RateLimiter
 from runbase.storage.blobs import LocalBlobStore
 from runbase.storage.db import Database
+
+if TYPE_CHECKING:
+    from runbase.dispatch.worker import Worker
 
 
 @dataclass
@@ -32,6 +37,12 @@ class Services:
     blobs: LocalBlobStore
     rate_limiter: RateLimiter
     key_cache: KeyCache
+    signals: RunSignals = field(default_factory=RunSignals)
+    """Wakes requests waiting on a run when this process's workers change it."""
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set at shutdown: /readyz answers 503 from then on."""
+    workers: list[Worker] = field(default_factory=list)
+    worker_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
 def get_services(request: Request) -> Services:

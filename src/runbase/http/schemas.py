@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
@@ -14,8 +14,20 @@ from runbase.storage.tables import RunRow
 class RunCreate(BaseModel):
     """The body of `POST /api/v1/runs` (parsed by hand to keep the contract's error codes)."""
 
+    model_config = ConfigDict(populate_by_name=True)
+
     model: str = Field(examples=["bytedance/seedance-1.5-pro"])
     input: dict[str, Any] = Field(examples=[{"prompt": "A cinematic product photo of a lamp"}])
+    webhook: str | None = Field(
+        None,
+        description="Extension: an https URL that receives the run object on run events "
+        "(signed, Standard Webhooks; see GET /api/v1/webhooks/secret)",
+    )
+    webhook_events_filter: list[Literal["start", "progress", "completed"]] | None = Field(
+        None,
+        alias="webhookEventsFilter",
+        description='Extension: which events to send; default ["start", "completed"]',
+    )
 
 
 class RunOutput(BaseModel):
@@ -34,7 +46,10 @@ class RunPublic(BaseModel):
 
     id: str
     model: str
-    status: str = Field(description="pending, processing, succeeded or failed")
+    status: str = Field(
+        description="pending, processing, succeeded or failed; canceled (an extension) only "
+        "for runs their owner canceled"
+    )
     input: dict[str, Any]
     output: RunOutput | None
     error: RunError | None
@@ -45,6 +60,34 @@ class RunPublic(BaseModel):
     backend: str | None = Field(description="The engine that made (or is making) the run")
     progress: float = Field(description="0 to 1 while processing")
     logs: list[str] = Field(description="Short messages from the engine")
+
+
+class RunRead(RunPublic):
+    """A run as reads show it (GET, list, events): with its place in the queue."""
+
+    queue_position: int | None = Field(
+        alias="queuePosition",
+        description="Extension: pending runs ahead of this one in the queue; null unless pending",
+    )
+
+
+class RunPage(BaseModel):
+    """One page of `GET /api/v1/runs`, newest first."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    data: list[RunRead]
+    next_cursor: str | None = Field(
+        alias="nextCursor", description="Pass as `cursor` for the next page; null at the end"
+    )
+
+
+class CostEstimate(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    model: str
+    cost_usd: int = Field(alias="costUsd", description="What a create would charge, micro-USD")
+    input: dict[str, Any] = Field(description="The input with every default filled in")
 
 
 def run_public(run: RunRow | Row[Any], urls: list[str] | None) -> dict[str, Any]:

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -23,6 +34,10 @@ class AccountRow(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     balance_micros: Mapped[int] = mapped_column(BigInteger)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    test_balance_micros: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    """The balance that runs of test keys are charged against; it never runs out."""
+    webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    """`whsec_...`: signs this account's webhook deliveries; made when first needed."""
 
 
 class LedgerEntryRow(Base):
@@ -38,6 +53,8 @@ class LedgerEntryRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     amount_micros: Mapped[int] = mapped_column(BigInteger)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    book: Mapped[str] = mapped_column(String(8), server_default="live")
+    """"live" (the balance) or "test" (the test balance, for runs of test keys)."""
 
 
 class ApiKeyRow(Base):
@@ -56,6 +73,8 @@ class ApiKeyRow(Base):
     rate_limit: Mapped[str | None] = mapped_column(String(40))
     """Overrides the server's rate limit for this key, e.g. "100/second"."""
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    is_test: Mapped[bool] = mapped_column(server_default=false())
+    """A test key (`sk-test-...`): its runs use the test engine and the test balance."""
 
 
 class RunRow(Base):
@@ -64,6 +83,7 @@ class RunRow(Base):
         Index("ix_runs_status_created", "status", "created_ms"),
         Index("ix_runs_key_created", "key_id", "created_ms"),
         Index("ix_runs_account_created", "account_id", "created_ms"),
+        Index("ix_runs_deadline", "deadline_ms"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -85,3 +105,69 @@ class RunRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker_id: Mapped[str | None] = mapped_column(String(60))
     lease_expires_ms: Mapped[int | None] = mapped_column(BigInteger)
+    is_test: Mapped[bool] = mapped_column(server_default=false())
+    cancel_requested: Mapped[bool] = mapped_column(server_default=false())
+    """Set by the owner's cancel while processing; the worker sees it with its heartbeat."""
+    deadline_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """From `Cancel-After`: a run not finished by then is canceled and refunded."""
+    webhook: Mapped[str | None] = mapped_column(String(2000))
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
+    public_base_url: Mapped[str | None] = mapped_column(String(500))
+    """The base URL the run was created through: output URLs in webhook bodies use it."""
+
+
+class RunEventRow(Base):
+    """A run's status and progress changes, numbered per run: the SSE stream replays them."""
+
+    __tablename__ = "run_events"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_run_events_run_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    progress: Mapped[float]
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class IdempotencyKeyRow(Base):
+    """An `Idempotency-Key` and the run it created; kept 24 hours per account.
+
+    Inserted in the same transaction as its run, so that the unique constraint, not the
+    code, decides which of two concurrent requests with one key creates (and charges) it.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (
+        UniqueConstraint("account_id", "key", name="uq_idempotency_account_key"),
+        Index("ix_idempotency_keys_created", "created_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str] = mapped_column(String(40))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class WebhookDeliveryRow(Base):
+    """One webhook message: its id is `webhook-id`, the same on every retry."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_ms"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    run_id: Mapped[str] = mapped_column(String(40), index=True)
+    event: Mapped[str] = mapped_column(String(16))
+    url: Mapped[str] = mapped_column(String(2000))
+    payload: Mapped[str | None] = mapped_column(Text)
+    """The body, frozen at the first attempt so that every retry sends the same bytes."""
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_ms: Mapped[int] = mapped_column(BigInteger)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    completed_ms: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,32 +1,29 @@
 """`PreviewEngine`: every run answered with a real, honest animatic, on any CPU, offline.
 
     generate(request, progress)
-      1. read the prompt into a Scene              (scene.describe_scene)
-      2. compose the soundtrack, in a thread,      (soundtrack.compose_soundtrack)
-         while the stage is painted                (frames.film_scene / film_images)
-      3. render frames in a producer thread        (frames.Film.render)
-         while the encoder consumes them           (media.video.write_mp4)
-      4. return output.mp4 and what was drawn      (GenerationResult)
-
-Rendering and encoding overlap because x264 and the Pillow/numpy calls release the GIL;
-the encoder sets the pace and rendering hides behind it (see benchmarks/preview.py).
+      1. read the prompt into a Scene                 scene.describe_scene
+      2. compose the soundtrack in a thread while     soundtrack.compose_soundtrack
+         the stage is painted (or images fitted)      frames.film_scene / film_images
+      3. render frames in a producer thread while     producer.FrameProducer
+         the encoder consumes them                    media.video.write_mp4
+      4. return output.mp4 and what was drawn         GenerationResult
 
 With `generate_audio` false the clip is silent and carries no subtitles: subtitles caption
-what is heard, and nothing is spoken. (It also spares the speech synthesis.)
+what is heard, and nothing is spoken (this also spares the speech synthesis).
 """
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from runbase.engines.base import GenerationRequest, GenerationResult, ProgressSink
 from runbase.errors import GenerationFailed, RunCanceled, RunFailure
 
 from .frames import Film, Frame, Overlays, film_images, film_scene
+from .producer import FrameProducer
 from .scene import Scene, describe_scene
 
 if TYPE_CHECKING:
@@ -34,13 +31,18 @@ if TYPE_CHECKING:
 
 __all__ = ["PreviewEngine"]
 
-_QUEUE_DEPTH: Final = 6
-"""Frames rendered ahead of the encoder: enough to ride out jitter, ~40 MB at 1080p."""
 _PROGRESS_STEP: Final = 0.05
 # libx264 presets that keep CABAC and 8x8 transforms: "ultrafast" drops both, and its
 # stream is Constrained Baseline, not the High profile the contract promises.
 _PRESETS: Final = (
-    "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
 )
 
 
@@ -48,7 +50,7 @@ class PreviewEngine:
     """The default engine: a deterministic animatic with synthesized speech, no weights.
 
     `preset` and `crf` go to the H.264 encoder (tests use "superfast" to stay quick).
-    Same request and seed give identical frames and audio samples.
+    The same request and seed give identical frames and audio samples.
     """
 
     name = "preview"
@@ -60,13 +62,17 @@ class PreviewEngine:
         self.crf = crf
 
     def setup(self) -> None:
-        """Nothing to load; warm the font cache so the first run pays no font lookup."""
+        """Nothing to load; warm the font cache so that the first run pays no font lookup."""
         from .overlays import load_font
 
         load_font(24)
 
     def generate(self, request: GenerationRequest, progress: ProgressSink) -> GenerationResult:
-        """Render `request` into `scratch_dir/output.mp4`; raise `RunCanceled` when told to stop."""
+        """Render `request` into `scratch_dir/output.mp4`; raise `RunCanceled` when told to.
+
+        `progress.should_stop()` is asked before every frame, so a cancel takes effect
+        within a frame's time (tens of milliseconds).
+        """
         output = request.scratch_dir / "output.mp4"
         try:
             return self._generate(request, progress, output)
@@ -78,46 +84,51 @@ class PreviewEngine:
             raise GenerationFailed(f"the preview engine failed: {exc}") from exc
 
     def _generate(
-        self, request: GenerationRequest, progress: ProgressSink, output: Any
+        self, request: GenerationRequest, progress: ProgressSink, output: Path
     ) -> GenerationResult:
         from runbase.media.video import write_mp4
 
         # 1. The scene.
         _check_stop(progress)
-        progress.progress(0.0, "composing scene")
+        progress.progress(0.0, "composing the scene")
         camera_fixed = bool(request.input.get("camera_fixed", False))
         scene = describe_scene(request.prompt, seed=request.seed, camera_fixed=camera_fixed)
-        duration = request.num_frames / request.fps
 
-        # 2. The soundtrack in a thread while the stage is painted (or the images fitted).
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview-audio") as pool:
-            pending: Future[Soundtrack] | None = None
+            # 2. The soundtrack in a thread while the stage is painted; the audio covers
+            #    the whole last frame, as the writer expects: num_frames / fps seconds.
+            composing: Future[Soundtrack] | None = None
             if request.audio:
-                pending = pool.submit(_compose, request.prompt, duration, request.seed)
+                duration = request.num_frames / request.fps
+                composing = pool.submit(_compose, request.prompt, duration, request.seed)
             film = _make_film(request, scene)
-            soundtrack = pending.result() if pending is not None else None
-        for note in soundtrack.notes if soundtrack is not None else ():
-            progress.log(note)
-        lines = soundtrack.lines if soundtrack is not None else ()
-        overlays = Overlays.build(
-            request.width, request.height, request.num_frames, request.fps, lines
-        )
-        _check_stop(progress)
 
-        # 3. Frames rendered ahead in a thread, encoded as they come.
-        progress.progress(0.05, "rendering")
-        frames = _report_progress(_render_ahead(film, overlays), film.num_frames, progress)
-        write_mp4(
-            output,
-            frames,
-            width=request.width,
-            height=request.height,
-            fps=request.fps,
-            num_frames=request.num_frames,
-            audio=soundtrack.samples if soundtrack is not None else None,
-            preset=self.preset,
-            crf=self.crf,
-        )
+            # 3. Rendering starts now; the overlays follow once the spoken lines are known.
+            overlays: Future[Overlays] = Future()
+            producer = FrameProducer(film, overlays)
+            try:
+                soundtrack = composing.result() if composing is not None else None
+                lines = soundtrack.lines if soundtrack is not None else ()
+                overlays.set_result(
+                    Overlays.build(film.size[0], film.size[1], film.num_frames, request.fps, lines)
+                )
+                for note in soundtrack.notes if soundtrack is not None else ():
+                    progress.log(note)
+                _check_stop(progress)
+                progress.progress(0.05, "rendering")
+                write_mp4(
+                    output,
+                    _report_progress(producer.frames(), film.num_frames, progress),
+                    width=request.width,
+                    height=request.height,
+                    fps=request.fps,
+                    num_frames=request.num_frames,
+                    audio=soundtrack.samples if soundtrack is not None else None,
+                    preset=self.preset,
+                    crf=self.crf,
+                )
+            finally:
+                producer.close()
         progress.progress(1.0, "done")
 
         # 4. What was drawn.
@@ -145,7 +156,7 @@ def _compose(prompt: str, duration: float, seed: int) -> Soundtrack:
 
 
 def _make_film(request: GenerationRequest, scene: Scene) -> Film:
-    """The procedural film of `scene`, or the image film when the request has images."""
+    """The image film when the request has images, else the procedural film of `scene`."""
     if request.images:
         from runbase.media.images import fit_image
 
@@ -159,62 +170,18 @@ def _check_stop(progress: ProgressSink) -> None:
         raise RunCanceled()
 
 
-def _render_ahead(film: Film, overlays: Overlays) -> Iterator[Frame]:
-    """Yield `film`'s finished frames in order, rendered up to `_QUEUE_DEPTH` ahead in a thread.
-
-    Closing the iterator (the consumer stopped, failed or was canceled) stops the producer
-    within one frame; an error in the producer is raised here as `GenerationFailed`.
-    """
-    items: queue.Queue[Frame | BaseException] = queue.Queue(maxsize=_QUEUE_DEPTH)
-    stop = threading.Event()
-
-    def offer(item: Frame | BaseException) -> None:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                continue
-
-    def produce() -> None:
-        try:
-            for index in range(film.num_frames):
-                if stop.is_set():
-                    return
-                offer(overlays.finish(film.picture(index), index))
-        except BaseException as exc:
-            offer(exc)
-
-    worker = threading.Thread(target=produce, name="preview-render", daemon=True)
-    worker.start()
-    try:
-        for _ in range(film.num_frames):
-            item = items.get()
-            if isinstance(item, BaseException):
-                raise GenerationFailed(f"rendering a preview frame failed: {item}") from item
-            yield item
-    finally:
-        stop.set()
-        worker.join(timeout=5)
-
-
 def _report_progress(
     frames: Iterator[Frame], total: int, progress: ProgressSink
 ) -> Iterator[Frame]:
-    """Pass frames through, checking for a stop before each and reporting every 5%.
+    """Pass frames through, asking whether to stop before each and reporting every 5%.
 
-    Progress runs from 0.05 to 0.95 over the frames; 1.0 is reported once the file is done.
+    Progress runs from 0.05 to 0.95 over the frames; 1.0 comes once the file is written.
     """
     reported = 0.05
-    try:
-        for index, frame in enumerate(frames):
-            _check_stop(progress)
-            yield frame
-            fraction = 0.05 + 0.9 * (index + 1) / total
-            if fraction - reported >= _PROGRESS_STEP - 1e-9:
-                progress.progress(round(fraction, 4), "rendering")
-                reported = fraction
-    finally:
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
+    for index, frame in enumerate(frames):
+        _check_stop(progress)
+        yield frame
+        fraction = 0.05 + 0.9 * (index + 1) / total
+        if fraction - reported >= _PROGRESS_STEP - 1e-9:
+            progress.progress(round(fraction, 4), "rendering")
+            reported = fraction

@@ -40,7 +40,7 @@ from .overlays import Sprite, SubtitleTrack, TimedText, render_mark
 from .scene import Scene
 from .studio import build_abstract, build_interior
 
-__all__ = ["Film", "Frame", "Overlays", "film_images", "film_scene", "plan_camera"]
+__all__ = ["Film", "Frame", "Overlays", "export_rgb", "film_images", "film_scene", "plan_camera"]
 
 Frame = NDArray[np.uint8]
 
@@ -59,6 +59,10 @@ class Film(Protocol):
 
     @property
     def num_frames(self) -> int: ...
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of every picture."""
 
     def picture(self, index: int) -> Image.Image: ...
 
@@ -96,7 +100,30 @@ class Overlays:
             if sprite is not None:
                 sprite.paste_onto(frame)
         self.mark.paste_onto(frame)
-        return np.asarray(frame)
+        return export_rgb(frame)
+
+
+def export_rgb(image: Image.Image) -> Frame:
+    """The RGB pixels of `image` as an (h, w, 3) array, copied once.
+
+    `np.asarray(image)` goes through `tobytes`, which packs the pixels in 64 KiB chunks and
+    then joins them: a second full copy (~0.9 ms a 720p frame, a third of the render). One
+    raw-encoder call with a buffer of the whole image packs them straight into the bytes
+    that numpy then wraps. Should Pillow ever answer differently, fall back to the slow way.
+    """
+    width, height = image.size
+    size = width * height * 3
+    if image.mode != "RGB" or size == 0:
+        return np.asarray(image.convert("RGB"))
+    encoder = Image._getencoder("RGB", "raw", "RGB")
+    try:
+        encoder.setimage(image.im, (0, 0, width, height))
+        _, status, data = encoder.encode(size)
+    finally:
+        encoder.cleanup()
+    if status != 1 or len(data) != size:
+        return np.asarray(image)
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
 
 @dataclass(frozen=True)
@@ -166,8 +193,8 @@ class StageFilm:
 
     def __init__(self, scene: Scene, width: int, height: int, num_frames: int, fps: int) -> None:
         self.num_frames = num_frames
+        self.size = (width, height)
         self._fps = fps
-        self._size = (width, height)
         duration = (num_frames - 1) / fps
         self.camera = plan_camera(scene.camera, width, height, duration)
         self.stage = _STAGE_BUILDERS[scene.kind](scene, *self.camera.canvas)
@@ -178,14 +205,14 @@ class StageFilm:
     def picture(self, index: int) -> Image.Image:
         progress = index / (self.num_frames - 1) if self.num_frames > 1 else 0.0
         view = self.camera.view_at(progress)
-        width, height = self._size
+        width, height = self.size
         background = self.stage.background
         if view.scale == 1.0:
             x, y = int(view.x), int(view.y)
             frame = background.crop((x, y, x + width, y + height))
         else:
             box = (view.x, view.y, view.x + width / view.scale, view.y + height / view.scale)
-            frame = background.resize(self._size, Image.Resampling.NEAREST, box=box)
+            frame = background.resize(self.size, Image.Resampling.NEAREST, box=box)
         draw = ImageDraw.Draw(frame)
         for animate in self.stage.animators:
             animate(frame, draw, view, index / self._fps)
@@ -209,6 +236,7 @@ class StillFilm:
     def __init__(self, fitted: Frame, camera: str, num_frames: int, duration: float) -> None:
         self.num_frames = num_frames
         self._image = Image.fromarray(fitted, "RGB")
+        self.size = self._image.size
         self._camera = camera
         self._zoom = 1 + 0.5 * _travel(duration) * (1.5 if camera.startswith("dolly") else 1.0)
         self._backdrop: Image.Image | None = None
@@ -268,6 +296,7 @@ class MorphFilm:
     ) -> None:
         self.num_frames = num_frames
         self._first = Image.fromarray(first, "RGB")
+        self.size = self._first.size
         self._last = Image.fromarray(last, "RGB")
         self._camera = camera
         self._zoom = 1 + 0.3 * _travel(duration)

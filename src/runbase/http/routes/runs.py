@@ -1,80 +1,238 @@
-"""`POST /api/v1/runs` and `GET /api/v1/runs/{id}` (also served under `/v1/runs`)."""
+"""`POST /api/v1/runs` and `GET /api/v1/runs/{id}` (also served under `/v1/runs`), and
+`POST /api/v1/runs/estimate`, which prices a create without making it.
+
+Create's extensions (README "Beyond the contract"), all ignored by contract clients:
+`webhook` and `webhookEventsFilter` in the body; the `Idempotency-Key`, `Cancel-After` and
+`Prefer: wait` headers. They are checked after the contract's checks, so that a contract
+request is refused exactly as before.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row
 
-from runbase.core import runs
+from runbase.core import idempotency, runs
 from runbase.core.catalog import find_model
-from runbase.errors import InvalidJson, MissingInput, MissingModel
+from runbase.core.clock import new_id, now_ms
+from runbase.core.keys import KeyRecord
+from runbase.core.webhooks import check_webhook
+from runbase.errors import IdempotencyKeyInUse, InvalidJson, MissingInput, MissingModel, RunNotFound
 from runbase.http.deps import Services, authorize, get_services
+from runbase.http.headers import cancel_after_ms, wait_seconds
 from runbase.http.ratelimit import rate_limit_headers
-from runbase.http.schemas import RunCreate, RunPublic, run_public
+from runbase.http.schemas import CostEstimate, RunCreate, RunPublic, RunRead, run_public
+from runbase.http.waiting import wait_for_run
 from runbase.storage.tables import RunRow
 
 router = APIRouter(tags=["runs"])
 
+_CREATE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": RunCreate.model_json_schema(by_alias=True)}},
+    }
+}
+_CREATE_HEADERS = [
+    {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "maxLength": 255},
+        "description": "Extension: the same key and body within 24 h return the first run "
+        "(with `Idempotent-Replayed: true`) instead of creating and charging another; the "
+        "same key with another body is 409 `idempotency_key_reused`.",
+    },
+    {
+        "name": "Cancel-After",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "examples": ["90s", "10m", "1h30m"]},
+        "description": "Extension: a run not finished this long after creation is canceled "
+        "and refunded.",
+    },
+    {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string", "examples": ["wait", "wait=30"]},
+        "description": "Extension: `wait` or `wait=N` (N <= 60) holds the answer until the run "
+        "has finished or N seconds have passed, and answers with the run as it then stands.",
+    },
+]
 
-def _answer(request: Request, services: Services, run: RunRow | Row[Any]) -> JSONResponse:
-    urls = None
-    if run.status == runs.RunStatus.SUCCEEDED and run.output_keys is not None:
-        base_url = services.settings.public_url or str(request.base_url)
-        urls = [
-            services.blobs.signed_url(
-                key, base_url=base_url, ttl_seconds=services.settings.file_url_ttl_seconds
-            )
-            for key in run.output_keys
-        ]
-    return JSONResponse(run_public(run, urls), headers=rate_limit_headers(request))
+
+def run_urls(services: Services, run: RunRow | Row[Any], base_url: str) -> list[str] | None:
+    """Signed output URLs of a succeeded run (signed anew on every read), else None."""
+    if run.status != runs.RunStatus.SUCCEEDED or run.output_keys is None:
+        return None
+    base = services.settings.public_url or base_url
+    ttl = services.settings.file_url_ttl_seconds
+    return [
+        services.blobs.signed_url(key, base_url=base, ttl_seconds=ttl) for key in run.output_keys
+    ]
 
 
-def _parse_body(raw: bytes) -> tuple[str, dict[str, Any]]:
+def run_read(services: Services, run: Row[Any], base_url: str) -> dict[str, Any]:
+    """The run object of reads: with `queuePosition`."""
+    answer = run_public(run, run_urls(services, run, base_url))
+    answer["queuePosition"] = run.queue_position
+    return answer
+
+
+def _answer(
+    request: Request,
+    services: Services,
+    run: RunRow | Row[Any],
+    *,
+    is_read: bool = False,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    base_url = str(request.base_url)
+    if is_read:
+        body = run_read(services, cast(Row[Any], run), base_url)
+    else:
+        body = run_public(run, run_urls(services, run, base_url))
+    all_headers = rate_limit_headers(request)
+    if headers:
+        all_headers.update(headers)
+    return JSONResponse(body, headers=all_headers)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A create's body, checked and priced (everything before the transaction)."""
+
+    body: dict[str, Any]
+    model: str
+    validated: dict[str, Any]
+    cost: int
+    webhook: str | None
+    webhook_events: list[str] | None
+
+
+def _prepare(services: Services, raw: bytes) -> _Prepared:
+    """Parse, validate and price a create's body, in the contract's order of checks."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise MissingModel("the request body must be a JSON object with `model` and `input`")
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id:
         raise MissingModel()
-    return model, body.get("input")  # type: ignore[return-value]
+    spec = find_model(model_id)
+    raw_input = body.get("input")
+    if not isinstance(raw_input, dict):
+        raise MissingInput()
+    validated = spec.validate_input(raw_input)
+    webhook, events = None, None
+    if body.get("webhook") is not None or body.get("webhookEventsFilter") is not None:
+        settings = services.settings
+        webhook, events = check_webhook(
+            body.get("webhook"),
+            body.get("webhookEventsFilter"),
+            http_hosts=settings.webhook_http_hosts,
+            allow_private_hosts=settings.allow_private_webhook_hosts,
+        )
+    cost = spec.price_micros(validated, services.settings.price_rates)
+    return _Prepared(body, model_id, validated, cost, webhook, events)
+
+
+def _create_or_replay(
+    connection: Connection,
+    key: KeyRecord,
+    prepared: _Prepared,
+    options: runs.RunOptions,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> tuple[RunRow | Row[Any], bool]:
+    """One transaction: the run and its charge, or the run an earlier request created."""
+    run_id = new_id("run")
+    if idempotency_key is not None:
+        first = idempotency.claim_key(
+            connection,
+            account_id=key.account_id,
+            key=idempotency_key,
+            request_hash=request_hash,
+            run_id=run_id,
+        )
+        if first is not None:
+            try:
+                return runs.get_run(connection, first.run_id, account_id=key.account_id), True
+            except RunNotFound:
+                raise IdempotencyKeyInUse() from None
+    run = runs.create_run(
+        connection,
+        key=key,
+        model=prepared.model,
+        validated_input=prepared.validated,
+        cost=prepared.cost,
+        run_id=run_id,
+        options=options,
+    )
+    return run, False
 
 
 @router.post(
     "/runs",
     response_model=RunPublic,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": RunCreate.model_json_schema()}},
-        }
-    },
+    openapi_extra={**_CREATE_BODY, "parameters": _CREATE_HEADERS},
 )
 async def create_run(request: Request) -> JSONResponse:
     """Create a run: charged now, generated in the background; poll it with GET."""
     services = get_services(request)
     key = await authorize(request, services)
-    model_id, raw_input = _parse_body(await request.body())
-    spec = find_model(model_id)
-    if not isinstance(raw_input, dict):
-        raise MissingInput()
-    validated = spec.validate_input(raw_input)
-    cost = spec.price_micros(validated, services.settings.price_rates)
-    run = await services.database.write(
-        lambda connection: runs.create_run(
-            connection, key=key, model=model_id, validated_input=validated, cost=cost
+    prepared = _prepare(services, await request.body())
+    headers = request.headers
+    wait = wait_seconds(headers.get("prefer"))
+    cancel_after = cancel_after_ms(headers.get("cancel-after"))
+    idempotency_key = headers.get("idempotency-key")
+    request_hash = ""
+    if idempotency_key is not None:
+        idempotency_key = idempotency.check_key(idempotency_key)
+        request_hash = idempotency.request_hash(
+            prepared.body, options={"cancel_after_ms": cancel_after}
+        )
+    options = runs.RunOptions(
+        deadline_ms=None if cancel_after is None else now_ms() + cancel_after,
+        webhook=prepared.webhook,
+        webhook_events=prepared.webhook_events,
+        public_base_url=str(request.base_url),
+    )
+    run, replayed = await services.database.write(
+        lambda connection: _create_or_replay(
+            connection, key, prepared, options, idempotency_key, request_hash
         )
     )
-    return _answer(request, services, run)
+    extra = {"Idempotent-Replayed": "true"} if replayed else {}
+    if wait is not None:
+        run = await wait_for_run(services, run.id, account_id=key.account_id, timeout=wait)
+        extra["Preference-Applied"] = f"wait={wait}"
+    return _answer(request, services, run, headers=extra)
 
 
-@router.get("/runs/{run_id}", response_model=RunPublic)
+@router.post(
+    "/runs/estimate",
+    response_model=CostEstimate,
+    openapi_extra={**_CREATE_BODY},
+)
+async def estimate_run(request: Request) -> JSONResponse:
+    """Extension: what a create with this body would cost, from the same pricing; no charge."""
+    services = get_services(request)
+    await authorize(request, services)
+    prepared = _prepare(services, await request.body())
+    answer = {"model": prepared.model, "costUsd": prepared.cost, "input": prepared.validated}
+    return JSONResponse(answer, headers=rate_limit_headers(request))
+
+
+@router.get("/runs/{run_id}", response_model=RunRead)
 async def read_run(run_id: str, request: Request) -> JSONResponse:
     """Read a run's status and, once it has succeeded, its output URLs."""
     services = get_services(request)
@@ -82,4 +240,4 @@ async def read_run(run_id: str, request: Request) -> JSONResponse:
     run = await services.database.read(
         lambda connection: runs.get_run(connection, run_id, account_id=key.account_id)
     )
-    return _answer(request, services, run)
+    return _answer(request, services, run, is_read=True)

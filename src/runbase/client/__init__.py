@@ -1,0 +1,113 @@
+"""runbase.client: the Python SDK for the Runbase runs API (runbase or runbase.net).
+
+    >>> from runbase.client import Runbase, SeedanceInput
+    >>> client = Runbase()  # RUNBASE_API_KEY, RUNBASE_BASE_URL (default http://127.0.0.1:8000)
+    >>> run = client.run(
+    ...     "bytedance/seedance-1.5-pro",
+    ...     SeedanceInput('A lighthouse keeper says "storm tonight"', resolution="480p"),
+    ... )
+    >>> run.download("lighthouse.mp4")
+    PosixPath('lighthouse.mp4')
+
+`AsyncRunbase` does the same with `await`. Every error is a `RunbaseError`; the tree is
+drawn in `runbase.client._errors`. Everything public is listed in `__all__`; the modules
+behind it are private and may change.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from runbase.client._async_client import AsyncRunbase, AsyncRuns
+from runbase.client._client import Runbase, Runs
+from runbase.client._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequest,
+    ConnectionFailed,
+    InsufficientBalance,
+    InvalidApiKey,
+    InvalidInput,
+    InvalidJson,
+    IpNotAllowed,
+    MissingApiKey,
+    MissingInput,
+    MissingModel,
+    ModelNotFound,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RunbaseError,
+    RunFailed,
+    RunNotFinished,
+    RunNotFound,
+    ServerError,
+    SpendLimitExceeded,
+    UsageExceeded,
+    WaitTimeout,
+)
+from runbase.client._inputs import (
+    SEEDANCE_1_5_PRO,
+    AspectRatio,
+    Duration,
+    Resolution,
+    SeedanceInput,
+    encode_image,
+)
+from runbase.client._models import (
+    AsyncRun,
+    ErrorDetail,
+    ProgressCallback,
+    Run,
+    RunOutput,
+    RunStatus,
+)
+
+__all__ = [
+    "SEEDANCE_1_5_PRO",
+    "APIError",
+    "AspectRatio",
+    "AsyncRun",
+    "AsyncRunbase",
+    "AsyncRuns",
+    "AuthenticationError",
+    "BadRequest",
+    "ConnectionFailed",
+    "Duration",
+    "ErrorDetail",
+    "InsufficientBalance",
+    "InvalidApiKey",
+    "InvalidInput",
+    "InvalidJson",
+    "IpNotAllowed",
+    "MissingApiKey",
+    "MissingInput",
+    "MissingModel",
+    "ModelNotFound",
+    "NotFound",
+    "PermissionDenied",
+    "ProgressCallback",
+    "RateLimited",
+    "Resolution",
+    "Run",
+    "RunFailed",
+    "RunNotFinished",
+    "RunNotFound",
+    "RunOutput",
+    "RunStatus",
+    "Runbase",
+    "RunbaseError",
+    "Runs",
+    "SeedanceInput",
+    "ServerError",
+    "SpendLimitExceeded",
+    "UsageExceeded",
+    "WaitTimeout",
+    "encode_image",
+]
+
+# Show `runbase.client.Run` in tracebacks, reprs and docs, not the private module's name.
+for _name in __all__:
+    _member = globals()[_name]
+    if isinstance(_member, type) or inspect.isfunction(_member):
+        _member.__module__ = __name__

@@ -1,0 +1,96 @@
+"""Run events: each run's status and progress changes, numbered 1, 2, 3... per run.
+
+`core.runs` records one in the same transaction as every change it makes, so the events
+of a run are exactly its history: the SSE stream (`GET /api/v1/runs/{id}/events`) replays
+them after a `Last-Event-ID`, and each one that the run's webhook filter asks for queues a
+webhook delivery in that same transaction (so none is lost, and none is sent for a change
+that rolled back).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any, Protocol, cast
+
+from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select
+
+from runbase.core import webhooks
+from runbase.core.clock import now_ms
+from runbase.storage.tables import RunEventRow
+
+_EVENTS = cast(Table, RunEventRow.__table__)
+_INSERT_EVENT = insert(_EVENTS)
+_NEXT_SEQ = select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
+    _EVENTS.c.run_id == bindparam("run_id")
+)
+_EVENTS_AFTER = (
+    select(_EVENTS)
+    .where(_EVENTS.c.run_id == bindparam("run_id"), _EVENTS.c.seq > bindparam("after"))
+    .order_by(_EVENTS.c.seq)
+)
+
+
+class EventKind(StrEnum):
+    STATUS = "status"  # the run's status changed (the first event is always `pending`)
+    PROGRESS = "progress"  # the engine reported progress while processing
+
+
+class EventSubject(Protocol):
+    """What an event needs to know about its run: the row of a guarded update's RETURNING."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def account_id(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def progress(self) -> float: ...
+    @property
+    def webhook(self) -> str | None: ...
+    @property
+    def webhook_events(self) -> Sequence[str] | None: ...
+
+
+def record_event(
+    connection: Connection,
+    run: EventSubject,
+    kind: EventKind,
+    *,
+    webhook_event: webhooks.WebhookEvent | None = None,
+    seq: int | None = None,
+) -> None:
+    """Append the run's next event (its state as `run` shows it) and queue its webhook.
+
+    `webhook_event` names the event for webhook filters (`start`, `progress`,
+    `completed`); None sends none. `seq` may be given when it is known (1 for a new run),
+    saving a query.
+    """
+    if seq is None:
+        seq = connection.execute(_NEXT_SEQ, {"run_id": run.id}).scalar_one()
+    connection.execute(
+        _INSERT_EVENT,
+        {
+            "run_id": run.id,
+            "seq": seq,
+            "kind": kind.value,
+            "status": run.status,
+            "progress": run.progress,
+            "created_ms": now_ms(),
+        },
+    )
+    wanted = run.webhook_events or webhooks.DEFAULT_EVENTS
+    if run.webhook and webhook_event is not None and webhook_event in wanted:
+        webhooks.queue_delivery(
+            connection,
+            account_id=run.account_id,
+            run_id=run.id,
+            url=run.webhook,
+            event=webhook_event,
+        )
+
+
+def events_after(connection: Connection, run_id: str, after: int) -> list[Row[Any]]:
+    """The run's events numbered above `after`, in order."""
+    return list(connection.execute(_EVENTS_AFTER, {"run_id": run_id, "after": after}).all())

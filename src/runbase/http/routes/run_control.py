@@ -1,0 +1,136 @@
+"""Extensions: `GET /api/v1/runs` (list) and `POST /api/v1/runs/{id}/cancel`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from runbase.core import listing, runs
+from runbase.errors import CancelTimedOut, InvalidRequest, RunAlreadyFinished
+from runbase.http.deps import authorize, get_services
+from runbase.http.ratelimit import rate_limit_headers
+from runbase.http.routes.runs import run_read
+from runbase.http.schemas import RunPage, RunRead
+from runbase.http.waiting import wait_for_run
+
+router = APIRouter(tags=["runs"])
+
+_STATUSES = [status.value for status in runs.RunStatus]
+_LIST_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": listing.MAX_PAGE, "default": 20},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "`nextCursor` of the previous page",
+    },
+    {"name": "status", "in": "query", "required": False, "schema": {"enum": _STATUSES}},
+    {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
+    {
+        "name": "created_after",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "created_before",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string", "format": "date-time"},
+    },
+]
+
+
+def _timestamp_ms(name: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidRequest(
+            f"{name} must be an ISO-8601 time, such as 2026-06-01T12:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        raise InvalidRequest(f"{name} needs a time zone, such as Z for UTC")
+    return int(moment.timestamp() * 1000)
+
+
+def _limit(value: str | None) -> int:
+    if value is None:
+        return 20
+    if not value.isdigit() or not 1 <= int(value) <= listing.MAX_PAGE:
+        raise InvalidRequest(f"limit must be an integer from 1 to {listing.MAX_PAGE}")
+    return int(value)
+
+
+@router.get("/runs", response_model=RunPage, openapi_extra={"parameters": _LIST_PARAMETERS})
+async def list_runs(request: Request) -> JSONResponse:
+    """Extension: the account's runs, newest first, filtered by status, model and time."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    query = request.query_params
+    status = query.get("status")
+    if status is not None and status not in _STATUSES:
+        raise InvalidRequest(f"status must be one of {', '.join(_STATUSES)}")
+    cursor = query.get("cursor")
+    where = listing.RunFilter(
+        status=status,
+        model=query.get("model"),
+        created_after_ms=_timestamp_ms("created_after", query.get("created_after")),
+        created_before_ms=_timestamp_ms("created_before", query.get("created_before")),
+    )
+    limit = _limit(query.get("limit"))
+    after = listing.decode_cursor(cursor) if cursor is not None else None
+    rows, next_cursor = await services.database.read(
+        lambda connection: listing.list_runs(
+            connection, account_id=key.account_id, limit=limit, after=after, where=where
+        )
+    )
+    base_url = str(request.base_url)
+    page: dict[str, Any] = {
+        "data": [run_read(services, row, base_url) for row in rows],
+        "nextCursor": next_cursor,
+    }
+    return JSONResponse(page, headers=rate_limit_headers(request))
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunRead,
+    responses={409: {"description": "run_already_finished or cancel_timeout"}},
+)
+async def cancel_run(run_id: str, request: Request) -> JSONResponse:
+    """Extension: cancel a run and refund it in full.
+
+    A pending run is canceled at once. A processing run's engine is asked to stop; the
+    answer waits (up to `RUNBASE_CANCEL_WAIT_SECONDS`) until it has, or is 409
+    `cancel_timeout` (the request stays in place). A finished run is 409
+    `run_already_finished`; canceling a canceled run again is harmless.
+    """
+    services = get_services(request)
+    key = await authorize(request, services)
+    answer = await services.database.write(
+        lambda connection: runs.request_cancel(connection, run_id, account_id=key.account_id)
+    )
+    services.signals.notify(run_id)
+    wait = services.settings.cancel_wait_seconds if answer is runs.CancelAnswer.REQUESTED else 0
+    run = await wait_for_run(services, run_id, account_id=key.account_id, timeout=wait)
+    if run.status == runs.RunStatus.PROCESSING:
+        raise CancelTimedOut(
+            f"the engine did not stop within {wait:g} s; the run stays marked for canceling "
+            "and is canceled and refunded when it stops"
+        )
+    if run.status != runs.RunStatus.CANCELED:
+        raise RunAlreadyFinished(f"the run had already finished ({run.status})")
+    return JSONResponse(
+        run_read(services, run, str(request.base_url)), headers=rate_limit_headers(request)
+    )

@@ -1,0 +1,38 @@
+"""Waiting on a run from a request: `Prefer: wait`, cancel and the SSE stream.
+
+A waiter wakes when this process's workers report a change (`RunSignals`) and, as a
+fallback for workers in other processes, re-reads the run every half second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from sqlalchemy import Row
+
+from runbase.core import runs
+from runbase.http.deps import Services
+
+POLL_SECONDS: Final = 0.5
+
+
+async def wait_for_run(
+    services: Services,
+    run_id: str,
+    *,
+    account_id: str,
+    timeout: float,
+    until: Callable[[Row[Any]], bool] = lambda run: runs.RunStatus(run.status).is_terminal(),
+) -> Row[Any]:
+    """The run once `until(run)` holds, or as it stands when `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run = await services.database.read(
+            lambda connection: runs.get_run(connection, run_id, account_id=account_id)
+        )
+        left = deadline - time.monotonic()
+        if until(run) or left <= 0:
+            return run
+        await services.signals.wait(run_id, min(POLL_SECONDS, left))

@@ -1,0 +1,110 @@
+"""The web playground in real headless Chromium against a live server with the preview engine.
+
+Chromium is Debian's (`make system-deps` installs it); Playwright drives it through
+`executable_path`, so no browser is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, sync_playwright
+
+from runbase.core import seedance
+from support import LiveServer
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+PROMPT = 'A lighthouse keeper looks out at the sea and says "storm tonight".'
+
+
+def _usd(micros: int) -> str:
+    return f"${micros / 1_000_000:.6f}".rstrip("0").rstrip(".")
+
+
+def _fill_form(page: Page) -> None:
+    page.fill("#prompt", PROMPT)
+    page.click("label[for=resolution-480p]")
+    page.click("label[for=duration-4]")
+    page.click("label[for=ratio-16_9]")
+
+
+def test_playground_generates_and_plays_a_video(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    assert shutil.which(CHROMIUM), "chromium is missing: run `make system-deps`"
+    server = start_server(engines=["preview"])
+    key = server.new_key()
+    expected_price = seedance.price_micros(
+        {"resolution": "480p", "aspect_ratio": "16:9", "duration": "4", "generate_audio": True}
+    )
+    requested: list[str] = []
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on("request", lambda request: requested.append(request.url))
+            for path in ("/playground", "/"):
+                page.goto(server.base_url + path)
+                page.wait_for_selector("body[data-ready=true]")
+
+            _fill_form(page)
+            # Without a key, the price comes from the catalog table; with one, the server
+            # quotes it (POST /api/v1/runs/estimate). Both are the price charged.
+            assert page.get_attribute("#price", "data-source") == "catalog"
+            assert page.text_content("#price") == _usd(expected_price)
+            page.fill("#api-key", key)
+            page.wait_for_selector("#price[data-source=server]")
+            assert page.text_content("#price") == _usd(expected_price)
+            assert "864×496 · 97 frames · with audio" in (page.text_content("#price-detail") or "")
+            snippet = page.text_content("#snippet") or ""
+            assert '"resolution": "480p"' in snippet and "$RUNBASE_API_KEY" in snippet
+            assert key not in snippet  # the snippets never carry the key
+            page.click("[data-tab=python]")
+            assert 'resolution="480p"' in (page.text_content("#snippet") or "")
+            assert page.evaluate("localStorage.getItem('runbase.apiKey')") == key
+
+            page.click("#run")
+            # Until the video has loaded, or the page shows an error (then fail at once).
+            page.wait_for_function(
+                "() => { const v = document.querySelector('#video');"
+                " return (!v.hidden && v.readyState >= 2 && v.duration > 0)"
+                " || !document.querySelector('#form-error').hidden; }",
+                timeout=120_000,
+            )
+            assert page.is_hidden("#form-error"), page.text_content("#form-error")
+            duration = page.evaluate("document.querySelector('#video').duration")
+            assert duration == pytest.approx(97 / 24, abs=0.05)
+            assert page.text_content("#status") == "succeeded"
+            href = page.get_attribute("#download", "href") or ""
+            assert href.startswith(server.base_url + "/files/")
+
+            # A frame from the middle of the clip makes a better picture than black.
+            page.evaluate(
+                "() => new Promise((resolve) => { const v = document.querySelector('#video');"
+                " v.addEventListener('seeked', resolve, { once: true }); v.currentTime = 2.5; })"
+            )
+            page.wait_for_function("document.querySelector('#video-meta').textContent !== ''")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "playground.png"))
+        finally:
+            browser.close()
+
+    [run] = server.admin.runs()
+    assert run.cost_micros == expected_price and run.input["resolution"] == "480p"
+    # Offline by construction: the page asked nothing of any other host.
+    assert all(url.startswith((server.base_url, "data:")) for url in requested), requested
