@@ -17,9 +17,10 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select
 
 from runbase.core import webhooks
 from runbase.core.clock import now_ms
-from runbase.storage.tables import RunEventRow
+from runbase.storage.tables import RunEventRow, RunRow
 
 _EVENTS = cast(Table, RunEventRow.__table__)
+_RUN_COLUMNS = tuple(column.name for column in cast(Table, RunRow.__table__).columns)
 _INSERT_EVENT = insert(_EVENTS)
 _NEXT_SEQ = select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
     _EVENTS.c.run_id == bindparam("run_id")
@@ -88,7 +89,16 @@ def record_event(
             run_id=run.id,
             url=run.webhook,
             event=webhook_event,
+            snapshot=_snapshot(run),
         )
+
+
+def _snapshot(run: EventSubject) -> dict[str, Any]:
+    """The run's columns as a JSON-ready dict (a RETURNING row has them all)."""
+    mapping = getattr(run, "_mapping", None)
+    if mapping is None:  # an ORM row: its columns by name
+        mapping = {name: getattr(run, name) for name in _RUN_COLUMNS}
+    return {name: mapping[name] for name in _RUN_COLUMNS if name in mapping}
 
 
 def events_after(connection: Connection, run_id: str, after: int) -> list[Row[Any]]:

@@ -112,19 +112,9 @@ SELECT_RUNS = select(
 _SELECT_RUN = SELECT_RUNS.where(
     _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
 )
-# What a change's RETURNING gives back: enough for its event, webhook and refund.
-_CHANGED = (
-    _RUNS.c.id,
-    _RUNS.c.account_id,
-    _RUNS.c.key_id,
-    _RUNS.c.status,
-    _RUNS.c.progress,
-    _RUNS.c.cost_micros,
-    _RUNS.c.is_test,
-    _RUNS.c.cancel_requested,
-    _RUNS.c.webhook,
-    _RUNS.c.webhook_events,
-)
+# What a change's RETURNING gives back: the whole row, for its event, refund and webhook
+# (whose body shows the run as this change left it).
+_CHANGED = tuple(_RUNS.c)
 _ACTIVE = (RunStatus.PENDING.value, RunStatus.PROCESSING.value)
 
 
@@ -440,7 +430,10 @@ def _end_with_refund(
 
 
 def hand_back_run(connection: Connection, run_id: str, *, worker_id: str) -> bool:
-    """A worker shutting down returns its run to the queue, giving back the attempt."""
+    """A worker shutting down returns its run to the queue, giving back the attempt.
+
+    A run its owner asked to cancel is canceled instead: it must not run again.
+    """
     values = {
         "status": RunStatus.PENDING.value,
         "worker_id": None,
@@ -448,9 +441,16 @@ def hand_back_run(connection: Connection, run_id: str, *, worker_id: str) -> boo
         "attempts": _RUNS.c.attempts - 1,
         "progress": 0.0,
     }
-    moved = _move(connection, run_id, values, worker_id=worker_id)
+    statement = _guarded(
+        run_id,
+        worker_id,
+        _RUNS.c.status == RunStatus.PROCESSING.value,
+        _RUNS.c.cancel_requested.is_(False),
+    )
+    moved = connection.execute(statement.values(**values).returning(*_CHANGED)).first()
     if moved is None:
-        return False
+        reason = "the run was canceled; its worker was shutting down"
+        return cancel_run(connection, run_id, reason, worker_id=worker_id)
     record_event(connection, moved, EventKind.STATUS)
     return True
 

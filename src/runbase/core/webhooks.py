@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
@@ -150,9 +150,18 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
 
 
 def queue_delivery(
-    connection: Connection, *, account_id: str, run_id: str, url: str, event: str
+    connection: Connection,
+    *,
+    account_id: str,
+    run_id: str,
+    url: str,
+    event: str,
+    snapshot: Mapping[str, Any],
 ) -> str:
-    """Store one message to send; the sender picks it up (at once, or after a restart)."""
+    """Store one message to send; the sender picks it up (at once, or after a restart).
+
+    `snapshot` is the run's row as of the event (JSON-ready values).
+    """
     now = now_ms()
     message_id = new_id("msg")
     connection.execute(
@@ -162,6 +171,7 @@ def queue_delivery(
             run_id=run_id,
             event=event,
             url=url,
+            snapshot=dict(snapshot),
             payload=None,
             status=DeliveryStatus.PENDING.value,
             attempts=0,

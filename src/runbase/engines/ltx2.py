@@ -494,6 +494,9 @@ class LTX2Engine:
     def _failure(self, exc: Exception, request: GenerationRequest) -> GenerationFailed:
         torch = self._torch
         if isinstance(exc, torch.cuda.OutOfMemoryError):
+            # The traceback's frames hold the run's tensors: let them go now, so that the
+            # next run starts with the memory this one had, not after a garbage collection.
+            exc.__traceback__ = None
             torch.cuda.empty_cache()
             return GenerationFailed(
                 f"the GPU ran out of memory generating {request.width}x{request.height}, "

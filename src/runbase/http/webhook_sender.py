@@ -17,11 +17,12 @@ import contextlib
 import json
 import logging
 import time
+from types import SimpleNamespace
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Row, select
 
-from runbase.core import runs, webhooks
+from runbase.core import webhooks
 from runbase.core.clock import now_ms
 from runbase.dispatch.webhook_post import PostResult, WebhookRefused, post_webhook
 from runbase.http.deps import Services
@@ -64,23 +65,32 @@ async def deliver_due(services: Services) -> int:
     taken = await services.database.write(
         lambda connection: webhooks.take_due_deliveries(connection, lease_ms=lease_ms, limit=BATCH)
     )
-    await asyncio.gather(*(_attempt(services, message) for message in taken))
+    by_run: dict[str, list[Row[Any]]] = {}
+    for message in taken:
+        by_run.setdefault(message.run_id, []).append(message)
+    # A run's messages go one after another, oldest first (a receiver sees `start` before
+    # `completed`); different runs' messages go in parallel.
+    await asyncio.gather(*(_attempt_in_order(services, batch) for batch in by_run.values()))
     return len(taken)
 
 
-def _render_run(connection: Connection, services: Services, message: Row[Any]) -> str:
-    run = runs.get_run(connection, message.run_id, account_id=message.account_id)
+async def _attempt_in_order(services: Services, messages: list[Row[Any]]) -> None:
+    for message in sorted(messages, key=lambda message: (message.created_ms, message.id)):
+        await _attempt(services, message)
+
+
+def _render_run(services: Services, message: Row[Any]) -> str:
+    """The run object as of the message's event (queuePosition: never pending then)."""
+    run = SimpleNamespace(**message.snapshot, queue_position=None)
     base_url = services.settings.public_url or run.public_base_url or "http://localhost/"
-    return json.dumps(run_read(services, run, base_url), separators=(",", ":"))
+    return json.dumps(run_read(services, run, base_url), separators=(",", ":"))  # type: ignore[arg-type]
 
 
 async def _attempt(services: Services, message: Row[Any]) -> None:
     settings = services.settings
     payload = message.payload
     if payload is None:
-        rendered = await services.database.read(
-            lambda connection: _render_run(connection, services, message)
-        )
+        rendered = _render_run(services, message)
         payload = await services.database.write(
             lambda connection: webhooks.freeze_payload(connection, message.id, rendered)
         )

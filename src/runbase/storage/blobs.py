@@ -58,7 +58,8 @@ class LocalBlobStore:
     def verify(self, key: str, expires: int, signature: str) -> bool:
         if expires < time.time():
             return False
-        return hmac.compare_digest(self._sign(key, expires), signature)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
+        return hmac.compare_digest(self._sign(key, expires).encode(), signature.encode())
 
     def _sign(self, key: str, expires: int) -> str:
         message = f"{key}\n{expires}".encode()

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection, Row
 
 from runbase.core import idempotency, runs
-from runbase.core.catalog import find_model
+from runbase.core.catalog import MODELS, find_model
 from runbase.core.clock import new_id, now_ms
 from runbase.core.keys import KeyRecord
 from runbase.core.webhooks import check_webhook
@@ -32,10 +32,24 @@ from runbase.storage.tables import RunRow
 
 router = APIRouter(tags=["runs"])
 
+
+def _create_schema() -> dict[str, Any]:
+    """The create body's schema, with `input` the model's own input schema (while there is
+    one model; with more, each model's is at GET /api/v1/models)."""
+    schema = RunCreate.model_json_schema(by_alias=True)
+    if len(MODELS) == 1:
+        [spec] = MODELS.values()
+        schema["properties"]["model"]["enum"] = [spec.id]
+        input_schema = spec.input_schema()
+        input_schema.pop("$schema", None)
+        schema["properties"]["input"] = input_schema
+    return schema
+
+
 _CREATE_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": RunCreate.model_json_schema(by_alias=True)}},
+        "content": {"application/json": {"schema": _create_schema()}},
     }
 }
 _CREATE_HEADERS = [

@@ -5,7 +5,7 @@ need nothing.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 05:17:47.168012
+Create Date: 2026-11-24 05:45:25.076932
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def upgrade() -> None:
         sa.Column("run_id", sa.String(length=40), nullable=False),
         sa.Column("event", sa.String(length=16), nullable=False),
         sa.Column("url", sa.String(length=2000), nullable=False),
+        sa.Column("snapshot", sa.JSON(), nullable=False),
         sa.Column("payload", sa.Text(), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
@@ -109,12 +110,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("webhook", sa.String(length=2000), nullable=True))
         batch_op.add_column(sa.Column("webhook_events", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("public_base_url", sa.String(length=500), nullable=True))
-        batch_op.create_index("ix_runs_deadline", ["deadline_ms"], unique=False)
+        batch_op.create_index("ix_runs_status_deadline", ["status", "deadline_ms"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("runs", schema=None) as batch_op:
-        batch_op.drop_index("ix_runs_deadline")
+        batch_op.drop_index("ix_runs_status_deadline")
         batch_op.drop_column("public_base_url")
         batch_op.drop_column("webhook_events")
         batch_op.drop_column("webhook")
