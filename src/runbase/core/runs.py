@@ -26,6 +26,7 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     Row,
+    Select,
     Table,
     bindparam,
     case,
@@ -104,11 +105,31 @@ _QUEUE_POSITION = (
     )
     .scalar_subquery()
 )
-SELECT_RUNS = select(
-    _RUNS,
+# Only what the run object shows: every other column is work for the polling hot path.
+_SHOWN = [
+    _RUNS.c[name]
+    for name in (
+        "id",
+        "model",
+        "status",
+        "input",
+        "output_keys",
+        "error_code",
+        "error_message",
+        "cost_micros",
+        "created_ms",
+        "started_ms",
+        "completed_ms",
+        "backend",
+        "progress",
+        "logs",
+    )
+]
+SELECT_RUNS: Select[Any] = select(
+    *_SHOWN,
     case((_RUNS.c.status == "pending", _QUEUE_POSITION), else_=None).label("queue_position"),
 )
-"""Runs with their `queue_position`: add the WHERE."""
+"""Runs as the API shows them, with their `queue_position`: add the WHERE."""
 _SELECT_RUN = SELECT_RUNS.where(
     _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
 )

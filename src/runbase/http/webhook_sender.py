@@ -76,7 +76,23 @@ async def deliver_due(services: Services) -> int:
 
 async def _attempt_in_order(services: Services, messages: list[Row[Any]]) -> None:
     for message in sorted(messages, key=lambda message: (message.created_ms, message.id)):
-        await _attempt(services, message)
+        try:
+            await _attempt(services, message)
+        except Exception as exc:
+            logger.exception("webhook %s could not be attempted", message.id)
+            await _record_broken(services, message, exc)
+
+
+async def _record_broken(services: Services, message: Row[Any], exc: Exception) -> None:
+    """An attempt that broke before sending counts as a failed send, so that the 24-hour
+    limit still ends it."""
+    error = f"{type(exc).__name__}: {exc}"
+    retry_at = _retry_at(services, message, PostResult(None, error))
+    await services.database.write(
+        lambda connection: webhooks.record_attempt(
+            connection, message.id, delivered=False, retry_at_ms=retry_at, error=error
+        )
+    )
 
 
 def _render_run(services: Services, message: Row[Any]) -> str:
