@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, select
 
-from runbase.core import billing, keys, runs
+from runbase.core import billing, keys, reaper, runs
 from runbase.errors import GenerationFailed
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
@@ -43,9 +43,9 @@ def claim(db: Database, worker: str, lease_ms: int = 60_000) -> Any:
         )
 
 
-def reap(db: Database, max_processing_ms: int = 60_000) -> runs.ReapReport:
+def reap(db: Database, max_processing_ms: int = 60_000) -> reaper.ReapReport:
     with db.transaction() as connection:
-        return runs.reap_runs(connection, max_attempts=2, max_processing_ms=max_processing_ms)
+        return reaper.reap_runs(connection, max_attempts=2, max_processing_ms=max_processing_ms)
 
 
 def read_run(db: Database, run_id: str) -> Any:

@@ -1,4 +1,5 @@
-"""Listing an account's runs: newest first, filtered, in pages joined by opaque cursors.
+"""Reading runs: one by id (the polling hot path), or an account's runs newest first,
+filtered, in pages joined by opaque cursors.
 
 A cursor is the (created_ms, id) of the last run of a page, so paging is stable while new
 runs arrive (they sort before it) and costs one index range scan per page.
@@ -11,14 +12,66 @@ import binascii
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, and_, or_
+from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, case, func, or_, select
 
-from runbase.core.runs import SELECT_RUNS
-from runbase.errors import InvalidRequest
+from runbase.errors import InvalidRequest, RunNotFound
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
 MAX_PAGE = 100
+_OLDER = _RUNS.alias("older")
+# Pending runs ahead of this one in claim order (created_ms, id). The `<=` bound lets the
+# (status, created_ms) index stop at this run, so the count costs its queue position.
+_QUEUE_POSITION = (
+    select(func.count())
+    .select_from(_OLDER)
+    .where(
+        _OLDER.c.status == "pending",
+        _OLDER.c.created_ms <= _RUNS.c.created_ms,
+        or_(_OLDER.c.created_ms < _RUNS.c.created_ms, _OLDER.c.id < _RUNS.c.id),
+    )
+    .scalar_subquery()
+)
+# Only what the run object shows: every other column is work for the polling hot path.
+_SHOWN = [
+    _RUNS.c[name]
+    for name in (
+        "id",
+        "model",
+        "status",
+        "input",
+        "output_keys",
+        "error_code",
+        "error_message",
+        "cost_micros",
+        "created_ms",
+        "started_ms",
+        "completed_ms",
+        "backend",
+        "progress",
+        "logs",
+    )
+]
+SELECT_RUNS: Select[Any] = select(
+    *_SHOWN,
+    case((_RUNS.c.status == "pending", _QUEUE_POSITION), else_=None).label("queue_position"),
+)
+"""Runs as the API shows them, with their `queue_position`: add the WHERE."""
+_SELECT_RUN = SELECT_RUNS.where(
+    _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
+)
+
+
+def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
+    """A run of this account; another account's run is reported as missing, never forbidden.
+
+    A Core read (the hot path of polling): the row has the same attributes as `RunRow`,
+    and `queue_position` (pending runs ahead of it; None unless it is pending).
+    """
+    run = connection.execute(_SELECT_RUN, {"run_id": run_id, "account_id": account_id}).first()
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r} exists for your account")
+    return run
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,8 @@
 """Runs: statuses, creation (with its charge) and every status change.
 
+Reads live in `core.listing`; the reaper's policy (what to do with lost and overdue runs)
+in `core.reaper`. Every change of a run's status is a function of this module.
+
     pending ──claim──> processing ──finish──> succeeded
        ^                  │  │  └──cancel───> canceled (refunded)
        └──requeue (lost)──┘  └──fail──────> failed (refunded)
@@ -26,10 +29,8 @@ from typing import Any, cast
 from sqlalchemy import (
     Connection,
     Row,
-    Select,
     Table,
     bindparam,
-    case,
     func,
     insert,
     or_,
@@ -41,15 +42,13 @@ from runbase.core import billing
 from runbase.core.clock import new_id, now_ms
 from runbase.core.events import EventKind, record_event
 from runbase.core.keys import KeyRecord
+from runbase.core.listing import get_run
 from runbase.core.webhooks import WebhookEvent
 from runbase.errors import (
     RunCanceled,
     RunFailure,
-    RunNotFound,
-    RunTimedOut,
     SpendLimitExceeded,
     UsageExceeded,
-    WorkerLost,
 )
 from runbase.storage.tables import ApiKeyRow, RunRow
 
@@ -92,47 +91,6 @@ _COUNT_RECENT_RUNS = (
     .where(_RUNS.c.key_id == bindparam("key_id"), _RUNS.c.created_ms > bindparam("since"))
 )
 _INSERT_RUN = insert(_RUNS)
-_OLDER = _RUNS.alias("older")
-# Pending runs ahead of this one in claim order (created_ms, id). The `<=` bound lets the
-# (status, created_ms) index stop at this run, so the count costs its queue position.
-_QUEUE_POSITION = (
-    select(func.count())
-    .select_from(_OLDER)
-    .where(
-        _OLDER.c.status == "pending",
-        _OLDER.c.created_ms <= _RUNS.c.created_ms,
-        or_(_OLDER.c.created_ms < _RUNS.c.created_ms, _OLDER.c.id < _RUNS.c.id),
-    )
-    .scalar_subquery()
-)
-# Only what the run object shows: every other column is work for the polling hot path.
-_SHOWN = [
-    _RUNS.c[name]
-    for name in (
-        "id",
-        "model",
-        "status",
-        "input",
-        "output_keys",
-        "error_code",
-        "error_message",
-        "cost_micros",
-        "created_ms",
-        "started_ms",
-        "completed_ms",
-        "backend",
-        "progress",
-        "logs",
-    )
-]
-SELECT_RUNS: Select[Any] = select(
-    *_SHOWN,
-    case((_RUNS.c.status == "pending", _QUEUE_POSITION), else_=None).label("queue_position"),
-)
-"""Runs as the API shows them, with their `queue_position`: add the WHERE."""
-_SELECT_RUN = SELECT_RUNS.where(
-    _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
-)
 # What a change's RETURNING gives back: the whole row, for its event, refund and webhook
 # (whose body shows the run as this change left it).
 _CHANGED = tuple(_RUNS.c)
@@ -216,18 +174,6 @@ def create_run(
         _INSERT_RUN, {column.name: getattr(run, column.name) for column in _RUNS.columns}
     )
     record_event(connection, run, EventKind.STATUS, seq=1)
-    return run
-
-
-def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
-    """A run of this account; another account's run is reported as missing, never forbidden.
-
-    A Core read (the hot path of polling): the row has the same attributes as `RunRow`,
-    and `queue_position` (pending runs ahead of it; None unless it is pending).
-    """
-    run = connection.execute(_SELECT_RUN, {"run_id": run_id, "account_id": account_id}).first()
-    if run is None:
-        raise RunNotFound(f"no run {run_id!r} exists for your account")
     return run
 
 
@@ -476,90 +422,34 @@ def hand_back_run(connection: Connection, run_id: str, *, worker_id: str) -> boo
     return True
 
 
-@dataclass(frozen=True)
-class ReapReport:
-    requeued: tuple[str, ...]
-    failed: tuple[str, ...]
-    canceled: tuple[str, ...] = ()
-
-
-def reap_runs(connection: Connection, *, max_attempts: int, max_processing_ms: int) -> ReapReport:
-    """Recover runs whose worker vanished, fail runs past the maximum processing time, and
-    enforce Cancel-After deadlines.
-
-    A lost run is put back to pending while it has attempts left, then failed with
-    `worker_lost`; one whose owner asked to cancel it is canceled instead. A run whose first
-    start is older than the maximum fails with `timeout`. A pending run past its deadline
-    is canceled; a processing one is asked to stop (its worker cancels it).
-    """
-    now = now_ms()
-    requeued: list[str] = []
-    failed: list[str] = []
-    canceled = _enforce_deadlines(connection, now)
-    processing = _RUNS.c.status == RunStatus.PROCESSING.value
-    overdue = connection.execute(
-        select(_RUNS.c.id).where(processing, _RUNS.c.started_ms < now - max_processing_ms)
-    ).scalars()
-    for run_id in list(overdue):
-        timed_out = RunTimedOut(
-            f"the run did not finish within {max_processing_ms // 1000} seconds"
-        )
-        if fail_run(connection, run_id, timed_out):
-            failed.append(run_id)
-    lost = connection.execute(
-        select(_RUNS.c.id, _RUNS.c.attempts, _RUNS.c.cancel_requested).where(
-            processing, _RUNS.c.lease_expires_ms < now
-        )
-    ).all()
-    for run_id, attempts, cancel_requested in lost:
-        if cancel_requested:
-            reason = "the run was canceled; its worker stopped responding first"
-            if cancel_run(connection, run_id, reason, lease_expired_before=now):
-                canceled.append(run_id)
-        elif attempts < max_attempts:
-            requeue = {"status": RunStatus.PENDING.value, "worker_id": None, "progress": 0.0}
-            requeue["lease_expires_ms"] = None
-            moved = connection.execute(
-                _guarded(run_id, None, processing, _RUNS.c.lease_expires_ms < now)
-                .values(**requeue)
-                .returning(*_CHANGED)
-            ).first()
-            if moved is not None:
-                record_event(connection, moved, EventKind.STATUS)
-                requeued.append(run_id)
-        elif fail_run(
-            connection,
+def requeue_lost_run(connection: Connection, run_id: str, *, lease_expired_before: int) -> bool:
+    """Put a run whose worker vanished back in the queue (its lease must still be expired)."""
+    moved = connection.execute(
+        _guarded(
             run_id,
-            WorkerLost(f"the worker stopped responding; tried {attempts} times"),
-            lease_expired_before=now,
-        ):
-            failed.append(run_id)
-    return ReapReport(tuple(requeued), tuple(failed), tuple(canceled))
-
-
-def _enforce_deadlines(connection: Connection, now: int) -> list[str]:
-    """Cancel pending runs past their Cancel-After; ask processing ones to stop."""
-    canceled = []
-    overdue = connection.execute(
-        select(_RUNS.c.id, _RUNS.c.status).where(
-            _RUNS.c.deadline_ms < now, _RUNS.c.status.in_(list(_ACTIVE))
+            None,
+            _RUNS.c.status == RunStatus.PROCESSING.value,
+            _RUNS.c.lease_expires_ms < lease_expired_before,
         )
-    ).all()
-    reason = "the run passed its Cancel-After deadline"
-    for run_id, status in overdue:
-        if status == RunStatus.PENDING:
-            if cancel_run(connection, run_id, reason, only_pending=True):
-                canceled.append(run_id)
-        else:
-            connection.execute(
-                _guarded(
-                    run_id,
-                    None,
-                    _RUNS.c.status == RunStatus.PROCESSING.value,
-                    _RUNS.c.cancel_requested.is_(False),
-                ).values(cancel_requested=True)
-            )
-    return canceled
+        .values(status=RunStatus.PENDING.value, worker_id=None, progress=0.0, lease_expires_ms=None)
+        .returning(*_CHANGED)
+    ).first()
+    if moved is None:
+        return False
+    record_event(connection, moved, EventKind.STATUS)
+    return True
+
+
+def request_stop(connection: Connection, run_id: str) -> None:
+    """Ask a processing run's worker to stop it (it then cancels the run)."""
+    connection.execute(
+        _guarded(
+            run_id,
+            None,
+            _RUNS.c.status == RunStatus.PROCESSING.value,
+            _RUNS.c.cancel_requested.is_(False),
+        ).values(cancel_requested=True)
+    )
 
 
 def _guarded(run_id: str, worker_id: str | None, *conditions: Any) -> Any:

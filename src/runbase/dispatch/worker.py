@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import Row
 
 from runbase.config import Settings
-from runbase.core import idempotency, runs, testmode
+from runbase.core import idempotency, reaper, runs, testmode
 from runbase.core.clock import new_id, now_ms
 from runbase.dispatch.executor import ChildEvent, Done, EngineProcess, Log, RunTask, remove_scratch
 from runbase.errors import GenerationFailed, RunFailure
@@ -306,7 +306,7 @@ async def reap_forever(
                 await database.write(idempotency.forget_old_keys)
                 forget_keys_at = time.monotonic() + 600
             report = await database.write(
-                lambda connection: runs.reap_runs(
+                lambda connection: reaper.reap_runs(
                     connection,
                     max_attempts=settings.max_attempts,
                     max_processing_ms=int(settings.max_processing_seconds * 1000),

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from sqlalchemy import Row
 
-from runbase.core import runs
+from runbase.core import listing, runs
 from runbase.http.deps import Services
 
 POLL_SECONDS: Final = 0.5
@@ -30,7 +30,7 @@ async def wait_for_run(
     deadline = time.monotonic() + timeout
     while True:
         run = await services.database.read(
-            lambda connection: runs.get_run(connection, run_id, account_id=account_id)
+            lambda connection: listing.get_run(connection, run_id, account_id=account_id)
         )
         left = deadline - time.monotonic()
         if until(run) or left <= 0:

@@ -21,7 +21,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Row
 
-from runbase.core import events, runs
+from runbase.core import events, listing, runs
 from runbase.core.clock import format_timestamp
 from runbase.errors import InvalidRequest
 from runbase.http.deps import Services, authorize, get_services
@@ -63,7 +63,7 @@ async def _stream(
     while True:
         # The run first, then its events: a final run read here has its final event below.
         run = await services.database.read(
-            lambda connection: runs.get_run(connection, run_id, account_id=account_id)
+            lambda connection: listing.get_run(connection, run_id, account_id=account_id)
         )
         new = await services.database.read(
             lambda connection, after=after: events.events_after(connection, run_id, after)  # type: ignore[misc]
@@ -108,7 +108,7 @@ async def stream_run_events(run_id: str, request: Request) -> StreamingResponse:
     key = await authorize(request, services)
     after = _last_event_id(request.headers.get("last-event-id"))
     await services.database.read(  # 404 before the stream starts
-        lambda connection: runs.get_run(connection, run_id, account_id=key.account_id)
+        lambda connection: listing.get_run(connection, run_id, account_id=key.account_id)
     )
     headers = rate_limit_headers(request)
     headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection, Row
 
-from runbase.core import idempotency, runs
+from runbase.core import idempotency, listing, runs
 from runbase.core.catalog import MODELS, find_model
 from runbase.core.clock import new_id, now_ms
 from runbase.core.keys import KeyRecord
@@ -179,7 +179,7 @@ def _create_or_replay(
         )
         if first is not None:
             try:
-                return runs.get_run(connection, first.run_id, account_id=key.account_id), True
+                return listing.get_run(connection, first.run_id, account_id=key.account_id), True
             except RunNotFound:
                 raise IdempotencyKeyInUse() from None
     run = runs.create_run(
@@ -252,6 +252,6 @@ async def read_run(run_id: str, request: Request) -> JSONResponse:
     services = get_services(request)
     key = await authorize(request, services)
     run = await services.database.read(
-        lambda connection: runs.get_run(connection, run_id, account_id=key.account_id)
+        lambda connection: listing.get_run(connection, run_id, account_id=key.account_id)
     )
     return _answer(request, services, run, is_read=True)
