@@ -5,9 +5,13 @@ contract (size, frame count, fps, codecs, audio track, first/last frame fidelity
 says what it is: the run's `backend` is "preview" and every frame carries a PREVIEW mark.
 
     scene      the prompt read for place, light, colours and camera move
-    layers     drawing primitives; outdoor, studio: the six procedural stages
+    layers     drawing primitives for the stages
+    outdoor    the shared sky, and the sky and sea stages
+    places     the city and forest stages
+    studio     the interior (product shot) and abstract stages
     overlays   subtitles and the PREVIEW mark
     frames     the camera over a stage or over the user's images
+    producer   frames rendered in a thread, ahead of the encoder
     soundtrack speech, ambience and music for the clip
     engine     PreviewEngine: soundtrack + frames -> output.mp4
 """

@@ -35,8 +35,9 @@ from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFilter
 
 from .layers import Stage, View
-from .outdoor import build_city, build_forest, build_sea, build_sky
+from .outdoor import build_sea, build_sky
 from .overlays import Sprite, SubtitleTrack, TimedText, render_mark
+from .places import build_city, build_forest
 from .scene import Scene
 from .studio import build_abstract, build_interior
 
