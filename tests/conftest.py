@@ -11,7 +11,14 @@ import pytest
 import uvicorn
 
 from runbase.http.app import create_app
-from support import Admin, LiveServer, make_settings
+from support import Admin, LiveServer, drop_test_databases, make_settings
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    """On PostgreSQL, each test's databases are dropped when it ends (see support.py)."""
+    yield
+    drop_test_databases()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from support import database_env
+
 
 def runbase(data_dir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "runbase", *args, "--data-dir", str(data_dir)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    env = {**os.environ, **database_env(data_dir)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     if check:
         assert result.returncode == 0, result.stderr
     return result

@@ -178,14 +178,13 @@ def worker(data_dir: DataDir = None) -> None:
     """Run workers without the HTTP API (beside a `serve` with RUNBASE_WORKERS=0)."""
     from runbase.dispatch.worker import Worker, reap_forever
     from runbase.logs import configure_logging
-    from runbase.storage.blobs import LocalBlobStore, load_or_create_secret
+    from runbase.storage.s3 import open_blob_store
 
     settings = _settings(data_dir)
     configure_logging(settings.log_format)
 
     async def work(database: Database) -> None:
-        secret = load_or_create_secret(settings.data_dir / "url-signing.key")
-        blobs = LocalBlobStore(settings.outputs_dir, secret)
+        blobs = open_blob_store(settings)
         stopping = asyncio.Event()
         count = max(1, settings.workers)
         workers = [Worker(database=database, blobs=blobs, settings=settings) for _ in range(count)]

@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from runbase.core.seedance import PriceRates
@@ -170,3 +170,39 @@ class Settings(BaseSettings):
 
     allow_downloads: bool = False
     """Let engines download model weights at start-up when they are not found locally."""
+
+    # ModelArk engine (engines/ark.py)
+    ark_api_key: SecretStr | None = None
+    """BytePlus ModelArk (or Volcengine Ark) API key; never logged, never in run objects."""
+
+    ark_base_url: str = "https://ark.ap-southeast.bytepluses.com/api/v3"
+    """The Ark API base; Volcengine: https://ark.cn-beijing.volces.com/api/v3."""
+
+    ark_model: str = "seedance-1-5-pro-251215"
+    """Upstream model or endpoint id (Volcengine: doubao-seedance-1-5-pro-251215)."""
+
+    ark_poll_interval_seconds: float = 2.0
+    """First wait between task polls (it grows to 5x); also the first retry backoff."""
+
+    ark_timeout_seconds: float = 1800.0
+    """Longest wait for one upstream task, download included."""
+
+    ark_allow_private_hosts: bool = False
+    """Let video downloads reach loopback and private addresses (tests only)."""
+
+    # Scale-out (storage, shared limits)
+    storage_url: str | None = None
+    """Where outputs go: `s3://bucket/prefix` for S3-compatible storage (needs the `s3`
+    extra; credentials from the usual AWS settings); default: `<data_dir>/outputs`."""
+
+    s3_endpoint_url: str | None = None
+    """S3 endpoint for non-AWS servers (MinIO, Ceph, R2...); default: boto3's own choice."""
+
+    s3_region: str | None = None
+    """S3 region; default: boto3's own choice (AWS_REGION, ~/.aws/config)."""
+
+    s3_multipart_threshold_mb: int = 64
+    """Outputs at least this large are uploaded in parts."""
+
+    s3_multipart_chunk_mb: int = 16
+    """Part size of multipart uploads (S3's minimum is 5)."""

@@ -1,4 +1,7 @@
-"""Run status changes on a real SQLite database: guarded updates, leases, reaping, refunds."""
+"""Run status changes on a real database: guarded updates, leases, reaping, refunds.
+
+SQLite, or PostgreSQL under `make test-postgres`.
+"""
 
 from __future__ import annotations
 
@@ -15,13 +18,14 @@ from runbase.errors import GenerationFailed
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import ApiKeyRow, LedgerEntryRow, RunRow
+from support import database_url_for
 
 INPUT = {"prompt": "x", "aspect_ratio": "16:9", "resolution": "480p", "duration": "4"}
 
 
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'runbase.db'}"
+    url = database_url_for(tmp_path)
     upgrade_database(url)
     db = Database(url)
     yield db
@@ -39,7 +43,7 @@ def new_run(db: Database, cost: int = 1000) -> Any:
 def claim(db: Database, worker: str, lease_ms: int = 60_000) -> Any:
     with db.transaction() as connection:
         return runs.claim_next_run(
-            connection, worker_id=worker, lease_ms=lease_ms, is_postgres=False
+            connection, worker_id=worker, lease_ms=lease_ms, is_postgres=not db.is_sqlite
         )
 
 
@@ -57,7 +61,9 @@ async def test_claim_is_exclusive(database: Database) -> None:
     run = new_run(database)
 
     def claim_in(connection: Connection, worker: str) -> Any:
-        return runs.claim_next_run(connection, worker_id=worker, lease_ms=60_000, is_postgres=False)
+        return runs.claim_next_run(
+            connection, worker_id=worker, lease_ms=60_000, is_postgres=not database.is_sqlite
+        )
 
     claimed = await asyncio.gather(
         *(database.write(lambda c, w=f"w{i}": claim_in(c, w)) for i in range(10))  # type: ignore[misc]

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import SEEDANCE, Admin, make_settings
+from support import SEEDANCE, Admin, database_env, make_settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 
@@ -40,6 +40,7 @@ class ServerProcess:
             "RUNBASE_LEASE_SECONDS": "2",
             "RUNBASE_RATE_LIMIT": "1000/10seconds",
             "RUNBASE_POLL_INTERVAL_SECONDS": "0.1",
+            **database_env(data_dir),
         }
         command = [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
         command += ["--data-dir", str(data_dir)]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-from support import SEEDANCE, LiveServer, make_settings
+from support import SEEDANCE, LiveServer, database_env, make_settings
 
 BODY = {"model": SEEDANCE, "input": {"prompt": "A lamp", "resolution": "480p"}}
 
@@ -118,6 +118,7 @@ def test_json_logs_carry_request_and_run_ids(tmp_path: Path) -> None:
         "RUNBASE_ENGINES": "engine_fixtures:QuickEngine",
         "RUNBASE_POLL_INTERVAL_SECONDS": "0.05",
         "PYTHONPATH": os.pathsep.join([tests_dir, os.environ.get("PYTHONPATH", "")]),
+        **database_env(tmp_path / "data"),
     }
     command = [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
     command += ["--data-dir", str(tmp_path / "data")]

@@ -20,6 +20,7 @@ __all__ = ["BUILTIN_ENGINES", "Engine", "GenerationRequest", "GenerationResult",
 BUILTIN_ENGINES = {
     "preview": "runbase.engines.preview:PreviewEngine",
     "ltx2": "runbase.engines.ltx2:LTX2Engine",
+    "ark": "runbase.engines.ark:ArkEngine",
 }
 
 

@@ -36,9 +36,9 @@ from runbase.http.routes import (
     runs,
 )
 from runbase.http.webhook_sender import deliver_webhooks_forever
-from runbase.storage.blobs import LocalBlobStore, load_or_create_secret
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
+from runbase.storage.s3 import open_blob_store
 
 logger = logging.getLogger(__name__)
 
@@ -74,8 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(upgrade_database, settings.resolved_database_url)
         database = Database(settings.resolved_database_url)
-        secret = load_or_create_secret(settings.data_dir / "url-signing.key")
-        blobs = LocalBlobStore(settings.outputs_dir, secret)
+        blobs = open_blob_store(settings)
         signals = RunSignals()
         observer = _ServerObserver(signals, metrics)
         stopping = asyncio.Event()

@@ -21,7 +21,7 @@ from runbase.core.keys import KeyRecord, check_key, find_key
 from runbase.dispatch.signals import RunSignals
 from runbase.errors import MissingApiKey
 from runbase.http.ratelimit import RateLimiter
-from runbase.storage.blobs import LocalBlobStore
+from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class Services:
 
     settings: Settings
     database: Database
-    blobs: LocalBlobStore
+    blobs: BlobStore
     rate_limiter: RateLimiter
     key_cache: KeyCache
     signals: RunSignals = field(default_factory=RunSignals)

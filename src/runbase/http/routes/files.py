@@ -7,6 +7,7 @@ from fastapi.responses import FileResponse
 
 from runbase.errors import RouteNotFound
 from runbase.http.deps import ServicesDep
+from runbase.storage.blobs import LocalBlobStore
 
 router = APIRouter(tags=["files"])
 
@@ -23,6 +24,8 @@ async def read_file(
 ) -> FileResponse:
     """Serve an output file; the URL's signature and expiry are checked first."""
     blobs = services.blobs
+    if not isinstance(blobs, LocalBlobStore):  # S3 outputs are served by the bucket itself
+        raise FileNotFound()
     try:
         path = blobs.path_for(key)
     except ValueError:

@@ -1,0 +1,119 @@
+"""Outputs in S3-compatible storage, against moto's S3 server on 127.0.0.1.
+
+A run through the live server ends with a presigned URL on the bucket that downloads a
+valid MP4; large files go up as multipart uploads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from runbase.media.probe import probe
+from support import SEEDANCE, LiveServer, make_settings
+
+boto3 = pytest.importorskip("boto3")
+moto_server = pytest.importorskip("moto.server")
+
+from runbase.storage.s3 import S3BlobStore, open_blob_store, parse_s3_url  # noqa: E402
+
+BUCKET = "runbase-outputs"
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on a free port of 127.0.0.1, with one empty bucket."""
+    # boto3 reads credentials from the environment itself (see storage/s3.py).
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def test_parse_s3_url() -> None:
+    assert parse_s3_url("s3://bucket/a/b/") == ("bucket", "a/b")
+    assert parse_s3_url("s3://bucket") == ("bucket", "")
+    with pytest.raises(ValueError):
+        parse_s3_url("https://bucket/a")
+
+
+def test_settings_pick_the_store(tmp_path: Path, s3_endpoint: str) -> None:
+    local = open_blob_store(make_settings(tmp_path))
+    assert not isinstance(local, S3BlobStore)
+    remote = open_blob_store(
+        make_settings(tmp_path, storage_url=f"s3://{BUCKET}/out", s3_endpoint_url=s3_endpoint)
+    )
+    assert isinstance(remote, S3BlobStore) and remote.object_key("k") == "out/k"
+
+
+def test_run_output_is_a_presigned_url_on_the_bucket(
+    start_server: Callable[..., LiveServer], s3_endpoint: str, tmp_path: Path
+) -> None:
+    server = start_server(storage_url=f"s3://{BUCKET}/prod/", s3_endpoint_url=s3_endpoint)
+    key = server.new_key()
+    with server.client(key) as client:
+        body = {"model": SEEDANCE, "input": {"prompt": "a harbour", "resolution": "480p"}}
+        response = client.post("/api/v1/runs", json=body)
+        assert response.status_code == 200, response.text
+        run_id = response.json()["id"]
+    run = server.wait_for_run(key, run_id)
+    assert run["status"] == "succeeded", run
+    [url] = run["output"]["urls"]
+    assert url.startswith(f"{s3_endpoint}/{BUCKET}/prod/runs/{run_id}/")
+    assert "X-Amz-Signature=" in url and "X-Amz-Expires=604800" in url  # capped at 7 days
+
+    download = httpx.get(url, timeout=30)
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "video/mp4"
+    video = tmp_path / "downloaded.mp4"
+    video.write_bytes(download.content)
+    info = probe(video)
+    assert info.video is not None and info.video.codec == "h264" and info.video.num_frames > 0
+
+    # (moto does not check signatures, so refusing a tampered URL is left to real S3.)
+    # Nothing was written locally, and /files/ serves no S3 keys.
+    assert not (server.settings.outputs_dir / "runs").exists()
+    path = url.split(f"/{BUCKET}/prod/")[1].split("?")[0]
+    with server.client() as client:
+        assert client.get(f"/files/{path}?expires=9999999999&sig=x").status_code == 404
+    server.admin.check_books(server.admin.runs()[0].account_id)
+
+
+def test_large_files_go_up_in_parts(s3_endpoint: str, tmp_path: Path) -> None:
+    store = S3BlobStore(
+        BUCKET,
+        "big",
+        endpoint_url=s3_endpoint,
+        multipart_threshold_bytes=5 * 1024 * 1024,
+        multipart_chunk_bytes=5 * 1024 * 1024,
+    )
+    source = tmp_path / "large.bin"
+    payload = os.urandom(12 * 1024 * 1024)
+    source.write_bytes(payload)
+    asyncio.run(store.put_file("runs/r1/large.bin", source))
+    head = s3_client(s3_endpoint).head_object(Bucket=BUCKET, Key="big/runs/r1/large.bin")
+    assert head["ContentLength"] == len(payload)
+    assert head["ETag"].strip('"').endswith("-3")  # a multipart ETag: 3 parts of <= 5 MiB
+    url = store.signed_url("runs/r1/large.bin", base_url="http://unused", ttl_seconds=60)
+    assert "X-Amz-Expires=60" in url
+    assert httpx.get(url, timeout=30).content == payload
