@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[dev,ltx2,postgres,s3]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,ltx2,postgres,s3,redis]'
 	touch $(STAMP)
 
 system-deps:
@@ -24,10 +24,10 @@ system-deps:
 		$(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq --no-install-recommends espeak-ng fonts-noto-cjk fonts-dejavu-core fontconfig chromium; \
 	fi
-	@# PostgreSQL server binaries, for `make test-postgres` (scripts/pg-throwaway).
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@# PostgreSQL (make test-postgres) and Redis (the shared rate-limit test).
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || ! command -v redis-server >/dev/null; then \
 		$(SUDO) apt-get update -qq && \
-		$(SUDO) apt-get install -y -qq --no-install-recommends postgresql; \
+		$(SUDO) apt-get install -y -qq --no-install-recommends postgresql redis-server; \
 	fi
 
 serve: $(STAMP) system-deps

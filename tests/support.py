@@ -38,7 +38,7 @@ _template_ready = False
 def database_url_for(data_dir: Path) -> str:
     """The test database of a data directory: the same one every time it is asked for."""
     if TEST_DATABASE_URL is None:
-        return f"sqlite+aiosqlite:///{data_dir / 'runbase.db'}"
+        return f"sqlite:///{data_dir / 'runbase.db'}"
     name = "t_" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
     if name not in _created_databases:
         _create_database(name)

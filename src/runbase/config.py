@@ -24,7 +24,7 @@ class Settings(BaseSettings):
     """Holds the SQLite database, output files and the URL-signing secret."""
 
     database_url: str | None = None
-    """SQLAlchemy URL; default `sqlite+aiosqlite:///<data_dir>/runbase.db`."""
+    """SQLAlchemy URL; default `sqlite:///<data_dir>/runbase.db`."""
 
     public_url: str | None = None
     """Base of output URLs (e.g. https://video.example.com); default: the request's own."""
@@ -112,7 +112,7 @@ class Settings(BaseSettings):
 
     @property
     def resolved_database_url(self) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'runbase.db'}"
+        return self.database_url or f"sqlite:///{self.data_dir / 'runbase.db'}"
 
     @property
     def outputs_dir(self) -> Path:
@@ -206,3 +206,7 @@ class Settings(BaseSettings):
 
     s3_multipart_chunk_mb: int = 16
     """Part size of multipart uploads (S3's minimum is 5)."""
+
+    rate_limit_storage_url: str | None = None
+    """Where rate-limit counts live: `redis://host:6379/0` shares one limit per key across
+    API replicas (needs the `redis` extra); default: each process's memory."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from collections.abc import Callable
 import pytest
 
 from runbase.core.billing import TEST_TOP_UP_MICROS
-from support import SEEDANCE, LiveServer
+from support import SEEDANCE, LiveServer, database_env
 
 
 def body(prompt: str = "A lamp") -> dict[str, object]:
@@ -33,6 +34,7 @@ def test_a_test_key_runs_on_the_preview_engine_and_the_test_balance(
         text=True,
         timeout=60,
         check=True,
+        env={**os.environ, **database_env(server.settings.data_dir)},
     )
     key = json.loads(created.stdout)
     assert key["key"].startswith("sk-test-") and key["isTest"] is True

@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings,
             database,
             blobs,
-            RateLimiter(settings.rate_limit),
+            RateLimiter(settings.rate_limit, settings.rate_limit_storage_url),
             KeyCache(),
             signals=signals,
             stopping=stopping,

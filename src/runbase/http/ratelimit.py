@@ -3,6 +3,9 @@
 The contract's limit is 20 requests per 10 seconds per key over create and get together.
 Every answer to an authenticated request carries `X-RateLimit-Limit`, `-Remaining` and
 `-Reset` (seconds until a request slot frees up); a 429 also carries `Retry-After`.
+
+Counts live in this process's memory, or in Redis (`RUNBASE_RATE_LIMIT_STORAGE_URL`) so that
+several API replicas enforce one limit per key.
 """
 
 from __future__ import annotations
@@ -11,17 +14,26 @@ import math
 import time
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 from starlette.requests import Request
 
 from runbase.errors import RateLimited
 
 
 class RateLimiter:
-    def __init__(self, default_limit: str) -> None:
+    def __init__(self, default_limit: str, storage_url: str | None = None) -> None:
         self._default = parse(default_limit)
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        storage: Storage = MemoryStorage()
+        if storage_url:
+            # redis-py's asyncio client (the `redis` extra), not limits' default coredis.
+            url = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
+            shared = storage_from_string(url, implementation="redispy")
+            if not isinstance(shared, Storage):  # an async+ scheme always gives one
+                raise ValueError(f"not an async rate-limit storage: {storage_url!r}")
+            storage = shared
+        self._limiter = MovingWindowRateLimiter(storage)
         self._items: dict[str, RateLimitItem] = {}
 
     def _item(self, override: str | None) -> RateLimitItem:
