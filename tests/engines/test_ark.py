@@ -245,6 +245,7 @@ def _serve(data_dir: Path, port: int, fake: FakeModelArk) -> _Served:
         "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.05",
         "RUNBASE_LEASE_SECONDS": "2",
         "RUNBASE_POLL_INTERVAL_SECONDS": "0.1",
+        "RUNBASE_RATE_LIMIT": "1000/10seconds",  # the test polls faster than 2 requests a second
     }
     command = [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
     command += ["--data-dir", str(data_dir)]
