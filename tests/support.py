@@ -10,17 +10,22 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from PIL import Image
 from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from runbase.config import Settings
 from runbase.core import billing, keys
+from runbase.core.seedance import MODEL_ID, output_geometry, validate_input
+from runbase.engines.base import GenerationRequest
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import AccountRow, LedgerEntryRow, RunRow
@@ -215,3 +220,59 @@ class LiveServer:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout}s")
                 time.sleep(0.1)
+
+
+class RecordingSink:
+    """A real ProgressSink for engine tests: records what the engine reports, and asks it
+    to stop once progress reaches `stop_at` (0.0: at once)."""
+
+    def __init__(self, stop_at: float | None = None) -> None:
+        self.fractions: list[float] = []
+        self.messages: list[str] = []
+        self.logs: list[str] = []
+        self.stop_at = stop_at
+        self.stopped_at: float | None = None  # time.monotonic() when should_stop turned true
+        self._lock = threading.Lock()
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        with self._lock:
+            self.fractions.append(fraction)
+            self.messages.append(message)
+            if self.stop_at is not None and fraction >= self.stop_at and self.stopped_at is None:
+                self.stopped_at = time.monotonic()
+
+    def log(self, message: str) -> None:
+        self.logs.append(message)
+
+    def should_stop(self) -> bool:
+        with self._lock:
+            if self.stop_at == 0.0 and self.stopped_at is None:
+                self.stopped_at = time.monotonic()
+            return self.stopped_at is not None
+
+
+def engine_request(
+    scratch: Path,
+    fields: dict[str, Any],
+    *,
+    seed: int,
+    images: Sequence[Image.Image] = (),
+    run_id: str = "run_test",
+) -> GenerationRequest:
+    """A seedance request as the worker builds it: validated input, contract geometry."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    validated = validate_input(fields)
+    geometry = output_geometry(validated, validated["aspect_ratio"] or "16:9")
+    return GenerationRequest(
+        run_id=run_id,
+        model=MODEL_ID,
+        input=validated,
+        width=geometry.width,
+        height=geometry.height,
+        num_frames=geometry.num_frames,
+        fps=geometry.fps,
+        audio=validated["generate_audio"],
+        seed=seed,
+        images=tuple(images),
+        scratch_dir=scratch,
+    )

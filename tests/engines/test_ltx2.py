@@ -18,7 +18,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # any hub access would fail loudly
 
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from support import RecordingSink, engine_request
+
 pytest.importorskip("diffusers", reason="the LTX-2 engine needs the ltx2 extra")
 
 import torch
 
 from runbase.config import Settings
-from runbase.core.seedance import MODEL_ID, SIZES, output_geometry, validate_input
+from runbase.core.seedance import MODEL_ID, SIZES
 from runbase.engines import load_engine
 from runbase.engines.base import GenerationRequest
 from runbase.engines.ltx2 import LTX2Engine, LTX2Options, generation_size
@@ -224,49 +225,12 @@ def tiny_engine(pipeline: Any, upsampler: Any = None, **options: Any) -> LTX2Eng
 # ---- requests, sinks, images ---------------------------------------------------------------
 
 
-class RecordingSink:
-    """A real ProgressSink: records what the engine reports; asks to stop past `stop_at`."""
-
-    def __init__(self, stop_at: float | None = None) -> None:
-        self.fractions: list[float] = []
-        self.messages: list[str] = []
-        self.logs: list[str] = []
-        self.stop_at = stop_at
-        self._lock = threading.Lock()
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        with self._lock:
-            self.fractions.append(fraction)
-            self.messages.append(message)
-
-    def log(self, message: str) -> None:
-        self.logs.append(message)
-
-    def should_stop(self) -> bool:
-        with self._lock:
-            return self.stop_at is not None and max(self.fractions, default=0.0) >= self.stop_at
-
-
 def make_request(
     scratch: Path, *, seed: int = 7, images: tuple[Image.Image, ...] = (), **fields: Any
 ) -> GenerationRequest:
     """A request as the worker builds it: validated input, contract geometry."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    validated = validate_input({"prompt": PROMPT, "resolution": "480p", **fields})
-    geometry = output_geometry(validated, validated["aspect_ratio"] or "16:9")
-    return GenerationRequest(
-        run_id="run_ltx2_test",
-        model=MODEL_ID,
-        input=validated,
-        width=geometry.width,
-        height=geometry.height,
-        num_frames=geometry.num_frames,
-        fps=geometry.fps,
-        audio=validated["generate_audio"],
-        seed=seed,
-        images=images,
-        scratch_dir=scratch,
-    )
+    fields = {"prompt": PROMPT, "resolution": "480p", **fields}
+    return engine_request(scratch, fields, seed=seed, images=images, run_id="run_ltx2_test")
 
 
 def gradient(width: int, height: int, hue: int) -> Image.Image:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import shutil
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,10 +22,7 @@ from PIL import Image, ImageDraw
 from runbase.core.seedance import (
     ASPECT_RATIOS,
     DURATIONS,
-    MODEL_ID,
     RESOLUTIONS,
-    output_geometry,
-    validate_input,
 )
 from runbase.engines.base import GenerationRequest, GenerationResult
 from runbase.engines.preview import PreviewEngine
@@ -36,37 +32,11 @@ from runbase.engines.preview.soundtrack import SpokenLine
 from runbase.errors import GenerationFailed, RunCanceled
 from runbase.media.images import fit_image
 from runbase.media.probe import probe, read_audio, read_frames
+from support import RecordingSink, engine_request
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="speech needs espeak-ng"
 )
-
-
-class RecordingSink:
-    """A real ProgressSink: records what the engine reports; `stop_at` trips should_stop."""
-
-    def __init__(self, stop_at: float | None = None) -> None:
-        self.fractions: list[float] = []
-        self.messages: list[str] = []
-        self.logs: list[str] = []
-        self.stop_at = stop_at
-        self.stopped_at: float | None = None  # time.monotonic() when should_stop turned true
-        self._lock = threading.Lock()
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        with self._lock:
-            self.fractions.append(fraction)
-            self.messages.append(message)
-            if self.stop_at is not None and fraction >= self.stop_at and self.stopped_at is None:
-                self.stopped_at = time.monotonic()
-
-    def log(self, message: str) -> None:
-        self.logs.append(message)
-
-    def should_stop(self) -> bool:
-        if self.stop_at == 0.0 and self.stopped_at is None:
-            self.stopped_at = time.monotonic()
-        return self.stopped_at is not None
 
 
 def make_request(
@@ -78,22 +48,7 @@ def make_request(
     **fields: Any,
 ) -> GenerationRequest:
     """A request as the worker builds it: validated input, contract geometry."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    validated = validate_input({"prompt": prompt, **fields})
-    geometry = output_geometry(validated, validated["aspect_ratio"] or "16:9")
-    return GenerationRequest(
-        run_id="run_test",
-        model=MODEL_ID,
-        input=validated,
-        width=geometry.width,
-        height=geometry.height,
-        num_frames=geometry.num_frames,
-        fps=geometry.fps,
-        audio=validated["generate_audio"],
-        seed=seed,
-        images=tuple(images),
-        scratch_dir=scratch,
-    )
+    return engine_request(scratch, {"prompt": prompt, **fields}, seed=seed, images=images)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
