@@ -9,20 +9,15 @@ request is refused exactly as before.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from typing import Any, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection, Row
+from sqlalchemy import Row
 
 from runbase.core import idempotency, listing, runs
-from runbase.core.catalog import MODELS, find_model
-from runbase.core.clock import new_id, now_ms
-from runbase.core.keys import KeyRecord
-from runbase.core.webhooks import check_webhook
-from runbase.errors import IdempotencyKeyInUse, InvalidJson, MissingInput, MissingModel, RunNotFound
+from runbase.core.catalog import MODELS
+from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
 from runbase.http.headers import cancel_after_ms, wait_seconds
 from runbase.http.ratelimit import rate_limit_headers
@@ -118,82 +113,6 @@ def _answer(
     return JSONResponse(body, headers=all_headers)
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    """A create's body, checked and priced (everything before the transaction)."""
-
-    body: dict[str, Any]
-    model: str
-    validated: dict[str, Any]
-    cost: int
-    webhook: str | None
-    webhook_events: list[str] | None
-
-
-def _prepare(services: Services, raw: bytes) -> _Prepared:
-    """Parse, validate and price a create's body, in the contract's order of checks."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise MissingModel("the request body must be a JSON object with `model` and `input`")
-    model_id = body.get("model")
-    if not isinstance(model_id, str) or not model_id:
-        raise MissingModel()
-    spec = find_model(model_id)
-    raw_input = body.get("input")
-    if not isinstance(raw_input, dict):
-        raise MissingInput()
-    validated = spec.validate_input(raw_input)
-    webhook, events = None, None
-    if body.get("webhook") is not None or body.get("webhookEventsFilter") is not None:
-        settings = services.settings
-        webhook, events = check_webhook(
-            body.get("webhook"),
-            body.get("webhookEventsFilter"),
-            http_hosts=settings.webhook_http_hosts,
-            allow_private_hosts=settings.allow_private_webhook_hosts,
-        )
-    cost = spec.price_micros(validated, services.settings.price_rates)
-    return _Prepared(body, model_id, validated, cost, webhook, events)
-
-
-def _create_or_replay(
-    connection: Connection,
-    key: KeyRecord,
-    prepared: _Prepared,
-    options: runs.RunOptions,
-    idempotency_key: str | None,
-    request_hash: str,
-) -> tuple[RunRow | Row[Any], bool]:
-    """One transaction: the run and its charge, or the run an earlier request created."""
-    run_id = new_id("run")
-    if idempotency_key is not None:
-        first = idempotency.claim_key(
-            connection,
-            account_id=key.account_id,
-            key=idempotency_key,
-            request_hash=request_hash,
-            run_id=run_id,
-        )
-        if first is not None:
-            try:
-                return listing.get_run(connection, first.run_id, account_id=key.account_id), True
-            except RunNotFound:
-                raise IdempotencyKeyInUse() from None
-    run = runs.create_run(
-        connection,
-        key=key,
-        model=prepared.model,
-        validated_input=prepared.validated,
-        cost=prepared.cost,
-        run_id=run_id,
-        options=options,
-    )
-    return run, False
-
-
 @router.post(
     "/runs",
     response_model=RunPublic,
@@ -203,27 +122,20 @@ async def create_run(request: Request) -> JSONResponse:
     """Create a run: charged now, generated in the background; poll it with GET."""
     services = get_services(request)
     key = await authorize(request, services)
-    prepared = _prepare(services, await request.body())
+    prepared = submission.prepare(services, submission.parse_body(await request.body()))
     headers = request.headers
     wait = wait_seconds(headers.get("prefer"))
     cancel_after = cancel_after_ms(headers.get("cancel-after"))
     idempotency_key = headers.get("idempotency-key")
-    request_hash = ""
     if idempotency_key is not None:
         idempotency_key = idempotency.check_key(idempotency_key)
-        request_hash = idempotency.request_hash(
-            prepared.body, options={"cancel_after_ms": cancel_after}
-        )
-    options = runs.RunOptions(
-        deadline_ms=None if cancel_after is None else now_ms() + cancel_after,
-        webhook=prepared.webhook,
-        webhook_events=prepared.webhook_events,
-        public_base_url=str(request.base_url),
-    )
-    run, replayed = await services.database.write(
-        lambda connection: _create_or_replay(
-            connection, key, prepared, options, idempotency_key, request_hash
-        )
+    run, replayed = await submission.submit(
+        services,
+        key,
+        prepared,
+        base_url=str(request.base_url),
+        idempotency_key=idempotency_key,
+        cancel_after_ms=cancel_after,
     )
     extra = {"Idempotent-Replayed": "true"} if replayed else {}
     if wait is not None:
@@ -241,7 +153,7 @@ async def estimate_run(request: Request) -> JSONResponse:
     """Extension: what a create with this body would cost, from the same pricing; no charge."""
     services = get_services(request)
     await authorize(request, services)
-    prepared = _prepare(services, await request.body())
+    prepared = submission.prepare(services, submission.parse_body(await request.body()))
     answer = {"model": prepared.model, "costUsd": prepared.cost, "input": prepared.validated}
     return JSONResponse(answer, headers=rate_limit_headers(request))
 

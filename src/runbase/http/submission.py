@@ -1,0 +1,136 @@
+"""Creating a run, for every surface that creates one: the Runbase routes and the
+ModelArk- and OpenAI-compatible ones. Each surface parses its own request into a Runbase
+create body (`{"model", "input", ...}`), then calls `prepare` and `submit`; the checks, the
+price and the one transaction that charges and inserts the run are the same for all.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Row
+
+from runbase.core import idempotency, listing, runs
+from runbase.core.catalog import find_model
+from runbase.core.clock import new_id, now_ms
+from runbase.core.keys import KeyRecord
+from runbase.core.webhooks import check_webhook
+from runbase.errors import IdempotencyKeyInUse, InvalidJson, MissingInput, MissingModel, RunNotFound
+from runbase.http.deps import Services
+from runbase.storage.tables import RunRow
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A create's body, checked and priced (everything before the transaction)."""
+
+    body: dict[str, Any]
+    model: str
+    validated: dict[str, Any]
+    cost: int
+    webhook: str | None
+    webhook_events: list[str] | None
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """The JSON object of a create's body (400 invalid_json, or missing_model when it is
+    not an object)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidJson(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MissingModel("the request body must be a JSON object with `model` and `input`")
+    return body
+
+
+def prepare(services: Services, body: dict[str, Any]) -> Prepared:
+    """Validate and price a create body, in the contract's order of checks."""
+    model_id = body.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        raise MissingModel()
+    spec = find_model(model_id)
+    raw_input = body.get("input")
+    if not isinstance(raw_input, dict):
+        raise MissingInput()
+    validated = spec.validate_input(raw_input)
+    webhook, events = None, None
+    if body.get("webhook") is not None or body.get("webhookEventsFilter") is not None:
+        settings = services.settings
+        webhook, events = check_webhook(
+            body.get("webhook"),
+            body.get("webhookEventsFilter"),
+            http_hosts=settings.webhook_http_hosts,
+            allow_private_hosts=settings.allow_private_webhook_hosts,
+        )
+    cost = spec.price_micros(validated, services.settings.price_rates)
+    return Prepared(body, model_id, validated, cost, webhook, events)
+
+
+async def submit(
+    services: Services,
+    key: KeyRecord,
+    prepared: Prepared,
+    *,
+    base_url: str,
+    idempotency_key: str | None = None,
+    cancel_after_ms: int | None = None,
+) -> tuple[RunRow | Row[Any], bool]:
+    """Charge and insert the run in one transaction; answers (run, replayed).
+
+    With an `idempotency_key` (already checked with `idempotency.check_key`), a repeat of
+    an earlier create answers with that create's run and `replayed` True.
+    """
+    request_hash = ""
+    if idempotency_key is not None:
+        request_hash = idempotency.request_hash(
+            prepared.body, options={"cancel_after_ms": cancel_after_ms}
+        )
+    options = runs.RunOptions(
+        deadline_ms=None if cancel_after_ms is None else now_ms() + cancel_after_ms,
+        webhook=prepared.webhook,
+        webhook_events=prepared.webhook_events,
+        public_base_url=base_url,
+    )
+    return await services.database.write(
+        lambda connection: _create_or_replay(
+            connection, key, prepared, options, idempotency_key, request_hash
+        )
+    )
+
+
+def _create_or_replay(
+    connection: Connection,
+    key: KeyRecord,
+    prepared: Prepared,
+    options: runs.RunOptions,
+    idempotency_key: str | None,
+    request_hash: str,
+) -> tuple[RunRow | Row[Any], bool]:
+    """One transaction: the run and its charge, or the run an earlier request created."""
+    run_id = new_id("run")
+    if idempotency_key is not None:
+        first = idempotency.claim_key(
+            connection,
+            account_id=key.account_id,
+            key=idempotency_key,
+            request_hash=request_hash,
+            run_id=run_id,
+        )
+        if first is not None:
+            try:
+                return listing.get_run(connection, first.run_id, account_id=key.account_id), True
+            except RunNotFound:
+                raise IdempotencyKeyInUse() from None
+    run = runs.create_run(
+        connection,
+        key=key,
+        model=prepared.model,
+        validated_input=prepared.validated,
+        cost=prepared.cost,
+        run_id=run_id,
+        options=options,
+    )
+    return run, False
