@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[dev,ltx2,postgres,s3,redis]'
+	$(VENV)/bin/pip install --quiet -e '.[dev,ltx2,postgres,s3,redis,ray]'
 	touch $(STAMP)
 
 system-deps:
