@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from runbase.core.seedance import PriceRates
+from runbase.core.seedance import MODEL_ID, PriceRates
 
 
 class Settings(BaseSettings):
@@ -51,6 +51,21 @@ class Settings(BaseSettings):
 
     engines: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["preview"])
     """Engines to try in order, by name or `module:Class`; the first that starts serves runs."""
+
+    executor: Literal["local", "ray"] = "local"
+    """Where workers run their engines: "local" (a child process per worker) or "ray" (a Ray
+    actor per worker, placed by Ray; needs the `ray` extra; docs/deploy.md "Ray")."""
+
+    ray_address: str | None = None
+    """The Ray cluster to join (`127.0.0.1:6379`, `auto`, `ray://head:10001`); default: a
+    cluster found by Ray's own rules, else a local one started inside this process."""
+
+    ray_num_gpus: float | None = None
+    """GPUs each engine actor asks Ray for; default: 1 when the first engine is ltx2 on a
+    CUDA device, else 0."""
+
+    ray_num_cpus: float = 1.0
+    """CPUs each engine actor asks Ray for (held while the actor lives)."""
 
     poll_interval_seconds: float = 0.5
     """How often an idle worker looks for pending runs."""
@@ -91,6 +106,22 @@ class Settings(BaseSettings):
 
     webhook_max_age_seconds: float = 24 * 3600
     """A delivery not made within this time of its event is given up."""
+
+    openai_model_map: dict[str, str] = Field(
+        default_factory=lambda: dict.fromkeys(
+            (
+                "sora-2",
+                "sora-2-pro",
+                "sora-2-2025-10-06",
+                "sora-2-pro-2025-10-06",
+                "sora-2-2025-12-08",
+            ),
+            MODEL_ID,
+        )
+    )
+    """`model` names that the OpenAI-compatible `POST /v1/videos` reads as a catalog model
+    (catalog ids are always accepted as they are). JSON, e.g. `{"sora-2": "bytedance/..."}`;
+    `{}` refuses every other name."""
 
     # Prices in micro-USD per million video tokens.
     price_silent_per_million_tokens: int = 1_200_000

@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, 
 
 from runbase.core.clock import new_id, now_ms
 from runbase.errors import InsufficientBalance
+from runbase.storage.prepared import Prepared
 from runbase.storage.tables import AccountRow, ApiKeyRow, LedgerEntryRow
 
 MICROS_PER_USD = 1_000_000
@@ -28,7 +29,7 @@ _KEYS = cast(Table, ApiKeyRow.__table__)
 _LEDGER = cast(Table, LedgerEntryRow.__table__)
 # Statements of the hot paths are built once: a statement is a pure value, and building it
 # anew costs more than running it.
-_CHARGE = (
+_CHARGE = Prepared(
     update(_ACCOUNTS)
     .where(
         _ACCOUNTS.c.id == bindparam("account_id"), _ACCOUNTS.c.balance_micros >= bindparam("cost")
@@ -41,7 +42,7 @@ _CREDIT = (
     .values(balance_micros=_ACCOUNTS.c.balance_micros + bindparam("amount"))
 )
 # The test balance (runs of test keys) has no floor: it is topped up before it could run out.
-_CHARGE_TEST = (
+_CHARGE_TEST = Prepared(
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.id == bindparam("account_id"))
     .values(test_balance_micros=_ACCOUNTS.c.test_balance_micros - bindparam("cost"))
@@ -51,7 +52,7 @@ _CREDIT_TEST = (
     .where(_ACCOUNTS.c.id == bindparam("account_id"))
     .values(test_balance_micros=_ACCOUNTS.c.test_balance_micros + bindparam("amount"))
 )
-_TOP_UP_TEST = (
+_TOP_UP_TEST = Prepared(
     update(_ACCOUNTS)
     .where(
         _ACCOUNTS.c.id == bindparam("account_id"),
@@ -65,7 +66,7 @@ _UNSPEND_ON_KEY = (
     .where(_KEYS.c.id == bindparam("key_id"))
     .values(spent_micros=_KEYS.c.spent_micros - bindparam("amount"))
 )
-_INSERT_ENTRY = insert(_LEDGER)
+_INSERT_ENTRY = Prepared(insert(_LEDGER))
 
 
 class Book(StrEnum):
@@ -122,11 +123,11 @@ def charge_run(
     if book is Book.TEST:
         amount = max(TEST_TOP_UP_MICROS, cost)
         params = {"account_id": account_id, "cost": cost, "amount": amount}
-        if connection.execute(_TOP_UP_TEST, params).rowcount:
+        if _TOP_UP_TEST.execute(connection, params).rowcount:
             _append(connection, account_id, None, EntryKind.TOP_UP, amount, book)
-        connection.execute(_CHARGE_TEST, {"account_id": account_id, "cost": cost})
+        _CHARGE_TEST.execute(connection, {"account_id": account_id, "cost": cost})
     else:
-        result = connection.execute(_CHARGE, {"account_id": account_id, "cost": cost})
+        result = _CHARGE.execute(connection, {"account_id": account_id, "cost": cost})
         if result.rowcount == 0:
             raise InsufficientBalance(
                 f"this run costs {cost} micro-USD, more than the account's balance"
@@ -170,8 +171,8 @@ def _append(
     amount: int,
     book: Book = Book.LIVE,
 ) -> None:
-    connection.execute(
-        _INSERT_ENTRY,
+    _INSERT_ENTRY.execute(
+        connection,
         {
             "account_id": account_id,
             "run_id": run_id,

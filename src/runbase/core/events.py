@@ -17,11 +17,12 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select
 
 from runbase.core import webhooks
 from runbase.core.clock import now_ms
+from runbase.storage.prepared import Prepared
 from runbase.storage.tables import RunEventRow, RunRow
 
 _EVENTS = cast(Table, RunEventRow.__table__)
 _RUN_COLUMNS = tuple(column.name for column in cast(Table, RunRow.__table__).columns)
-_INSERT_EVENT = insert(_EVENTS)
+_INSERT_EVENT = Prepared(insert(_EVENTS))
 _NEXT_SEQ = select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
     _EVENTS.c.run_id == bindparam("run_id")
 )
@@ -70,8 +71,8 @@ def record_event(
     """
     if seq is None:
         seq = connection.execute(_NEXT_SEQ, {"run_id": run.id}).scalar_one()
-    connection.execute(
-        _INSERT_EVENT,
+    _INSERT_EVENT.execute(
+        connection,
         {
             "run_id": run.id,
             "seq": seq,

@@ -15,6 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, case, func, or_, select
 
 from runbase.errors import InvalidRequest, RunNotFound
+from runbase.storage.prepared import Prepared
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
@@ -57,21 +58,24 @@ SELECT_RUNS: Select[Any] = select(
     case((_RUNS.c.status == "pending", _QUEUE_POSITION), else_=None).label("queue_position"),
 )
 """Runs as the API shows them, with their `queue_position`: add the WHERE."""
-_SELECT_RUN = SELECT_RUNS.where(
-    _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
+_SELECT_RUN = Prepared(
+    SELECT_RUNS.where(
+        _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
+    )
 )
 
 
 def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
     """A run of this account; another account's run is reported as missing, never forbidden.
 
-    A Core read (the hot path of polling): the row has the same attributes as `RunRow`,
-    and `queue_position` (pending runs ahead of it; None unless it is pending).
+    The hot path of polling (a `Prepared` statement): the row has the attributes of
+    `RunRow` that the run object shows, and `queue_position` (pending runs ahead of it;
+    None unless it is pending).
     """
-    run = connection.execute(_SELECT_RUN, {"run_id": run_id, "account_id": account_id}).first()
+    run = _SELECT_RUN.execute(connection, {"run_id": run_id, "account_id": account_id}).first()
     if run is None:
         raise RunNotFound(f"no run {run_id!r} exists for your account")
-    return run
+    return cast(Row[Any], run)
 
 
 @dataclass(frozen=True)

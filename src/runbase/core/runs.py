@@ -21,6 +21,7 @@ engine and finishes the run as canceled.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -50,6 +51,7 @@ from runbase.errors import (
     SpendLimitExceeded,
     UsageExceeded,
 )
+from runbase.storage.prepared import Prepared
 from runbase.storage.tables import ApiKeyRow, RunRow
 
 DAY_MS = 24 * 3600 * 1000
@@ -79,18 +81,21 @@ _KEYS = cast(Table, ApiKeyRow.__table__)
 _RUNS = cast(Table, RunRow.__table__)
 # Statements of the hot paths are built once: a statement is a pure value, and building it
 # anew costs more than running it.
-_SPEND_ON_KEY = (
+_SPEND_ON_KEY = Prepared(
     update(_KEYS)
     .where(_KEYS.c.id == bindparam("key_id"))
     .values(spent_micros=_KEYS.c.spent_micros + bindparam("cost"))
     .returning(_KEYS.c.spent_micros, _KEYS.c.spend_limit_cents, _KEYS.c.daily_run_quota)
 )
-_COUNT_RECENT_RUNS = (
+_COUNT_RECENT_RUNS = Prepared(
     select(func.count())
     .select_from(_RUNS)
     .where(_RUNS.c.key_id == bindparam("key_id"), _RUNS.c.created_ms > bindparam("since"))
 )
-_INSERT_RUN = insert(_RUNS)
+_INSERT_RUN = Prepared(insert(_RUNS))
+# A new run as create_run answers it: a plain tuple, since an ORM object costs more to
+# build than the whole insert.
+_NEW_RUN = namedtuple("_NEW_RUN", [column.name for column in _RUNS.columns])  # type: ignore[misc]
 # What a change's RETURNING gives back: the whole row, for its event, refund and webhook
 # (whose body shows the run as this change left it).
 _CHANGED = tuple(_RUNS.c)
@@ -117,8 +122,9 @@ def create_run(
     cost: int,
     run_id: str | None = None,
     options: RunOptions = RunOptions(),
-) -> RunRow:
-    """Check quota, spend limit and balance, then insert the run and charge it.
+) -> Row[Any]:
+    """Check quota, spend limit and balance, then insert the run and charge it; answers
+    the new run's row (every column of `RunRow`, as a tuple with attributes).
 
     The first statement adds the cost to the key's spend and reads its limits back. It also
     serialises concurrent creates with the same key (a row lock on PostgreSQL, the write
@@ -128,12 +134,12 @@ def create_run(
     """
     now = now_ms()
     book = billing.Book.TEST if key.is_test else billing.Book.LIVE
-    spent, limit_cents, quota = connection.execute(
-        _SPEND_ON_KEY, {"key_id": key.id, "cost": 0 if key.is_test else cost}
+    spent, limit_cents, quota = _SPEND_ON_KEY.execute(
+        connection, {"key_id": key.id, "cost": 0 if key.is_test else cost}
     ).one()
     if quota is not None:
-        recent = connection.execute(
-            _COUNT_RECENT_RUNS, {"key_id": key.id, "since": now - DAY_MS}
+        recent = _COUNT_RECENT_RUNS.execute(
+            connection, {"key_id": key.id, "since": now - DAY_MS}
         ).scalar_one()
         if recent >= quota:
             raise UsageExceeded(f"this API key may create {quota} runs per 24 hours")
@@ -142,7 +148,7 @@ def create_run(
             f"this run costs {cost} micro-USD; the key has spent {spent - cost} "
             f"of its {limit_cents} cent limit"
         )
-    run = RunRow(
+    values = dict(
         id=run_id or new_id("run"),
         account_id=key.account_id,
         key_id=key.id,
@@ -169,12 +175,11 @@ def create_run(
         webhook_events=list(options.webhook_events) if options.webhook_events else None,
         public_base_url=options.public_base_url if options.webhook else None,
     )
+    run: Any = _NEW_RUN(**values)
     billing.charge_run(connection, account_id=key.account_id, run_id=run.id, cost=cost, book=book)
-    connection.execute(
-        _INSERT_RUN, {column.name: getattr(run, column.name) for column in _RUNS.columns}
-    )
+    _INSERT_RUN.execute(connection, values)
     record_event(connection, run, EventKind.STATUS, seq=1)
-    return run
+    return cast(Row[Any], run)
 
 
 def claim_next_run(

@@ -22,13 +22,16 @@ from runbase.dispatch.signals import RunSignals
 from runbase.dispatch.worker import Worker, reap_forever
 from runbase.http.deps import KeyCache, Services
 from runbase.http.errors import install_error_handlers
+from runbase.http.hot_routes import HotRoutes
 from runbase.http.metrics import Metrics
 from runbase.http.middleware import RequestContext
 from runbase.http.ratelimit import RateLimiter
 from runbase.http.routes import (
     account,
+    ark_compat,
     files,
     models,
+    openai_videos,
     ops,
     playground,
     run_control,
@@ -45,10 +48,12 @@ logger = logging.getLogger(__name__)
 
 class RunbaseApp(FastAPI):
     """FastAPI with the request middleware outermost, outside even the error handling, so
-    that every response (a 500 too) carries its request id."""
+    that every response (a 500 too) carries its request id; inside it, the hot routes
+    skip FastAPI's own stack (http/hot_routes.py)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestContext(super().build_middleware_stack(), self.state.metrics)
+        stack = HotRoutes(super().build_middleware_stack())
+        return RequestContext(stack, self.state.metrics)
 
 
 class _ServerObserver:
@@ -118,6 +123,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(runs.router, prefix=prefix)
         for router in (run_control.router, run_events.router, account.router, models.router):
             app.include_router(router, prefix=prefix)
+    app.include_router(openai_videos.router)
+    app.include_router(ark_compat.router)
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(playground.router)

@@ -40,11 +40,19 @@ def error_response(request: Request, error: RunbaseError) -> JSONResponse:
     )
 
 
+def error_response_for(request: Request, exc: Exception) -> JSONResponse:
+    """The envelope for an error raised by an endpoint: its own code for a `RunbaseError`,
+    a logged 500 `internal_error` for anything else."""
+    if isinstance(exc, RunbaseError):
+        if isinstance(exc, ServerError):
+            logger.error("server error on %s: %s", request.url.path, exc.message)
+        return error_response(request, exc)
+    logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(request, ServerError())
+
+
 async def _runbase_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RunbaseError)
-    if isinstance(exc, ServerError):
-        logger.error("server error on %s: %s", request.url.path, exc.message)
-    return error_response(request, exc)
+    return error_response_for(request, exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -65,8 +73,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unexpected error on %s %s", request.method, request.url.path)
-    return error_response(request, ServerError())
+    return error_response_for(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -5,7 +5,9 @@ Every answer to an authenticated request carries `X-RateLimit-Limit`, `-Remainin
 `-Reset` (seconds until a request slot frees up); a 429 also carries `Retry-After`.
 
 Counts live in this process's memory, or in Redis (`RUNBASE_RATE_LIMIT_STORAGE_URL`) so that
-several API replicas enforce one limit per key.
+several API replicas enforce one limit per key. In memory the library's synchronous
+limiter is used: its asyncio twin starts a cleanup task with a thread hop, under the key's
+lock, on almost every hit, which serialises a busy key's requests (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -13,10 +15,9 @@ from __future__ import annotations
 import math
 import time
 
-from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits import RateLimitItem, WindowStats, parse, storage, strategies
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 from starlette.requests import Request
 
 from runbase.errors import RateLimited
@@ -25,15 +26,17 @@ from runbase.errors import RateLimited
 class RateLimiter:
     def __init__(self, default_limit: str, storage_url: str | None = None) -> None:
         self._default = parse(default_limit)
-        storage: Storage = MemoryStorage()
+        self._local: strategies.MovingWindowRateLimiter | None = None
+        self._shared: MovingWindowRateLimiter | None = None
         if storage_url:
             # redis-py's asyncio client (the `redis` extra), not limits' default coredis.
             url = storage_url if storage_url.startswith("async+") else f"async+{storage_url}"
-            shared = storage_from_string(url, implementation="redispy")
+            shared = storage.storage_from_string(url, implementation="redispy")
             if not isinstance(shared, Storage):  # an async+ scheme always gives one
                 raise ValueError(f"not an async rate-limit storage: {storage_url!r}")
-            storage = shared
-        self._limiter = MovingWindowRateLimiter(storage)
+            self._shared = MovingWindowRateLimiter(shared)
+        else:
+            self._local = strategies.MovingWindowRateLimiter(storage.MemoryStorage())
         self._items: dict[str, RateLimitItem] = {}
 
     def _item(self, override: str | None) -> RateLimitItem:
@@ -46,8 +49,7 @@ class RateLimiter:
     async def hit(self, request: Request, key_id: str, override: str | None = None) -> None:
         """Count one request for this key; raise `RateLimited` when over the limit."""
         item = self._item(override)
-        allowed = await self._limiter.hit(item, key_id)
-        stats = await self._limiter.get_window_stats(item, key_id)
+        allowed, stats = await self._count(item, key_id)
         reset_in = max(1, math.ceil(stats.reset_time - time.time()))
         request.state.rate_limit_headers = {
             "X-RateLimit-Limit": str(item.amount),
@@ -56,6 +58,13 @@ class RateLimiter:
         }
         if not allowed:
             raise RateLimited(retry_after=reset_in)
+
+    async def _count(self, item: RateLimitItem, key_id: str) -> tuple[bool, WindowStats]:
+        if self._local is not None:
+            return self._local.hit(item, key_id), self._local.get_window_stats(item, key_id)
+        assert self._shared is not None
+        allowed = await self._shared.hit(item, key_id)
+        return allowed, await self._shared.get_window_stats(item, key_id)
 
 
 def rate_limit_headers(request: Request) -> dict[str, str]:

@@ -102,7 +102,8 @@ def _answer(
     is_read: bool = False,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    base_url = str(request.base_url)
+    # Only output URLs need the base URL, and working it out costs as much as the read.
+    base_url = str(request.base_url) if run.status == runs.RunStatus.SUCCEEDED else ""
     if is_read:
         body = run_read(services, cast(Row[Any], run), base_url)
     else:

@@ -1,0 +1,215 @@
+"""The `/v1/videos` endpoints. Each one authorizes like the Runbase routes (`authorize`:
+key, allowlist, rate limit); creates go through `submission.prepare`/`submit`, so a video
+is checked, priced and charged exactly as `POST /api/v1/runs` would charge its run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from PIL import Image
+from sqlalchemy import Row
+
+from runbase.core import idempotency, listing, runs
+from runbase.errors import RunNotFound, ServerError
+from runbase.http import submission
+from runbase.http.deps import Services, authorize, get_services
+from runbase.http.ratelimit import rate_limit_headers
+from runbase.http.routes.openai_videos import _create, _video
+from runbase.http.routes.openai_videos._errors import (
+    OpenAIRoute,
+    VideoConflict,
+    VideoNotFound,
+    VideoNotReady,
+    VideoRequestError,
+)
+from runbase.http.waiting import wait_for_run
+from runbase.media.probe import read_frames
+from runbase.storage.blobs import LocalBlobStore
+
+router = APIRouter(prefix="/v1/videos", tags=["openai-compatible videos"], route_class=OpenAIRoute)
+
+_DEFAULT_PAGE: Final = 20
+_VARIANTS: Final = ("video", "thumbnail")
+_VIDEO_OBJECT: Final = {"description": "OpenAI's Video object"}
+_CREATE_BODY: Final = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["prompt"],
+                    "properties": {
+                        "prompt": {"type": "string"},
+                        "model": {"type": "string", "default": "bytedance/seedance-1.5-pro"},
+                        "size": {"enum": list(_create.SIZES), "default": _create.DEFAULT_SIZE},
+                        "seconds": {"enum": ["4", "8", "12"], "default": "4"},
+                        "input_reference": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "An image: the first frame",
+                        },
+                    },
+                }
+            },
+            "application/json": {"schema": {"type": "object"}},
+        },
+    }
+}
+
+
+async def _find_run(services: Services, video_id: str, account_id: str) -> Row[Any]:
+    try:
+        return await services.database.read(
+            lambda connection: listing.get_run(connection, video_id, account_id=account_id)
+        )
+    except RunNotFound:
+        raise VideoNotFound(f"no video {video_id!r} exists for your account") from None
+
+
+def _json(request: Request, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers=rate_limit_headers(request))
+
+
+@router.post("", responses={200: _VIDEO_OBJECT}, openapi_extra=_CREATE_BODY)
+async def create_video(request: Request) -> JSONResponse:
+    """Create a video (OpenAI `videos.create`): charged now, generated in the background."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    fields = await _create.read_fields(request)
+    body, upload = _create.create_body(fields, services.settings)
+    if upload is not None:
+        # After create_body's checks, so that a bad size is refused before any decoding.
+        body["input"]["image_urls"] = [await _create.reference_data_uri(upload)]
+    prepared = submission.prepare(services, body)
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None:
+        idempotency_key = idempotency.check_key(idempotency_key)
+    run, _ = await submission.submit(
+        services, key, prepared, base_url=str(request.base_url), idempotency_key=idempotency_key
+    )
+    return _json(request, _video.video_object(run))
+
+
+@router.get("", responses={200: {"description": "A page of Video objects"}})
+async def list_videos(request: Request) -> JSONResponse:
+    """The account's videos (OpenAI `videos.list`): newest first unless `order=asc`."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    query = request.query_params
+    limit_text = query.get("limit", str(_DEFAULT_PAGE))
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= _video.MAX_PAGE:
+        raise VideoRequestError(
+            f"limit must be an integer from 1 to {_video.MAX_PAGE}", param="limit"
+        )
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise VideoRequestError("order must be asc or desc", param="order")
+    page = await services.database.read(
+        lambda connection: _video.list_page(
+            connection,
+            account_id=key.account_id,
+            limit=int(limit_text),
+            after=query.get("after"),
+            ascending=order == "asc",
+        )
+    )
+    return _json(request, page)
+
+
+@router.get("/{video_id}", responses={200: _VIDEO_OBJECT})
+async def retrieve_video(video_id: str, request: Request) -> JSONResponse:
+    """A video's status and progress (OpenAI `videos.retrieve`)."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    run = await _find_run(services, video_id, key.account_id)
+    return _json(request, _video.video_object(run))
+
+
+@router.delete("/{video_id}", responses={200: {"description": "OpenAI's deleted object"}})
+async def delete_video(video_id: str, request: Request) -> JSONResponse:
+    """Stop a video that is not finished, and refund it (OpenAI `videos.delete`).
+
+    A queued video is canceled at once; an in-progress one once its engine stops (409 if
+    it has not within `RUNBASE_CANCEL_WAIT_SECONDS`). A canceled video answers
+    `deleted: true` and from then on reads as `failed` with error code `canceled`. A
+    completed or failed video is kept, as the record of its charge: `deleted: false`.
+    """
+    services = get_services(request)
+    key = await authorize(request, services)
+    run = await _find_run(services, video_id, key.account_id)
+    if not runs.RunStatus(run.status).is_terminal():
+        answer = await services.database.write(
+            lambda connection: runs.request_cancel(connection, video_id, account_id=key.account_id)
+        )
+        services.signals.notify(video_id)
+        requested = answer is runs.CancelAnswer.REQUESTED
+        wait = services.settings.cancel_wait_seconds if requested else 0
+        run = await wait_for_run(services, video_id, account_id=key.account_id, timeout=wait)
+        if run.status == runs.RunStatus.PROCESSING:
+            raise VideoConflict(
+                f"the video's engine did not stop within {wait:g} s; it stays marked for "
+                "canceling and is refunded when it stops"
+            )
+    deleted = run.status == runs.RunStatus.CANCELED
+    return _json(request, {"id": video_id, "object": "video.deleted", "deleted": deleted})
+
+
+@router.get(
+    "/{video_id}/content",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"video/mp4": {}, "image/jpeg": {}},
+            "description": "The MP4 (Range requests work), or a JPEG of its first frame",
+        }
+    },
+)
+async def download_video_content(video_id: str, request: Request) -> Response:
+    """The video's bytes (OpenAI `videos.download_content`); `variant=thumbnail`: a JPEG."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    variant = request.query_params.get("variant", "video")
+    if variant not in _VARIANTS:
+        raise VideoRequestError(
+            f"variant {variant!r} is not available; available: {', '.join(_VARIANTS)}",
+            param="variant",
+        )
+    run = await _find_run(services, video_id, key.account_id)
+    if run.status != runs.RunStatus.SUCCEEDED or not run.output_keys:
+        status = _video.video_object(run)["status"]
+        raise VideoNotReady(
+            f"video {video_id!r} is {status}; its content is available once it is completed"
+        )
+    blob_key = run.output_keys[0]  # the MP4 comes first
+    blobs = services.blobs
+    headers = rate_limit_headers(request)
+    if not isinstance(blobs, LocalBlobStore):
+        if variant != "video":
+            raise VideoRequestError(
+                "thumbnails are made from local files; with S3 storage only the video is available",
+                param="variant",
+            )
+        # The bucket serves the bytes; the SDK follows the redirect.
+        url = blobs.signed_url(blob_key, base_url=str(request.base_url), ttl_seconds=600)
+        return RedirectResponse(url, status_code=302, headers=headers)
+    path = blobs.path_for(blob_key)
+    if not path.is_file():
+        raise ServerError(f"the file of video {video_id!r} is missing from storage")
+    if variant == "thumbnail":
+        jpeg = await asyncio.to_thread(_first_frame_jpeg, path)
+        return Response(jpeg, media_type="image/jpeg", headers=headers)
+    return FileResponse(path, media_type="video/mp4", headers=headers)
+
+
+def _first_frame_jpeg(path: Path) -> bytes:
+    [frame] = read_frames(path, [0])
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()

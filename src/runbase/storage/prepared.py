@@ -1,0 +1,111 @@
+"""Statements of the hot paths, compiled once and run on SQLite's own cursor.
+
+A create runs five short statements and a poll one. SQLite answers each in a few
+microseconds, while SQLAlchemy's per-execution machinery (parameter processing, execution
+context, result set-up) costs ten times that, and on SQLite's single writer thread that
+overhead is the limit on creates per second (docs/benchmarks.md). `Prepared` compiles its
+statement once, keeps the column types' own bind and result converters (so values go in
+and come out exactly as SQLAlchemy would convert them), and calls the driver directly.
+On other databases it simply runs the statement through SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import ClauseElement, Connection, Executable
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a statement gave back: its rows (with attribute access) and rowcount."""
+
+    rows: list[Any]
+    rowcount: int
+
+    def first(self) -> Any | None:
+        return self.rows[0] if self.rows else None
+
+    def one(self) -> Any:
+        if len(self.rows) != 1:
+            raise ValueError(f"expected one row, got {len(self.rows)}")
+        return self.rows[0]
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+
+Converter = Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]
+    defaults: dict[str, Any]
+    bind_converters: tuple[Converter, ...]
+    result_converters: tuple[Converter, ...]
+    row_type: type[tuple[Any, ...]] | None
+
+
+class Prepared:
+    def __init__(self, statement: ClauseElement) -> None:
+        self.statement = statement
+        self._compiled: dict[tuple[str, ...], _Compiled] = {}
+
+    def execute(self, connection: Connection, params: Mapping[str, Any]) -> Rows:
+        if connection.dialect.name != "sqlite":
+            result = connection.execute(cast(Executable, self.statement), dict(params))
+            return Rows(list(result) if result.returns_rows else [], result.rowcount)
+        compiled = self._compiled.get(tuple(params))
+        if compiled is None:
+            compiled = self._compile(connection.dialect, params)
+        values = []
+        for name, convert in zip(compiled.names, compiled.bind_converters, strict=True):
+            value = params[name] if name in params else compiled.defaults[name]
+            values.append(value if convert is None else convert(value))
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        cursor = driver.execute(compiled.sql, values)
+        rows: list[Any] = []
+        if compiled.row_type is not None:
+            converters = compiled.result_converters
+            for raw in cursor.fetchall():
+                rows.append(
+                    compiled.row_type._make(  # type: ignore[attr-defined]
+                        value if convert is None else convert(value)
+                        for value, convert in zip(raw, converters, strict=True)
+                    )
+                )
+        return Rows(rows, cursor.rowcount)
+
+    def _compile(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
+        compiled = self.statement.compile(dialect=dialect, column_keys=list(params))
+        assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
+        names = tuple(compiled.positiontup)
+        binds = {name: compiled.binds[name] for name in names}
+        columns = list(getattr(self.statement, "exported_columns", ()))
+        answer = _Compiled(
+            sql=compiled.string,
+            names=names,
+            defaults={name: bind.value for name, bind in binds.items()},
+            bind_converters=tuple(
+                binds[name].type._cached_bind_processor(dialect) for name in names
+            ),
+            result_converters=tuple(
+                column.type._cached_result_processor(dialect, None) for column in columns
+            ),
+            row_type=_row_type(column.key for column in columns) if columns else None,
+        )
+        self._compiled[tuple(params)] = answer
+        return answer
+
+
+def _row_type(names: Iterable[str | None]) -> type[tuple[Any, ...]]:
+    # rename: an unlabelled column (`count(*)`) has no usable name; it is still row[0].
+    return namedtuple("PreparedRow", [str(name) for name in names], rename=True)
