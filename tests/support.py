@@ -32,6 +32,7 @@ from runbase.storage.tables import AccountRow, LedgerEntryRow, RunRow
 
 T = TypeVar("T")
 SEEDANCE = "bytedance/seedance-1.5-pro"
+S3_BUCKET = "runbase-outputs"  # the bucket that the s3_endpoint fixture creates
 
 
 TEST_DATABASE_URL = os.environ.get("RUNBASE_TEST_DATABASE_URL") or None

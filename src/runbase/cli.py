@@ -2,6 +2,7 @@
 
     runbase serve      [--host] [--port] [--data-dir]
     runbase worker     [--data-dir]
+    runbase dispatcher [--data-dir]
     runbase accounts   create NAME [--balance-usd X] | show NAME
     runbase credits    add NAME --usd X
     runbase keys       create --account NAME [...] | list --account NAME | disable ID | enable ID
@@ -176,11 +177,21 @@ def serve(
 @app.command()
 def worker(data_dir: DataDir = None) -> None:
     """Run workers without the HTTP API (beside a `serve` with RUNBASE_WORKERS=0)."""
+    _run_workers(_settings(data_dir))
+
+
+@app.command()
+def dispatcher(data_dir: DataDir = None) -> None:
+    """Hand runs to engine actors on a Ray cluster (RUNBASE_RAY_ADDRESS), without the HTTP
+    API: one actor per worker (RUNBASE_WORKERS)."""
+    _run_workers(_settings(data_dir).model_copy(update={"executor": "ray"}))
+
+
+def _run_workers(settings: Settings) -> None:
     from runbase.dispatch.worker import Worker, reap_forever
     from runbase.logs import configure_logging
     from runbase.storage.s3 import open_blob_store
 
-    settings = _settings(data_dir)
     configure_logging(settings.log_format)
 
     async def work(database: Database) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,34 +16,14 @@ import httpx
 import pytest
 
 from runbase.media.probe import probe
-from support import SEEDANCE, LiveServer, make_settings
+from support import S3_BUCKET, SEEDANCE, LiveServer, make_settings
 
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 from runbase.storage.s3 import S3BlobStore, open_blob_store, parse_s3_url  # noqa: E402
 
-BUCKET = "runbase-outputs"
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 server on a free port of 127.0.0.1, with one empty bucket."""
-    # boto3 reads credentials from the environment itself (see storage/s3.py).
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    try:
-        yield endpoint
-    finally:
-        server.stop()
+BUCKET = S3_BUCKET  # moto's bucket (the s3_endpoint fixture, tests/conftest.py)
 
 
 def s3_client(endpoint: str) -> Any:

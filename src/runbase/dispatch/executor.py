@@ -1,16 +1,22 @@
-"""Runs engines in a spawned child process, so that a crash, a leak or a hang in an engine
-never takes the server down.
+"""Where a worker's engine lives: an `EngineHost`, asked to generate one run at a time.
 
-The parent (a worker) and the child exchange small frozen dataclasses over a pipe:
+    EngineHost        the run loop: progress, stop on cancel or deadline, kill after grace
+    ├── EngineProcess  the default: the engine in a spawned child process of the worker
+    └── RayEngine      RUNBASE_EXECUTOR=ray: the engine in a Ray actor (dispatch/ray_executor.py)
+
+`open_engine(settings)` picks one. Either way a crash, a leak or a hang in an engine never
+takes the server down. The worker and the engine exchange small frozen dataclasses:
 
     parent -> child   RunTask, or None to shut down
     child  -> parent  Ready | SetupFailed          once, after engine set-up
                       Progress | Log ...           while a run renders
                       Done | Failed                exactly one per RunTask
 
-A shared `stop` event asks the engine to stop between steps (cancel, deadline). If it does
-not stop within the grace period the parent kills the child; the next run starts a new one.
-The child stays up between runs so that an engine loads its model once.
+A stop request asks the engine to stop between steps (cancel, deadline). If it does not
+stop within the grace period the host is killed; the next run starts a new one. The host
+stays up between runs so that an engine loads its model once. A host that vanishes mid-run
+(a Ray actor or node lost) raises `EngineLost`: the worker hands the run to the reaper,
+which retries it once and then fails it with `worker_lost`.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from runbase.config import Settings
+from runbase.engines.base import ProgressSink
 from runbase.errors import EngineUnavailable, GenerationFailed, RunFailure, RunTimedOut
 
 logger = logging.getLogger(__name__)
@@ -71,7 +78,10 @@ class Log:
 @dataclass(frozen=True)
 class Done:
     files: tuple[Path, ...]
+    """Files for the worker to store (in a scratch directory on its machine)."""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    stored_keys: tuple[str, ...] = ()
+    """Files the engine's host already put in the blob store (a Ray actor on S3)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,101 @@ class Failed:
 ChildEvent = Progress | Log
 
 
-class EngineProcess:
+class EngineLost(Exception):
+    """The engine's host vanished mid-run (a Ray actor or its node): not the run's fault."""
+
+
+def output_key(run_id: str, path: Path) -> str:
+    """Where a run's output file is stored in the blob store."""
+    return f"runs/{run_id}/{path.name}"
+
+
+class EngineHost:
+    """Holds one set-up engine for one worker; `run` generates one run at a time."""
+
+    backend: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def is_alive(self) -> bool:
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Start the host and wait until its engine is set up."""
+        raise NotImplementedError
+
+    def _send(self, task: RunTask) -> None:
+        raise NotImplementedError
+
+    async def _receive(self, *, deadline: float) -> object | None:
+        """The engine's next message, or None at the deadline."""
+        raise NotImplementedError
+
+    def _ask_stop(self) -> None:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def run(
+        self,
+        task: RunTask,
+        *,
+        deadline: float,
+        on_event: Callable[[ChildEvent], None],
+        should_cancel: Callable[[], bool] = lambda: False,
+        grace_s: float = 5.0,
+    ) -> Done:
+        """Generate one run; raises a `RunFailure` for every way it can go wrong, and
+        `EngineLost` when the host vanished.
+
+        `deadline` is a `time.monotonic()` instant; past it the engine is asked to stop, and
+        `grace_s` later it is killed.
+        """
+        if not self.is_alive:
+            await self.start()
+        self._send(task)
+        kill_at: float | None = None
+        timed_out = False
+        while True:
+            now = time.monotonic()
+            if kill_at is None and (now >= deadline or should_cancel()):
+                timed_out = now >= deadline
+                self._ask_stop()
+                kill_at = now + grace_s
+            if kill_at is not None and now >= kill_at:
+                self.kill()
+                if timed_out:
+                    raise RunTimedOut("the run did not finish before its deadline")
+                raise GenerationFailed("the engine did not stop when asked and was killed")
+            message = await self._receive(deadline=min(now + 0.25, kill_at or deadline + 1))
+            if message is None:
+                continue
+            if isinstance(message, Progress | Log):
+                on_event(message)
+            elif isinstance(message, Done):
+                return message
+            elif isinstance(message, Failed):
+                if timed_out and message.code == "canceled":
+                    raise RunTimedOut("the run did not finish before its deadline")
+                raise _failure_from(message)
+            else:
+                raise GenerationFailed(f"unexpected message from the engine: {message!r}")
+
+
+def open_engine(settings: Settings) -> EngineHost:
+    """The engine host that `settings.executor` names, not started yet."""
+    if settings.executor == "ray":
+        from runbase.dispatch.ray_executor import RayEngine  # the optional `ray` extra
+
+        return RayEngine(settings)
+    return EngineProcess(settings)
+
+
+class EngineProcess(EngineHost):
     """One child process holding one set-up engine; used by one worker at a time."""
 
     def __init__(self, settings: Settings, *, setup_timeout_s: float = 900.0) -> None:
@@ -93,8 +197,6 @@ class EngineProcess:
         self._process: BaseProcess | None = None
         self._conn: Connection | None = None
         self._stop: Event = self._context.Event()
-        self.backend: str | None = None
-        self.notes: tuple[str, ...] = ()
 
     @property
     def is_alive(self) -> bool:
@@ -120,51 +222,13 @@ class EngineProcess:
         detail = message.message if isinstance(message, SetupFailed) else "it exited"
         raise EngineUnavailable(f"no engine could be started: {detail}")
 
-    async def run(
-        self,
-        task: RunTask,
-        *,
-        deadline: float,
-        on_event: Callable[[ChildEvent], None],
-        should_cancel: Callable[[], bool] = lambda: False,
-        grace_s: float = 5.0,
-    ) -> Done:
-        """Generate one run; raises a `RunFailure` for every way it can go wrong.
-
-        `deadline` is a `time.monotonic()` instant; past it the engine is asked to stop, and
-        `grace_s` later it is killed.
-        """
-        if not self.is_alive:
-            await self.start()
+    def _send(self, task: RunTask) -> None:
         assert self._conn is not None
         self._stop.clear()
         self._conn.send(task)
-        kill_at: float | None = None
-        timed_out = False
-        while True:
-            now = time.monotonic()
-            if kill_at is None and (now >= deadline or should_cancel()):
-                timed_out = now >= deadline
-                self._stop.set()
-                kill_at = now + grace_s
-            if kill_at is not None and now >= kill_at:
-                self.kill()
-                if timed_out:
-                    raise RunTimedOut("the run did not finish before its deadline")
-                raise GenerationFailed("the engine did not stop when asked and was killed")
-            message = await self._receive(deadline=min(now + 0.25, kill_at or deadline + 1))
-            if message is None:
-                continue
-            if isinstance(message, Progress | Log):
-                on_event(message)
-            elif isinstance(message, Done):
-                return message
-            elif isinstance(message, Failed):
-                if timed_out and message.code == "canceled":
-                    raise RunTimedOut("the run did not finish before its deadline")
-                raise _failure_from(message)
-            else:
-                raise GenerationFailed(f"unexpected message from the engine: {message!r}")
+
+    def _ask_stop(self) -> None:
+        self._stop.set()
 
     async def _receive(self, *, deadline: float) -> object | None:
         """The child's next message, or None at the deadline; raises if the child died."""
@@ -239,26 +303,29 @@ class _PipeProgress:
         return self._stop.is_set()
 
 
-def _child_main(conn: Connection, stop: Event, settings: Settings) -> None:
+def set_up_engine(settings: Settings) -> tuple[Any, Ready | SetupFailed]:
+    """Set up the first of `settings.engines` that starts (the engine, or None, and why)."""
     from runbase.engines import load_engine
 
-    logging.basicConfig(level=logging.INFO)
-    engine = None
     notes: list[str] = []
     for reference in settings.engines:
         try:
-            candidate = load_engine(reference, settings)
-            candidate.setup()
+            engine = load_engine(reference, settings)
+            engine.setup()
         except Exception as exc:
             notes.append(f"engine {reference!r} unavailable: {exc}")
             logger.warning("engine %s unavailable, trying the next one: %s", reference, exc)
             continue
-        engine = candidate
-        break
+        return engine, Ready(engine.name, tuple(notes))
+    return None, SetupFailed("; ".join(notes) or "no engines configured")
+
+
+def _child_main(conn: Connection, stop: Event, settings: Settings) -> None:
+    logging.basicConfig(level=logging.INFO)
+    engine, answer = set_up_engine(settings)
+    conn.send(answer)
     if engine is None:
-        conn.send(SetupFailed("; ".join(notes) or "no engines configured"))
         return
-    conn.send(Ready(engine.name, tuple(notes)))
     sink = _PipeProgress(conn, stop)
     while True:
         try:
@@ -267,10 +334,13 @@ def _child_main(conn: Connection, stop: Event, settings: Settings) -> None:
             return
         if task is None:
             return
-        conn.send(_generate(engine, task, sink, settings))
+        conn.send(generate_run(engine, task, sink, settings))
 
 
-def _generate(engine: Any, task: RunTask, sink: _PipeProgress, settings: Settings) -> Done | Failed:
+def generate_run(
+    engine: Any, task: RunTask, sink: ProgressSink, settings: Settings
+) -> Done | Failed:
+    """Render one run on a set-up engine, in the engine's host; never raises."""
     try:
         from runbase.core.catalog import find_model
         from runbase.engines.base import GenerationRequest

@@ -1,11 +1,13 @@
-"""Workers: claim pending runs, generate them in an engine process, record the outcome.
+"""Workers: claim pending runs, generate them on an engine host, record the outcome.
 
 A worker's life for one run:
 1. claim the oldest pending run (guarded update, lease);
 2. heartbeat while the engine works, writing progress and logs at most once a second;
 3. upload the files, then in one transaction mark the run succeeded, or failed and refunded.
 The final write is shielded from cancellation so that shutting down cannot lose it. On
-shutdown a worker puts its unfinished run back to pending for the next worker.
+shutdown a worker puts its unfinished run back to pending for the next worker. When the
+engine's host vanishes (a Ray actor or node), the worker gives up the run's lease at once:
+the reaper retries it or fails it with `worker_lost`, as for a lost worker.
 
 A run whose owner asked to cancel it (the heartbeat says so), or whose Cancel-After
 deadline passes, has its engine stopped and ends `canceled`, refunded. Runs of test keys go
@@ -27,7 +29,17 @@ from sqlalchemy import Row
 from runbase.config import Settings
 from runbase.core import idempotency, reaper, runs, testmode
 from runbase.core.clock import new_id, now_ms
-from runbase.dispatch.executor import ChildEvent, Done, EngineProcess, Log, RunTask, remove_scratch
+from runbase.dispatch.executor import (
+    ChildEvent,
+    Done,
+    EngineHost,
+    EngineLost,
+    Log,
+    RunTask,
+    open_engine,
+    output_key,
+    remove_scratch,
+)
 from runbase.errors import GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
@@ -80,8 +92,8 @@ class Worker:
         self._database = database
         self._blobs = blobs
         self._settings = settings
-        self._engine = EngineProcess(settings)
-        self._test_engine: EngineProcess | None = None  # started for the first test run
+        self._engine = open_engine(settings)
+        self._test_engine: EngineHost | None = None  # started for the first test run
         self._observer = observer or _NoObserver()
         self._current: str | None = None
         self._stopping = asyncio.Event()
@@ -130,14 +142,14 @@ class Worker:
             self._observer.run_changed(run.id)
         return True
 
-    def _engine_for(self, run: Row[Any]) -> EngineProcess:
+    def _engine_for(self, run: Row[Any]) -> EngineHost:
         if not run.is_test:
             return self._engine
         if self._test_engine is None:
-            test_settings = self._settings.model_copy(
-                update={"engines": [self._settings.test_engine]}
+            test_settings = self._settings.model_copy(  # GPUs as the test engine needs
+                update={"engines": [self._settings.test_engine], "ray_num_gpus": None}
             )
-            self._test_engine = EngineProcess(test_settings)
+            self._test_engine = open_engine(test_settings)
         return self._test_engine
 
     def _should_cancel(self, run: Row[Any], state: _RunState) -> bool:
@@ -163,7 +175,7 @@ class Worker:
         engine = self._engine_for(run)
         fail_with = testmode.requested_failure(run.input) if run.is_test else None
         engine_started = time.monotonic()
-        outcome: Done | RunFailure
+        outcome: Done | RunFailure | EngineLost
         try:
             if not engine.is_alive:
                 await engine.start()
@@ -175,7 +187,7 @@ class Worker:
                 on_event=lambda event: _record(state, event),
                 should_cancel=lambda: self._should_cancel(run, state),
             )
-        except RunFailure as failure:
+        except (RunFailure, EngineLost) as failure:
             outcome = failure
         except Exception as exc:  # an infrastructure fault, e.g. the engine cannot start
             log.exception("run %s could not be processed", run.id)
@@ -192,7 +204,10 @@ class Worker:
                 and state.cancel_reason is None
             ):
                 return  # shutting down: run_forever hands the run back to the queue
-            await asyncio.shield(self._finish(run, engine.backend, outcome, state))
+            if isinstance(outcome, EngineLost):
+                await asyncio.shield(self._give_up(run, state, outcome))
+            else:
+                await asyncio.shield(self._finish(run, engine.backend, outcome, state))
             self._current = None
         finally:
             await asyncio.to_thread(remove_scratch, scratch)
@@ -202,9 +217,9 @@ class Worker:
     ) -> None:
         if isinstance(outcome, Done):
             try:
-                keys = []
+                keys = list(outcome.stored_keys)
                 for path in outcome.files:
-                    key = f"runs/{run.id}/{path.name}"
+                    key = output_key(run.id, path)
                     await self._blobs.put_file(key, path)
                     keys.append(key)
                 is_recorded = await self._database.write(
@@ -241,6 +256,17 @@ class Worker:
             )
         )
         logger.info("run failed: %s", outcome.code, extra={"run_id": run.id})
+
+    async def _give_up(self, run: Row[Any], state: _RunState, lost: EngineLost) -> None:
+        """The engine's host vanished: end the lease now, so that the reaper's policy for
+        lost workers applies at once (retry while attempts are left, then `worker_lost`)."""
+        logger.warning("engine lost on run %s: %s", run.id, lost, extra={"run_id": run.id})
+        update_ = runs.ProgressUpdate(None, (*state.logs, f"engine lost: {lost}"))
+        await self._database.write(
+            lambda connection: runs.heartbeat_run(
+                connection, run.id, worker_id=self.id, lease_ms=0, update_=update_
+            )
+        )
 
     async def _heartbeat(self, run: Row[Any], state: _RunState) -> None:
         interval = min(1.0, self._settings.lease_seconds / 3)
