@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ClauseElement, Connection, Executable
+from sqlalchemy import ClauseElement, Connection, Executable, Insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -85,7 +85,10 @@ class Prepared:
         return Rows(rows, cursor.rowcount)
 
     def _compile(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
-        compiled = self.statement.compile(dialect=dialect, column_keys=list(params))
+        # An INSERT's columns are the given keys; elsewhere keys that name a column would
+        # be read as extra SET columns, so only explicit bindparams count.
+        column_keys = list(params) if isinstance(self.statement, Insert) else None
+        compiled = self.statement.compile(dialect=dialect, column_keys=column_keys)
         assert isinstance(compiled, SQLCompiler) and compiled.positiontup is not None
         names = tuple(compiled.positiontup)
         binds = {name: compiled.binds[name] for name in names}
