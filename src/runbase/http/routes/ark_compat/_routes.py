@@ -1,0 +1,183 @@
+"""The `/api/v3/contents/generations/tasks` endpoints. Each one authorizes like the Runbase
+routes (`authorize`: key, allowlist, rate limit); creates go through
+`submission.prepare`/`submit`, so a task is checked, priced and charged exactly as
+`POST /api/v1/runs` would charge its run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from runbase.core import idempotency, runs
+from runbase.errors import InvalidInput, MissingModel, RunNotFound
+from runbase.http import submission
+from runbase.http.deps import Services, authorize, get_services
+from runbase.http.routes.ark_compat import _create, _task
+from runbase.http.routes.ark_compat._errors import (
+    ArkRequestError,
+    ArkRoute,
+    TaskStatusConflict,
+    ark_headers,
+)
+from runbase.http.routes.runs import run_urls
+
+router = APIRouter(
+    prefix="/api/v3/contents/generations/tasks",
+    tags=["modelark-compatible tasks"],
+    route_class=ArkRoute,
+)
+
+DEFAULT_PAGE_SIZE: Final = 10
+MAX_PAGE: Final = 500
+_TASK: Final = {"description": "ModelArk's task object"}
+# What a delete did; any other outcome is the task status that refused it.
+_CANCELED_NOW: Final = "canceled now"
+_DELETED_NOW: Final = "deleted now"
+
+
+def _json(request: Request, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(body, headers=ark_headers(request))
+
+
+def _task_object(services: Services, request: Request, run: Row[Any]) -> dict[str, Any]:
+    urls = run_urls(services, run, str(request.base_url))
+    return _task.task_object(run, urls[0] if urls else None)
+
+
+@router.post("", responses={200: {"description": '{"id": "<task id>"}'}})
+async def create_task(request: Request) -> JSONResponse:
+    """Create a video generation task (ModelArk `content_generation.tasks.create`): charged
+    now, generated in the background."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    try:
+        body = submission.parse_body(await request.body())
+    except MissingModel:
+        raise ArkRequestError("The request body must be a JSON object.", param=None) from None
+    ark = _create.create_body(body)
+    try:
+        prepared = submission.prepare(services, ark.body)
+    except InvalidInput as error:
+        if not error.message.startswith("webhook"):
+            raise
+        # The webhook rules speak of `webhook`; here the caller's field is `callback_url`.
+        message = error.message.replace("webhook", "callback_url", 1)
+        raise ArkRequestError(message, param="callback_url") from None
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None:
+        idempotency_key = idempotency.check_key(idempotency_key)
+    run, _ = await submission.submit(
+        services,
+        key,
+        prepared,
+        base_url=str(request.base_url),
+        idempotency_key=idempotency_key,
+        cancel_after_ms=ark.cancel_after_ms,
+    )
+    return _json(request, {"id": run.id})
+
+
+@router.get("/{task_id}", responses={200: _TASK})
+async def get_task(task_id: str, request: Request) -> JSONResponse:
+    """A task (ModelArk `content_generation.tasks.get`)."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    run = await services.database.read(
+        lambda connection: _task.get_task_run(connection, task_id, account_id=key.account_id)
+    )
+    return _json(request, _task_object(services, request, run))
+
+
+@router.get("", responses={200: {"description": '{"items": [task...], "total": n}'}})
+async def list_tasks(request: Request) -> JSONResponse:
+    """The account's tasks, newest first (ModelArk `content_generation.tasks.list`)."""
+    services = get_services(request)
+    key = await authorize(request, services)
+    query = request.query_params
+    page_num = _page_number(query.get("page_num"), "page_num", 1)
+    page_size = _page_number(query.get("page_size"), "page_size", DEFAULT_PAGE_SIZE)
+    status = query.get("filter.status") or None
+    if status is not None and status not in (*_task.RUN_STATUSES, "expired"):
+        raise ArkRequestError(
+            f"The parameter `filter.status` specified in the request is not valid: {status!r} "
+            f"is not one of {', '.join(_task.RUN_STATUSES)}, expired.",
+            param="filter.status",
+        )
+    model = query.get("filter.model") or None
+    tier = query.get("filter.service_tier") or None
+    # Nothing here is ever `expired`, or of another tier or model: such filters match none.
+    matches_none = status == "expired" or tier not in (None, "default")
+    if model is not None:
+        model = _create.MODEL_IDS.get(model)
+        matches_none = matches_none or model is None
+    if matches_none:
+        return _json(request, {"items": [], "total": 0})
+    rows, total = await services.database.read(
+        lambda connection: _task.list_runs(
+            connection,
+            account_id=key.account_id,
+            page_num=page_num,
+            page_size=page_size,
+            status=_task.RUN_STATUSES[status] if status else None,
+            task_ids=query.getlist("filter.task_ids"),
+            model=model,
+        )
+    )
+    items = [_task_object(services, request, row) for row in rows]
+    return _json(request, {"items": items, "total": total})
+
+
+def _page_number(text: str | None, name: str, default: int) -> int:
+    if text is None or text == "":
+        return default
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise ArkRequestError(
+            f"The parameter `{name}` specified in the request is not valid: it must be an "
+            f"integer from 1 to {MAX_PAGE}.",
+            param=name,
+        )
+    return int(text)
+
+
+@router.delete("/{task_id}", response_class=Response, responses={200: {"description": "Empty"}})
+async def delete_task(task_id: str, request: Request) -> Response:
+    """Cancel a queued task, or delete a finished one from this API's list (ModelArk
+    `content_generation.tasks.delete`).
+
+    A queued task is cancelled at once and refunded. A running task cannot be cancelled,
+    nor can a cancelled one be deleted (409). A succeeded or failed task disappears from
+    GET and the list here, and stays in `/api/v1/runs` as the record of its charge.
+    """
+    services = get_services(request)
+    key = await authorize(request, services)
+
+    def delete(connection: Connection) -> str:
+        run = _task.get_task_run(connection, task_id, account_id=key.account_id)
+        status = runs.RunStatus(run.status)
+        if status is runs.RunStatus.PENDING:
+            reason = "the task was cancelled by its owner"
+            if runs.cancel_run(connection, task_id, reason, only_pending=True):
+                return _CANCELED_NOW
+            return "running"  # a worker claimed it a moment ago
+        if status in (runs.RunStatus.SUCCEEDED, runs.RunStatus.FAILED):
+            _task.mark_deleted(connection, run)
+            return _DELETED_NOW
+        return _task.STATUSES[status]
+
+    try:
+        outcome = await services.database.write(delete)
+    except IntegrityError:  # a concurrent delete marked it first
+        raise RunNotFound(f"The task {task_id!r} was not found") from None
+    if outcome == _CANCELED_NOW:
+        services.signals.notify(task_id)
+    elif outcome != _DELETED_NOW:
+        raise TaskStatusConflict(
+            f"The task {task_id!r} is {outcome}: only a queued task can be cancelled, and only "
+            "a succeeded or failed task can be deleted"
+        )
+    return Response(status_code=200, headers=ark_headers(request))
