@@ -38,12 +38,14 @@ def ark(tmp_path: Path) -> Iterator[FakeModelArk]:
     running.stop()
 
 
-def start_ark_server(start_server: Callable[..., LiveServer], fake: FakeModelArk) -> LiveServer:
+def start_ark_server(
+    start_server: Callable[..., LiveServer], fake: FakeModelArk, *, allow_private: bool = True
+) -> LiveServer:
     return start_server(
         engines=["ark"],
         ark_base_url=fake.base_url + "/api/v3",
         ark_api_key=ARK_KEY,
-        ark_allow_private_hosts=True,
+        ark_allow_private_hosts=allow_private,
         ark_poll_interval_seconds=0.05,
         rate_limit="1000/10seconds",
     )
@@ -159,6 +161,23 @@ def test_failures_are_refunded(start_server: Callable[..., LiveServer], ark: Fak
     assert "expired" in run["error"]["message"]
 
     [row] = [r for r in server.admin.runs() if r.id == gone]
+    server.admin.check_books(row.account_id)
+
+
+def test_a_video_link_to_a_private_address_is_refused(
+    start_server: Callable[..., LiveServer], ark: FakeModelArk
+) -> None:
+    """The fake's video links point at 127.0.0.1: without the operator's leave, the worker
+    will not download from there, and the run fails refunded."""
+    server = start_ark_server(start_server, ark, allow_private=False)
+    key = server.new_key()
+    run_id = create_run(server, key, prompt="a beach", generate_audio=False)
+    run = server.wait_for_run(key, run_id)
+    assert run["status"] == "failed", run
+    assert run["error"]["code"] == "upstream_error"
+    assert "127.0.0.1, a loopback address" in run["error"]["message"]
+    assert len(ark.creates) == 1
+    [row] = [r for r in server.admin.runs() if r.id == run_id]
     server.admin.check_books(row.account_id)
 
 

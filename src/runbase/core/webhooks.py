@@ -28,6 +28,7 @@ from sqlalchemy import Connection, Row, Table, insert, select, update
 
 from runbase.core.clock import new_id, now_ms
 from runbase.errors import InvalidInput
+from runbase.outbound import refusal_reason
 from runbase.storage.tables import AccountRow, WebhookDeliveryRow
 
 _ACCOUNTS = cast(Table, AccountRow.__table__)
@@ -92,8 +93,6 @@ def check_webhook(
 def address_refusal(host: str) -> str | None:
     """Why a webhook may not go to this IP literal ("a loopback address"...); None if it may
     (or if `host` is a name, to be checked when it resolves)."""
-    from runbase.media.images import refusal_reason  # the image fetcher's address rules
-
     try:
         address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:

@@ -22,22 +22,21 @@ and is still billed upstream. The run is canceled either way.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
 import re
-import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+import httpcore
 import httpx
 
 from runbase.engines.base import GenerationRequest, GenerationResult, ProgressSink
 from runbase.errors import EngineUnavailable, RunCanceled, RunFailure, UpstreamError
-from runbase.media.images import refusal_reason
+from runbase.outbound import Deadline, allow_all, checked_pool, public_only
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -53,6 +52,7 @@ STATE_FILE: Final = "ark-task.json"
 _PROGRESS: Final = {"queued": 0.1, "running": 0.5}
 _RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_BACKOFF_S: Final = 30.0
+_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 # The legacy "text commands" (platform-anchors 4.3), long and short forms. Upstream reads
 # them from the prompt and they override the top-level fields, so a user could ask for
@@ -275,37 +275,58 @@ class ArkEngine:
             time.sleep(min(0.05, end - now))
 
     def _download(self, url: str, output: Path, deadline: float) -> None:
-        """Stream the video to `output`, within a size cap and a timeout, redirects checked."""
+        """Stream the video to `output`, within a size cap and a timeout, redirects checked.
+
+        The link comes from upstream, not from a user, but a compromised or spoofed answer
+        must not turn the worker into a proxy into our own network: connections go only to
+        public addresses (`runbase.outbound`), checked as they are opened.
+        """
         end = min(deadline, time.monotonic() + self.download_timeout_s)
         current = httpx.URL(url)
         partial = output.with_suffix(".part")
         output.parent.mkdir(parents=True, exist_ok=True)
-        # A plain client: the API key is for the API host, never for the storage host.
-        with httpx.Client(timeout=30.0, follow_redirects=False, trust_env=False) as client:
+        refused = "the ModelArk video link points at a non-public address; refused: "
+        check = (
+            allow_all
+            if self.allow_private_hosts
+            else public_only(lambda reason: UpstreamError(refused + reason))
+        )
+        transfer = Deadline(max(end - time.monotonic(), 0.0))
+        # A pool of its own: the API key is for the API host, never for the storage host.
+        with checked_pool(check, transfer) as pool:
             for _ in range(4):
-                self._check_host(current)
-                left = end - time.monotonic()
-                if left <= 0:
-                    raise UpstreamError("downloading the ModelArk video took too long")
+                if current.scheme not in ("http", "https") or not current.host:
+                    raise UpstreamError("ModelArk returned a video link that is not http(s)")
+                target = httpcore.URL(
+                    scheme=current.raw_scheme,
+                    host=current.raw_host,
+                    port=current.port,
+                    target=current.raw_path,
+                )
                 try:
-                    with client.stream("GET", current, timeout=left) as response:
-                        if response.is_redirect and "location" in response.headers:
-                            current = current.join(response.headers["location"])
+                    with pool.stream(
+                        "GET", target, extensions={"timeout": transfer.timeouts()}
+                    ) as response:
+                        headers = {name.lower(): value for name, value in response.headers}
+                        if response.status in _REDIRECTS and b"location" in headers:
+                            current = current.join(headers[b"location"].decode("latin-1"))
                             continue
-                        if response.status_code in (403, 404, 410):
+                        if response.status in (403, 404, 410):
                             raise UpstreamError(
                                 "the ModelArk video link has expired or is gone "
-                                f"(HTTP {response.status_code})"
+                                f"(HTTP {response.status})"
                             )
-                        if response.status_code != 200:
+                        if response.status != 200:
                             raise UpstreamError(
-                                "downloading the ModelArk video failed: "
-                                f"HTTP {response.status_code}"
+                                f"downloading the ModelArk video failed: HTTP {response.status}"
                             )
-                        self._save(response, partial, end)
+                        self._save(response, headers, partial)
                         os.replace(partial, output)
                         return
-                except httpx.HTTPError as exc:
+                except httpcore.TimeoutException as exc:
+                    partial.unlink(missing_ok=True)
+                    raise UpstreamError("downloading the ModelArk video took too long") from exc
+                except (httpcore.NetworkError, httpcore.ProtocolError, httpx.InvalidURL) as exc:
                     partial.unlink(missing_ok=True)
                     raise UpstreamError(
                         f"downloading the ModelArk video failed: {type(exc).__name__}"
@@ -315,39 +336,19 @@ class ArkEngine:
                     raise
         raise UpstreamError("the ModelArk video link redirected too many times")
 
-    def _save(self, response: httpx.Response, partial: Path, end: float) -> None:
-        declared = response.headers.get("content-length", "")
+    def _save(
+        self, response: httpcore.Response, headers: dict[bytes, bytes], partial: Path
+    ) -> None:
+        declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_video_bytes:
             raise UpstreamError("the ModelArk video is larger than the download limit")
         written = 0
         with partial.open("wb") as file:
-            for chunk in response.iter_bytes():
+            for chunk in response.iter_stream():
                 written += len(chunk)
                 if written > self.max_video_bytes:
                     raise UpstreamError("the ModelArk video is larger than the download limit")
-                if time.monotonic() > end:
-                    raise UpstreamError("downloading the ModelArk video took too long")
                 file.write(chunk)
-
-    def _check_host(self, url: httpx.URL) -> None:
-        """Refuse video links to loopback, private or metadata addresses.
-
-        The link comes from upstream, not from a user, but a compromised or spoofed answer
-        must not turn the worker into a proxy into our own network (the same rules as
-        `runbase.media.images`).
-        """
-        if url.scheme not in ("http", "https") or not url.host:
-            raise UpstreamError("ModelArk returned a video link that is not http(s)")
-        if self.allow_private_hosts:
-            return
-        try:
-            addresses = {info[4][0] for info in socket.getaddrinfo(url.host, url.port or 443)}
-        except OSError as exc:
-            raise UpstreamError(f"the video host {url.host} could not be resolved") from exc
-        for address in addresses:
-            reason = refusal_reason(ipaddress.ip_address(address))
-            if reason is not None:
-                raise UpstreamError(f"the ModelArk video link points at {reason}; refused")
 
 
 def _task_failure(task_id: str, status: str, error: Any) -> UpstreamError:

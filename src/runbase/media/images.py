@@ -6,11 +6,11 @@ module is a server-side request forgery (SSRF) boundary as much as an image load
 - Every address a host name resolves to is checked before any connection is made; loopback,
   private, link-local (the 169.254.169.254 cloud metadata service), shared, multicast,
   unspecified and reserved addresses are refused, including IPv4 hidden inside IPv6.
-- The connection goes to the very address that was checked. The check lives in the network
-  backend that opens the socket (`_PinnedBackend`), so a DNS answer that changes between a
-  check and a connect (DNS rebinding) cannot swap in another address, and no difference
-  between two URL parsers can make us check one host and connect to another. The URL, the
-  Host header, TLS SNI and certificate checks all keep the real host name.
+- The connection goes to the very address that was checked (`runbase.outbound`), so a DNS
+  answer that changes between a check and a connect (DNS rebinding) cannot swap in another
+  address, and no difference between two URL parsers can make us check one host and
+  connect to another. The URL, the Host header, TLS SNI and certificate checks all keep the
+  real host name.
 - Redirects are followed by hand, at most `max_redirects`, each one through the same backend
   and therefore the same check. No proxy is ever used: a proxy would resolve the name
   itself, out of our sight.
@@ -22,9 +22,8 @@ module is a server-side request forgery (SSRF) boundary as much as an image load
   (EPS, for one, hands data to Ghostscript) sees untrusted bytes. Sizes are checked from the
   header before pixels are decoded, and Pillow's decompression-bomb warning is a refusal.
 
-Transfers use httpcore, the HTTP engine inside httpx, directly: httpx's transports do not
-take a network backend, and that backend is where the address pinning and the deadline are
-enforced. httpx supplies the URL parser and the TLS context (certifi's roots).
+Transfers use `runbase.outbound`'s httpcore pool, where the address pinning and the deadline
+are enforced; httpx supplies the URL parser.
 
 Every refusal is `InvalidImage`, whose message names the rule and the image
 (`image_urls[N]`), because it becomes the failed run's error.
@@ -37,12 +36,7 @@ import binascii
 import io
 import ipaddress
 import re
-import socket
-import ssl
-import threading
-import time
 import warnings
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -52,6 +46,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from runbase.errors import InvalidImage
+from runbase.outbound import Deadline, IPAddress, checked_pool, refusal_reason
 
 __all__ = [
     "IMAGE_FORMATS",
@@ -59,10 +54,7 @@ __all__ = [
     "check_address",
     "fetch_image",
     "fit_image",
-    "refusal_reason",
 ]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 IMAGE_FORMATS: Final = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 """The decoders allowed, by Pillow's name. JPEG includes the multi-picture JPEGs that many
@@ -77,11 +69,6 @@ _HEADERS: Final = (
     (b"Accept", b"image/*"),
     # Compressed transfer would let a small body inflate past max_bytes unseen.
     (b"Accept-Encoding", b"identity"),
-)
-_SHARED_NETWORK: Final = ipaddress.IPv4Network("100.64.0.0/10")
-_NAT64_NETWORKS: Final = (
-    ipaddress.IPv6Network("64:ff9b::/96"),
-    ipaddress.IPv6Network("64:ff9b:1::/48"),
 )
 _SIDEWAYS_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
 
@@ -155,35 +142,6 @@ def fit_image(image: Image.Image, width: int, height: int) -> np.ndarray:
     return np.asarray(fitted, dtype=np.uint8)
 
 
-def refusal_reason(address: IPAddress) -> str | None:
-    """Why no image may be fetched from `address` ("a private address", ...), or None."""
-    if isinstance(address, ipaddress.IPv6Address):
-        # IPv4 carried inside IPv6 reaches the IPv4 host: ::ffff:10.0.0.1 is 10.0.0.1 to a
-        # dual-stack socket, and 6to4 or NAT64 gateways forward to the embedded address.
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and any(address in net for net in _NAT64_NETWORKS):
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            reason = refusal_reason(embedded)
-            if reason is not None:
-                return f"{reason} ({embedded}, carried inside IPv6)"
-    if address.is_loopback:
-        return "a loopback address"
-    if address.is_link_local:
-        return "a link-local address (where cloud metadata services answer)"
-    if address.is_multicast:
-        return "a multicast address"
-    if address.is_unspecified:
-        return "the unspecified address"
-    if isinstance(address, ipaddress.IPv4Address) and address in _SHARED_NETWORK:
-        return "a shared (carrier-grade NAT) address"
-    if address.is_private:
-        return "a private address"
-    if address.is_reserved or not address.is_global:
-        return "a reserved address"
-    return None
-
-
 def check_address(
     address: str | IPAddress,
     policy: FetchPolicy = FetchPolicy(),
@@ -216,138 +174,6 @@ def _is_literal(name: str, ip: IPAddress) -> bool:
         return False
 
 
-class _Deadline:
-    """One clock for the whole fetch; every network wait is clamped to what is left."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._end = time.monotonic() + seconds
-
-    def clamp(self, timeout: float | None, error: type[Exception]) -> float:
-        left = self._end - time.monotonic()
-        if left <= 0:
-            raise error(f"the {self.seconds:g} s deadline passed")
-        return left if timeout is None else min(timeout, left)
-
-    def timeouts(self) -> dict[str, float]:
-        left = max(self._end - time.monotonic(), 0.001)
-        return {"connect": left, "read": left, "write": left, "pool": left}
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket stream whose every read, write and TLS handshake respects the deadline."""
-
-    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
-        self._inner = inner
-        self._deadline = deadline
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._inner.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self._inner.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        clamped = self._deadline.clamp(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(
-            self._inner.start_tls(ssl_context, server_hostname, clamped), self._deadline
-        )
-
-    def get_extra_info(self, info: str) -> object:
-        return self._inner.get_extra_info(info)
-
-
-class _PinnedBackend(httpcore.NetworkBackend):
-    """Opens connections only to checked addresses: resolve, check all, connect to one."""
-
-    def __init__(self, policy: FetchPolicy, deadline: _Deadline, index: int) -> None:
-        self._policy = policy
-        self._deadline = deadline
-        self._index = index
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        addresses = _resolve(host, port, self._deadline.clamp(timeout, httpcore.ConnectTimeout))
-        # Every answer is checked, not just the one used: a host that resolves to a mix of
-        # public and private addresses is refused outright.
-        for address in addresses:
-            check_address(address, self._policy, host=host, index=self._index)
-        last_error: Exception = httpcore.ConnectError(f"{host} has no address")
-        for address in addresses:
-            try:
-                stream = self._inner.connect_tcp(
-                    address,  # the checked address itself, never the name again
-                    port,
-                    timeout=self._deadline.clamp(timeout, httpcore.ConnectTimeout),
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except httpcore.ConnectError as exc:
-                last_error = exc
-                continue
-            return _DeadlineStream(stream, self._deadline)
-        raise last_error
-
-    def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("unix sockets are never used for images")
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(self._deadline.clamp(seconds, httpcore.PoolTimeout))
-
-
-def _resolve(host: str, port: int, timeout: float) -> list[str]:
-    """The addresses of `host`, in the resolver's order of preference, within `timeout`.
-
-    getaddrinfo cannot be given a timeout, so it runs in a daemon thread that is left to
-    finish on its own if the deadline passes first.
-    """
-    try:
-        return [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
-        pass
-    answers: list[list[str] | OSError] = []
-    done = threading.Event()
-
-    def lookup() -> None:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            answers.append(list(dict.fromkeys(str(info[4][0]) for info in infos)))
-        except OSError as exc:
-            answers.append(exc)
-        finally:
-            done.set()
-
-    threading.Thread(target=lookup, name="resolve-image-host", daemon=True).start()
-    if not done.wait(timeout):
-        raise httpcore.ConnectTimeout(f"resolving {host} took too long")
-    answer = answers[0]
-    if isinstance(answer, OSError):
-        raise httpcore.ConnectError(f"{host} could not be resolved: {answer}")
-    if not answer:
-        raise httpcore.ConnectError(f"{host} has no address")
-    return answer
-
-
 _TRANSFER_ERRORS: Final = (
     httpcore.NetworkError,
     httpcore.ProtocolError,
@@ -360,13 +186,10 @@ _TRANSFER_ERRORS: Final = (
 def _download(url: str, policy: FetchPolicy, index: int) -> bytes:
     """GET `url`, following at most `max_redirects` redirects, within the deadline."""
     label = f"image_urls[{index}]"
-    deadline = _Deadline(policy.timeout_s)
+    deadline = Deadline(policy.timeout_s)
     current = _parse_url(url, label)
-    pool = httpcore.ConnectionPool(
-        # certifi's roots, or the bundle named by SSL_CERT_FILE (as everywhere in httpx).
-        ssl_context=httpx.create_ssl_context(),
-        network_backend=_PinnedBackend(policy, deadline, index),
-        retries=0,
+    pool = checked_pool(
+        lambda host, address: check_address(address, policy, host=host, index=index), deadline
     )
     try:
         with pool:
@@ -389,7 +212,7 @@ def _fetch_once(
     pool: httpcore.ConnectionPool,
     url: httpx.URL,
     policy: FetchPolicy,
-    deadline: _Deadline,
+    deadline: Deadline,
     label: str,
 ) -> bytes | httpx.URL:
     """One GET: the body, or the URL a redirect points to."""
