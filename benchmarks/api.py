@@ -13,6 +13,7 @@ Needs `wrk` (Debian package `wrk`).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import re
@@ -23,11 +24,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
 HERE = Path(__file__).resolve().parent
+K = TypeVar("K")
 BODY = {
     "model": "bytedance/seedance-1.5-pro",
     "input": {"prompt": "A ceramic lamp on a wooden desk, warm light"},
@@ -107,6 +111,32 @@ def _latency(output: str, percentile: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def write_post_script(directory: Path) -> str:
+    """A wrk script that POSTs the create body."""
+    script = directory / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+    )
+    return str(script)
+
+
+def interleaved_medians(
+    cases: dict[K, Callable[[], dict[str, float]]], rounds: int
+) -> dict[K, dict[str, float]]:
+    """Run every case once per round, cases interleaved so that machine noise hits all
+    alike; the median of each metric per case."""
+    samples: dict[K, list[dict[str, float]]] = {case: [] for case in cases}
+    for _ in range(rounds):
+        for case, run in cases.items():
+            samples[case].append(run())
+    return {
+        case: {metric: statistics.median(sample[metric] for sample in runs) for metric in runs[0]}
+        for case, runs in samples.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -122,46 +152,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = Path(scratch) / "data"
         processes, runbase_url, bare_url, key = start_servers(data_dir)
-        post_script = Path(scratch) / "post.lua"
-        post_script.write_text(
-            'wrk.method = "POST"\n'
-            f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
+        post_script = write_post_script(Path(scratch))
         try:
             with httpx.Client(headers={"Authorization": f"Bearer {key}"}) as client:
                 run_id = client.post(runbase_url + "/api/v1/runs", json=BODY).json()["id"]
             auth = {"Authorization": f"Bearer {key}"}
-            cases = {
+            targets = {
                 ("GET", "bare"): (f"{bare_url}/bare/{run_id}", {}, None),
                 ("GET", "runbase"): (f"{runbase_url}/api/v1/runs/{run_id}", auth, None),
-                ("POST", "bare"): (f"{bare_url}/bare", {}, str(post_script)),
-                ("POST", "runbase"): (f"{runbase_url}/api/v1/runs", auth, str(post_script)),
+                ("POST", "bare"): (f"{bare_url}/bare", {}, post_script),
+                ("POST", "runbase"): (f"{runbase_url}/api/v1/runs", auth, post_script),
             }
-            samples: dict[tuple[str, str], list[dict[str, float]]] = {case: [] for case in cases}
-            for _ in range(args.rounds):
-                for case, (url, headers, script) in cases.items():
-                    samples[case].append(
-                        run_wrk(
-                            url,
-                            connections=args.connections,
-                            seconds=args.seconds,
-                            headers=headers,
-                            script=script,
-                        )
+            medians = interleaved_medians(
+                {
+                    case: functools.partial(
+                        run_wrk,
+                        url,
+                        connections=args.connections,
+                        seconds=args.seconds,
+                        headers=headers,
+                        script=script,
                     )
+                    for case, (url, headers, script) in targets.items()
+                },
+                args.rounds,
+            )
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=10)
 
-    results = {
-        f"{method} {server}": {
-            metric: statistics.median(sample[metric] for sample in runs)
-            for metric in ("rps", "p50_ms", "p99_ms")
-        }
-        for (method, server), runs in samples.items()
-    }
+    results = {f"{method} {server}": value for (method, server), value in medians.items()}
     for method in ("GET", "POST"):
         results[f"{method} ratio"] = {
             "rps": results[f"{method} runbase"]["rps"] / results[f"{method} bare"]["rps"]

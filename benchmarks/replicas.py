@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +29,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from api import BODY, free_port, run_wrk, runbase_cli, wait_for
+from api import (
+    BODY,
+    free_port,
+    interleaved_medians,
+    run_wrk,
+    runbase_cli,
+    wait_for,
+    write_post_script,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -116,46 +124,37 @@ def main() -> None:
         )
         key = json.loads(created)["key"]
         processes, urls = start_replicas(data_dir, 2)
-        post_script = Path(scratch) / "post.lua"
-        post_script.write_text(
-            'wrk.method = "POST"\n'
-            f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
+        post_script = write_post_script(Path(scratch))
         try:
             with httpx.Client(headers={"Authorization": f"Bearer {key}"}) as client:
                 run_id = client.post(urls[0] + "/api/v1/runs", json=BODY).json()["id"]
-            cases = {
+            targets = {
                 ("GET", 1): (urls[:1], f"/api/v1/runs/{run_id}", None),
                 ("GET", 2): (urls, f"/api/v1/runs/{run_id}", None),
-                ("POST", 1): (urls[:1], "/api/v1/runs", str(post_script)),
-                ("POST", 2): (urls, "/api/v1/runs", str(post_script)),
+                ("POST", 1): (urls[:1], "/api/v1/runs", post_script),
+                ("POST", 2): (urls, "/api/v1/runs", post_script),
             }
-            samples: dict[tuple[str, int], list[dict[str, float]]] = {c: [] for c in cases}
-            for _ in range(args.rounds):
-                for case, (targets, path, script) in cases.items():
-                    samples[case].append(
-                        drive(
-                            targets,
-                            path,
-                            connections=args.connections,
-                            seconds=args.seconds,
-                            key=key,
-                            script=script,
-                        )
+            medians = interleaved_medians(
+                {
+                    case: functools.partial(
+                        drive,
+                        replicas,
+                        path,
+                        connections=args.connections,
+                        seconds=args.seconds,
+                        key=key,
+                        script=script,
                     )
+                    for case, (replicas, path, script) in targets.items()
+                },
+                args.rounds,
+            )
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=10)
 
-    results = {
-        f"{method} x{count}": {
-            metric: statistics.median(sample[metric] for sample in runs)
-            for metric in ("rps", "p50_ms", "p99_ms")
-        }
-        for (method, count), runs in samples.items()
-    }
+    results = {f"{method} x{count}": value for (method, count), value in medians.items()}
     for method in ("GET", "POST"):
         results[f"{method} ratio"] = {
             "rps": results[f"{method} x2"]["rps"] / results[f"{method} x1"]["rps"]
