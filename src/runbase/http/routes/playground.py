@@ -15,7 +15,6 @@ options and shows the server's own quote.
 from __future__ import annotations
 
 from importlib.resources import files
-from itertools import product
 from typing import Any, Final
 
 from fastapi import APIRouter
@@ -75,26 +74,19 @@ async def read_catalog(services: ServicesDep) -> JSONResponse:
 def describe_seedance(rates: seedance.PriceRates) -> dict[str, Any]:
     """The form's view of `bytedance/seedance-1.5-pro`, prices included.
 
-    Every price is computed by `price_micros` itself, keyed "resolution|ratio|duration|audio"
-    (audio is "audio" or "silent"); the defaults are what validation fills in.
+    Prices come from the model's price table (`price_micros` itself), keyed
+    "resolution|ratio|duration|audio" (audio is "audio" or "silent"); the defaults are what
+    validation fills in.
     """
     defaults = seedance.validate_input({"prompt": "defaults"})
     del defaults["prompt"], defaults["image_urls"]
     prices = {}
-    for resolution, ratio, duration, audio in product(
-        seedance.RESOLUTIONS, seedance.ASPECT_RATIOS, seedance.DURATIONS, (True, False)
-    ):
-        validated = {
-            "resolution": resolution,
-            "aspect_ratio": ratio,
-            "duration": duration,
-            "generate_audio": audio,
-        }
-        key = f"{resolution}|{ratio}|{duration}|{'audio' if audio else 'silent'}"
-        prices[key] = seedance.price_micros(validated, rates)
     sizes: dict[str, dict[str, list[int]]] = {}
-    for (resolution, ratio), (width, height) in seedance.SIZES.items():
-        sizes.setdefault(resolution, {})[ratio] = [width, height]
+    for row in seedance.price_table(rates):
+        audio = "audio" if row["generate_audio"] else "silent"
+        key = f"{row['resolution']}|{row['aspect_ratio']}|{row['duration']}|{audio}"
+        prices[key] = row["costUsd"]
+        sizes.setdefault(row["resolution"], {})[row["aspect_ratio"]] = [row["width"], row["height"]]
     return {
         "id": seedance.MODEL_ID,
         "name": MODELS[seedance.MODEL_ID].display_name,
