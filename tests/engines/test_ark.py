@@ -194,6 +194,20 @@ def test_a_429_storm_is_ridden_out(
     assert any("retrying" in line for line in run["logs"] or []), run["logs"]
 
 
+def test_old_task_records_are_forgotten(tmp_path: Path) -> None:
+    from runbase.engines.ark import STATE_FILE, forget_old_state
+
+    old, recent = tmp_path / "run_old", tmp_path / "run_recent"
+    for run_dir in (old, recent):
+        run_dir.mkdir()
+        (run_dir / STATE_FILE).write_text('{"task_id": "cgt-1"}')
+    eight_days_ago = time.time() - 8 * 24 * 3600
+    os.utime(old / STATE_FILE, (eight_days_ago, eight_days_ago))
+    forget_old_state(tmp_path)
+    assert not old.exists()
+    assert (recent / STATE_FILE).exists()
+
+
 def test_without_a_key_the_engine_is_unavailable(tmp_path: Path) -> None:
     from runbase.engines import load_engine
     from runbase.errors import EngineUnavailable

@@ -94,8 +94,12 @@ _COUNT_RECENT_RUNS = Prepared(
 )
 _INSERT_RUN = Prepared(insert(_RUNS))
 # A new run as create_run answers it: a plain tuple, since an ORM object costs more to
-# build than the whole insert.
-_NEW_RUN = namedtuple("_NEW_RUN", [column.name for column in _RUNS.columns])  # type: ignore[misc]
+# build than the whole insert. Columns create_run does not set are None, as in the table.
+_NEW_RUN = namedtuple(  # type: ignore[misc]
+    "_NEW_RUN",
+    [column.name for column in _RUNS.columns],
+    defaults=[None] * len(_RUNS.columns),  # type: ignore[misc]
+)
 # What a change's RETURNING gives back: the whole row, for its event, refund and webhook
 # (whose body shows the run as this change left it).
 _CHANGED = tuple(_RUNS.c)
@@ -355,6 +359,28 @@ def request_cancel(connection: Connection, run_id: str, *, account_id: str) -> C
         )
     ).rowcount
     return CancelAnswer.REQUESTED if flagged else CancelAnswer.FINISHED
+
+
+def mark_deleted(
+    connection: Connection, run_id: str, *, account_id: str, statuses: Sequence[RunStatus]
+) -> bool:
+    """Delete a finished run through a compatible API: one guarded update of `deleted_ms`.
+
+    Not a status change: the run, its ledger entries and its files stay, and the Runbase
+    API still shows it; the compatible APIs read it as missing (`listing.UNDELETED`).
+    False when the run is not in `statuses` or is deleted already (a concurrent delete).
+    """
+    marked = connection.execute(
+        update(_RUNS)
+        .where(
+            _RUNS.c.id == run_id,
+            _RUNS.c.account_id == account_id,
+            _RUNS.c.status.in_([status.value for status in statuses]),
+            _RUNS.c.deleted_ms.is_(None),
+        )
+        .values(deleted_ms=now_ms())
+    ).rowcount
+    return bool(marked)
 
 
 def _end_with_refund(

@@ -11,7 +11,8 @@ Crash safety: the task id is written to `<data_dir>/upstream/<run_id>/ark-task.j
 before anything else happens to it, and a marker is written before the create request is
 sent. A retried run (the worker died, the server was killed) finds the id and polls the
 same task, so a task is never submitted twice; if it finds only the marker (a crash during
-the create request) it fails the run rather than risk paying upstream twice.
+the create request) it fails the run rather than risk paying upstream twice. Records older
+than 7 days are removed when the engine starts.
 
 The API key is a `SecretStr`: it goes into the Authorization header and nowhere else (not
 into logs, errors, run logs or metadata).
@@ -49,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 TASKS_PATH: Final = "/contents/generations/tasks"
 STATE_FILE: Final = "ark-task.json"
+STATE_KEEP_S: Final = 7 * 24 * 3600.0  # ModelArk itself keeps tasks visible for 7 days
 _PROGRESS: Final = {"queued": 0.1, "running": 0.5}
 _RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_BACKOFF_S: Final = 30.0
@@ -114,9 +116,11 @@ class ArkEngine:
         )
 
     def setup(self) -> None:
-        """Open the HTTP client; without an API key the engine cannot start."""
+        """Open the HTTP client (without an API key the engine cannot start), and forget the
+        task records of runs long finished."""
         if self._api_key is None or not self._api_key.get_secret_value():
             raise EngineUnavailable("the ark engine needs RUNBASE_ARK_API_KEY")
+        forget_old_state(self.state_dir)
         self._client = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}"},
@@ -391,6 +395,22 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(value)
     except ValueError:
         return None
+
+
+def forget_old_state(state_dir: Path, keep_s: float = STATE_KEEP_S) -> None:
+    """Remove task records untouched for `keep_s`: a run is retried within its maximum
+    processing time (30 min by default), so after days a record protects nothing."""
+    if not state_dir.is_dir():
+        return
+    cutoff = time.time() - keep_s
+    for run_dir in state_dir.iterdir():
+        state = run_dir / STATE_FILE
+        try:
+            if state.stat().st_mtime < cutoff:
+                state.unlink()
+                run_dir.rmdir()
+        except OSError:  # gone already, or not ours: leave it
+            continue
 
 
 def _check_stop(progress: ProgressSink) -> None:
