@@ -12,6 +12,7 @@ result goes through the real MP4 writer.
     python benchmarks/ltx2_gpu.py --variants baseline,fp8 --resolutions 1080p --runs 3
     python benchmarks/ltx2_gpu.py --dry-run            # no GPU needed: configs and the plan
     python benchmarks/ltx2_gpu.py --json results.json
+    python benchmarks/ltx2_gpu.py --context-parallel 4 --variants baseline  # 4 GPUs per clip
 
 Variants (the baseline is the engine's defaults: distilled 8 steps, bf16, VAE tiling and the
 two-stage recipe on "auto", that is for 1080p only):
@@ -29,12 +30,17 @@ A variant equal to the baseline at some size (tiling-on at 1080p, say) is not ru
 Variants that change the model in place (fp8, compile, offload) each run in a fresh process;
 the others share one. Each measurement is one warm-up clip, then `--runs` timed clips
 (median reported); peak memory is `torch.cuda.max_memory_allocated` over the timed clips.
+
+`--context-parallel N` runs every clip on N GPUs (ltx2_context_parallel): each rank process
+builds its own copy of the random model on its GPU (seeded alike), since a 19B model cannot
+be sent to it. Peak memory is then not measured (it is in the rank processes): "nan".
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -223,8 +229,36 @@ def make_request(resolution: str, scratch: Path) -> GenerationRequest:
     )
 
 
-def options_for(variant: str) -> LTX2Options:
-    return LTX2Options(**VARIANTS[variant])
+def options_for(variant: str, context_parallel: int = 1) -> LTX2Options:
+    return LTX2Options(**VARIANTS[variant], context_parallel=context_parallel)
+
+
+_BUILT: dict[str, Any] = {}
+
+
+def build_on_this_gpu(part: str) -> Any:
+    """The random-weight pipeline or upsampler, built once per process on its current GPU."""
+    import torch
+    from diffusers import LTX2Pipeline
+
+    if not _BUILT:
+        torch.manual_seed(0)  # the same weights on every rank
+        components, upsampler = build_components(
+            f"cuda:{torch.cuda.current_device()}", torch.bfloat16
+        )
+        _BUILT.update(pipeline=LTX2Pipeline(**components), upsampler=upsampler)
+    return _BUILT[part]
+
+
+class RandomWeights:
+    """Stands for the random model in a context-parallel run: pickled to each rank, it is
+    built there, on the rank's GPU."""
+
+    def __init__(self, part: str) -> None:
+        self.part = part
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (build_on_this_gpu, (self.part,))
 
 
 def same_as_baseline(variant: str, resolution: str) -> bool:
@@ -267,7 +301,8 @@ def measure(
             ended = time.perf_counter()
             totals.append(ended - started)
             denoise.append((sink.encoding_started or ended) - started)
-            peaks.append(torch.cuda.max_memory_allocated() / 2**30)
+            parallel = engine.options.context_parallel > 1  # the model is in the ranks
+            peaks.append(float("nan") if parallel else torch.cuda.max_memory_allocated() / 2**30)
     except Exception as exc:  # out of memory, above all: record it and go on
         row["error"] = f"{type(exc).__name__}: {exc}"[:300]
         torch.cuda.empty_cache()
@@ -285,21 +320,34 @@ def run_worker(variants: Sequence[str], args: argparse.Namespace) -> list[dict[s
     from diffusers import LTX2Pipeline
 
     started = time.perf_counter()
-    components, upsampler = build_components("cuda", torch.bfloat16)
-    pipeline = LTX2Pipeline(**components)
-    print(f"built the model in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if args.context_parallel > 1:
+        # Pickled by module name (not __main__), which the rank processes can import.
+        here = str(Path(__file__).resolve().parent)
+        sys.path.insert(0, here)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.getenv("PYTHONPATH")]))
+        import ltx2_gpu
+
+        pipeline: Any = ltx2_gpu.RandomWeights("pipeline")
+        upsampler: Any = ltx2_gpu.RandomWeights("upsampler")
+    else:
+        components, upsampler = build_components("cuda", torch.bfloat16)
+        pipeline = LTX2Pipeline(**components)
+        print(f"built the model in {time.perf_counter() - started:.0f} s", file=sys.stderr)
     rows = []
     with tempfile.TemporaryDirectory(prefix="ltx2-bench-") as scratch:
         for variant in variants:
-            engine = LTX2Engine(options_for(variant), pipeline=pipeline, upsampler=upsampler)
+            options = options_for(variant, args.context_parallel)
+            engine = LTX2Engine(options, pipeline=pipeline, upsampler=upsampler)
             engine.setup()
             for resolution in args.resolutions:
                 if same_as_baseline(variant, resolution):
                     continue
                 row = measure(engine, resolution, args.runs, args.warmup, Path(scratch))
                 row["variant"] = variant
+                row["context_parallel"] = args.context_parallel
                 print(json.dumps(row), file=sys.stderr)
                 rows.append(row)
+            engine.close()  # a context-parallel engine's ranks hold every GPU
     return rows
 
 
@@ -385,6 +433,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed clips first")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--dry-run", action="store_true", help="no GPU: configs and plan")
+    parser.add_argument(
+        "--context-parallel", type=int, default=1, help="GPUs per clip (ltx2_context_parallel)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one process's share
     args = parser.parse_args()
     args.variants = list(VARIANTS) if args.variants == "all" else args.variants.split(",")
@@ -425,6 +476,8 @@ def main() -> None:
             str(args.runs),
             "--warmup",
             str(args.warmup),
+            "--context-parallel",
+            str(args.context_parallel),
         ]
         done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
         if done.returncode != 0:
@@ -443,7 +496,8 @@ def main() -> None:
     info = machine()
     print(
         f"\n{info['gpu']} ({info['gpu_memory_gib']} GiB), torch {info['torch']}, "
-        f"CUDA {info['cuda']}, diffusers {info['diffusers']}"
+        f"CUDA {info['cuda']}, diffusers {info['diffusers']}, "
+        f"context parallel {args.context_parallel}"
     )
     print_table(rows)
     if args.json:

@@ -199,6 +199,10 @@ class Settings(BaseSettings):
     """Test and development knob: cap the generated size's longer side (the result is still
     resized to the exact output size). Leave unset in production."""
 
+    ltx2_context_parallel: int = 1
+    """GPUs of this node that share every LTX-2 generation (Ulysses sequence parallelism,
+    one rank process per GPU on cuda:0 .. cuda:N-1 of CUDA_VISIBLE_DEVICES); 1: off."""
+
     allow_downloads: bool = False
     """Let engines download model weights at start-up when they are not found locally."""
 

@@ -246,3 +246,16 @@ def test_without_ray_the_executor_says_how_to_install_it(
     monkeypatch.delitem(sys.modules, "runbase.dispatch.ray_executor", raising=False)
     with pytest.raises(RuntimeError, match=r"pip install 'runbase\[ray\]'"):
         executor.open_engine(Settings(data_dir=tmp_path, executor="ray"))
+
+
+def test_engine_actors_ask_for_the_gpus_their_engine_needs(tmp_path: Path) -> None:
+    from runbase.dispatch.ray_executor import default_num_gpus
+
+    def gpus(**settings: object) -> float:
+        return default_num_gpus(Settings(data_dir=tmp_path, **settings))  # type: ignore[arg-type]
+
+    assert gpus() == 0.0  # preview
+    assert gpus(engines=["ltx2"]) == 1.0
+    assert gpus(engines=["ltx2"], ltx2_context_parallel=4) == 4.0
+    assert gpus(engines=["ltx2"], ltx2_device="cpu") == 0.0
+    assert gpus(engines=["ltx2"], ray_num_gpus=0.5) == 0.5

@@ -115,12 +115,14 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
         assert count.execute(connection, {}).scalar_one() == 1
         take = Prepared(
             update(_ACCOUNTS)
-            .where(_ACCOUNTS.c.id == bindparam("id"), _ACCOUNTS.c.balance_micros >= bindparam("n"))
+            .where(
+                _ACCOUNTS.c.id == bindparam("account"), _ACCOUNTS.c.balance_micros >= bindparam("n")
+            )
             .values(balance_micros=_ACCOUNTS.c.balance_micros - bindparam("n"))
             .returning(_ACCOUNTS.c.balance_micros)
         )
-        assert take.execute(connection, {"id": account.id, "n": 4}).one().balance_micros == 3
-        refused = take.execute(connection, {"id": account.id, "n": 4})
+        assert take.execute(connection, {"account": account.id, "n": 4}).one().balance_micros == 3
+        refused = take.execute(connection, {"account": account.id, "n": 4})
         assert refused.rows == [] and refused.rowcount == 0
         Prepared(insert(_ACCOUNTS)).execute(
             connection,

@@ -78,6 +78,25 @@ def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]
     return cast(Row[Any], run)
 
 
+UNDELETED = _RUNS.c.deleted_ms.is_(None)
+"""Runs not deleted through a compatible API (`runs.mark_deleted`): add it to their lists."""
+_SELECT_UNDELETED_RUN = Prepared(
+    SELECT_RUNS.where(
+        _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id"), UNDELETED
+    )
+)
+
+
+def get_undeleted_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
+    """`get_run` for the compatible APIs: a run deleted through one of them is missing."""
+    run = _SELECT_UNDELETED_RUN.execute(
+        connection, {"run_id": run_id, "account_id": account_id}
+    ).first()
+    if run is None:
+        raise RunNotFound(f"no run {run_id!r} exists for your account")
+    return cast(Row[Any], run)
+
+
 @dataclass(frozen=True)
 class RunFilter:
     status: str | None = None

@@ -86,11 +86,14 @@ def connect_ray(settings: Settings) -> None:
 
 
 def default_num_gpus(settings: Settings) -> float:
-    """GPUs an engine actor needs: 1 for LTX-2 on CUDA, 0 for preview, ark and others."""
+    """GPUs an engine actor needs: LTX-2 on CUDA one per context-parallel rank (1 unless
+    `ltx2_context_parallel` says more), preview, ark and others none."""
     if settings.ray_num_gpus is not None:
         return settings.ray_num_gpus
     first = settings.engines[0] if settings.engines else ""
-    return 1.0 if first == "ltx2" and settings.ltx2_device.startswith("cuda") else 0.0
+    if first == "ltx2" and settings.ltx2_device.startswith("cuda"):
+        return float(settings.ltx2_context_parallel)
+    return 0.0
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ model id on operators' GPUs. See docs/ltx2.md for settings, speed options and th
       4. resize and centre-crop the frames to the exact output size and encode them, with
          the audio or without, through `runbase.media.video.write_mp4`, as every engine does
 
+With `ltx2_context_parallel` N > 1, setup() starts N rank processes that share every
+generation across N GPUs, and generate() hands each run to them (engines/ltx2_parallel.py).
+
 torch and diffusers are imported in `setup()`, never at module import: the server process
 loads this module's name only, and must never import torch.
 """
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from runbase.config import Settings
+    from runbase.engines.ltx2_parallel import Rank, RankGroup
 
 __all__ = ["LTX2Engine", "LTX2Options", "LTX2Plan", "generation_size"]
 
@@ -119,6 +123,11 @@ class LTX2Options:
     """libx264 preset of the output (one that keeps the High profile)."""
     crf: int = 20
     """libx264 quality of the output."""
+    context_parallel: int = 1
+    """GPUs of this node that share every generation (Ulysses sequence parallelism, through
+    rank processes on cuda:0 .. cuda:N-1; engines/ltx2_parallel.py); 1: off."""
+    parallel_timeout_s: float = 300.0
+    """How long a context-parallel rank waits for the others in a collective before failing."""
 
     def __post_init__(self) -> None:
         _check_choice("dtype", self.dtype, _DTYPES)
@@ -135,6 +144,13 @@ class LTX2Options:
             )
         if self.two_stage == "on" and not self.distilled:
             raise ValueError("two_stage 'on' refines with the distilled schedule: needs distilled")
+        if self.context_parallel < 1 or self.parallel_timeout_s <= 0:
+            raise ValueError("context_parallel must be at least 1 and parallel_timeout_s positive")
+        if self.context_parallel > 1 and self.device not in ("cuda", "cpu"):
+            raise ValueError(
+                "with context_parallel > 1 the ranks take cuda:0 .. cuda:N-1 of "
+                f"CUDA_VISIBLE_DEVICES: set device to 'cuda' (or 'cpu'), not {self.device!r}"
+            )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LTX2Options:
@@ -152,6 +168,7 @@ class LTX2Options:
             two_stage=settings.ltx2_two_stage,
             max_generation_side=settings.ltx2_max_generation_side,
             allow_downloads=settings.allow_downloads,
+            context_parallel=settings.ltx2_context_parallel,
         )
 
 
@@ -210,6 +227,9 @@ class LTX2Engine:
     `LTX2Pipeline` or one with the same components, such as the tiny random-weight
     pipelines of the tests) and optionally a latent `upsampler`; a given pipeline keeps
     its dtype and is only moved to `options.device`.
+
+    With `options.context_parallel` > 1 this object loads no model: `setup()` starts the
+    rank processes (each an `LTX2Engine` given its `rank`) and `generate()` relays to them.
     """
 
     name = "ltx2"
@@ -220,10 +240,14 @@ class LTX2Engine:
         *,
         pipeline: Any = None,
         upsampler: Any = None,
+        rank: Rank | None = None,
     ) -> None:
         self.options = options or LTX2Options()
         self._given_pipeline = pipeline
         self._upsampler: Any = upsampler
+        self._rank = rank
+        """This engine's place in a context-parallel group, when it is one of its ranks."""
+        self._group: RankGroup | None = None
         self._torch: Any = None
         self._pipelines: dict[str, Any] = {}
         self._ready = False
@@ -257,9 +281,20 @@ class LTX2Engine:
         problems = [p for p in (self._missing_device(), *self._missing_weights()) if p]
         if problems:
             raise EngineUnavailable("LTX-2 cannot start: " + "; ".join(problems))
+        if self.options.context_parallel > 1 and self._rank is None:
+            from runbase.engines.ltx2_parallel import RankGroup
+
+            self._group = RankGroup(
+                self.options, pipeline=self._given_pipeline, upsampler=self._upsampler
+            )
+            self.speed = self._group.start()
+            self._ready = True
+            return
         started = time.monotonic()
         try:
             self._load()
+            if self._rank is not None:
+                self._rank.enable(self._pipelines["text"])
             self._apply_speed_options()
         except EngineUnavailable:
             raise
@@ -285,6 +320,11 @@ class LTX2Engine:
         index = int(device.partition(":")[2] or 0)
         if index >= torch.cuda.device_count():
             return f"no device {device}: torch sees {torch.cuda.device_count()} GPU(s)"
+        if self.options.context_parallel > torch.cuda.device_count():
+            return (
+                f"context_parallel {self.options.context_parallel} needs as many GPUs: torch "
+                f"sees {torch.cuda.device_count()}; check CUDA_VISIBLE_DEVICES"
+            )
         return None
 
     def _missing_weights(self) -> tuple[str, ...]:
@@ -386,6 +426,7 @@ class LTX2Engine:
             "fp8": "off",
             "compile": options.compile,
             "two_stage": options.two_stage if self._upsampler is not None else "off",
+            "context_parallel": options.context_parallel,
         }
         if options.cpu_offload == "model":
             base.enable_model_cpu_offload(device=device)
@@ -478,6 +519,8 @@ class LTX2Engine:
         """
         if not self._ready:
             raise GenerationFailed("the LTX-2 engine was not set up")
+        if self._group is not None:
+            return self._group.generate(request, progress)
         output = request.scratch_dir / "output.mp4"
         try:
             return self._generate(request, progress, output)
@@ -512,18 +555,12 @@ class LTX2Engine:
 
         torch = self._torch
         started = time.monotonic()
-        _check_stop(progress)
-        plan = self.plan(request)
+        in_step = progress if self._rank is None else self._rank.in_step(progress)
+        _check_stop(in_step)
+        kind, pipeline, plan = self._prepare(request)
         progress.progress(0.0, "encoding the prompt")
-        kind = ("text", "image", "frames")[min(len(request.images), 2)]
-        pipeline = self._pipelines[kind]
-        vae = pipeline.vae
-        if plan.tiled_decode:
-            vae.enable_tiling()
-        else:
-            vae.disable_tiling()
         with torch.inference_mode():
-            video, audio = self._denoise(pipeline, kind, plan, request, progress)
+            video, audio = self._denoise(pipeline, kind, plan, request, in_step)
             if self.options.cpu_offload == "model" and kind != "text":
                 # Offload hooks are installed through the text pipeline; its reset puts every
                 # shared module back on the CPU, as after its own runs.
@@ -569,6 +606,39 @@ class LTX2Engine:
         }
         return GenerationResult(files=(output,), metadata=metadata)
 
+    def follow(self, request: GenerationRequest, progress: ProgressSink) -> None:
+        """Denoise `request` as a context-parallel rank other than 0: in step with rank 0,
+        which alone decodes and writes the video.
+
+        Raises:
+            RunCanceled: rank 0 was asked to stop; every rank stops at the same step.
+        """
+        assert self._rank is not None, "only a context-parallel rank follows"
+        in_step = self._rank.in_step(progress)
+        try:
+            _check_stop(in_step)
+            kind, pipeline, plan = self._prepare(request)
+            with self._torch.inference_mode():
+                self._denoise(pipeline, kind, plan, request, in_step, decode=False)
+        except _Stopped as exc:
+            raise RunCanceled() from exc
+
+    def _prepare(self, request: GenerationRequest) -> tuple[str, Any, LTX2Plan]:
+        """The conditioning kind, its pipeline (VAE tiling set for the plan) and the plan."""
+        plan = self.plan(request)
+        kind = ("text", "image", "frames")[min(len(request.images), 2)]
+        pipeline = self._pipelines[kind]
+        if plan.tiled_decode:
+            pipeline.vae.enable_tiling()
+        else:
+            pipeline.vae.disable_tiling()
+        return kind, pipeline, plan
+
+    def close(self) -> None:
+        """Stop the context-parallel ranks, if this engine started any."""
+        if self._group is not None:
+            self._group.close()
+
     def _denoise(
         self,
         pipeline: Any,
@@ -576,8 +646,11 @@ class LTX2Engine:
         plan: LTX2Plan,
         request: GenerationRequest,
         progress: ProgressSink,
+        *,
+        decode: bool = True,
     ) -> tuple[Any, Any]:
-        """Run the stage(s): video (1, F, C, H, W) in [0, 1] and audio (1, channels, n)."""
+        """Run the stage(s): video (1, F, C, H, W) in [0, 1] and audio (1, channels, n);
+        without `decode`, the last stage's latents (a rank that only helps denoise)."""
         from diffusers.pipelines.ltx2.utils import (
             DISTILLED_SIGMA_VALUES,
             STAGE_2_DISTILLED_SIGMA_VALUES,
@@ -609,7 +682,8 @@ class LTX2Engine:
         audio_latents: Any = None
         for index, (width, height, steps) in enumerate(stages):
             final = index == len(stages) - 1
-            call = dict(common, width=width, height=height, output_type="pt" if final else "latent")
+            output_type = "pt" if final and decode else "latent"
+            call = dict(common, width=width, height=height, output_type=output_type)
             call.update(_conditioning(kind, request.images, width, height))
             if not options.distilled:
                 call["num_inference_steps"] = steps
@@ -628,7 +702,7 @@ class LTX2Engine:
             done += work[index]
             if not final:
                 _check_stop(progress)
-                progress.progress(start + span, "upsampling")
+                progress.progress(round(start + span, 4), "upsampling")
                 upsampler = self._upsampler
                 latents = upsampler(video.to(device=upsampler.device, dtype=upsampler.dtype))
                 audio_latents = audio

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Row
+from starlette.requests import Request
 
 from runbase.core import idempotency, listing, runs
 from runbase.core.catalog import find_model
@@ -73,16 +74,18 @@ async def submit(
     services: Services,
     key: KeyRecord,
     prepared: Prepared,
+    request: Request,
     *,
-    base_url: str,
-    idempotency_key: str | None = None,
     cancel_after_ms: int | None = None,
 ) -> tuple[RunRow | Row[Any], bool]:
     """Charge and insert the run in one transaction; answers (run, replayed).
 
-    With an `idempotency_key` (already checked with `idempotency.check_key`), a repeat of
-    an earlier create answers with that create's run and `replayed` True.
+    With an `Idempotency-Key` header on `request`, a repeat of an earlier create answers
+    with that create's run and `replayed` True.
     """
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None:
+        idempotency_key = idempotency.check_key(idempotency_key)
     request_hash = ""
     if idempotency_key is not None:
         request_hash = idempotency.request_hash(
@@ -92,7 +95,8 @@ async def submit(
         deadline_ms=None if cancel_after_ms is None else now_ms() + cancel_after_ms,
         webhook=prepared.webhook,
         webhook_events=prepared.webhook_events,
-        public_base_url=base_url,
+        # Only webhooks need it (to sign output URLs in their bodies); it costs a little.
+        public_base_url=str(request.base_url) if prepared.webhook else None,
     )
     return await services.database.write(
         lambda connection: _create_or_replay(

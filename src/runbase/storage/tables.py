@@ -116,6 +116,9 @@ class RunRow(Base):
     webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
     public_base_url: Mapped[str | None] = mapped_column(String(500))
     """The base URL the run was created through: output URLs in webhook bodies use it."""
+    deleted_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """Deleted through a compatible API: hidden from the compatible APIs' get and list; the
+    run, its charge and its files stay, and the Runbase API still shows it."""
 
 
 class RunEventRow(Base):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from byteplussdkarkruntime import Ark
 from byteplussdkarkruntime._exceptions import (
@@ -26,13 +25,13 @@ from byteplussdkarkruntime._exceptions import (
     ArkPermissionDeniedError,
     ArkRateLimitError,
 )
+from compat_samples import FAST, charges, png, psnr
 from PIL import Image
 
 from runbase.media.images import fit_image
 from runbase.media.probe import probe, read_frames
 from support import SEEDANCE, LiveServer
 
-FAST = "1000/second"
 MODEL = "seedance-1-5-pro-251215"
 FINAL = ("succeeded", "failed", "cancelled")
 ERROR_FIELDS = {"code", "message", "param", "type"}
@@ -68,28 +67,6 @@ def download(url: str, target: Path) -> Path:
     assert answer.status_code == 200 and answer.headers["content-type"] == "video/mp4"
     target.write_bytes(answer.content)
     return target
-
-
-def charges(server: LiveServer, account: str, run_id: str) -> list[str]:
-    return sorted(entry.kind for entry in server.admin.ledger(account) if entry.run_id == run_id)
-
-
-def png(width: int, height: int, colour: tuple[int, int, int]) -> bytes:
-    """A gradient with a coloured block, so that a wrong image or a shift shows."""
-    x = np.linspace(0, 255, width, dtype=np.float32)
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    pixels = np.zeros((height, width, 3), dtype=np.uint8)
-    pixels[..., 0] = np.broadcast_to(x, (height, width)).astype(np.uint8)
-    pixels[..., 1] = np.broadcast_to(y, (height, width)).astype(np.uint8)
-    pixels[height // 3 : height // 2, width // 4 : width // 2] = colour
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if error == 0 else float(10 * np.log10(255**2 / error))
 
 
 @pytest.fixture
@@ -470,13 +447,18 @@ def test_a_running_task_cannot_be_cancelled_and_a_finished_one_is_deleted(
     with pytest.raises(ArkNotFoundError):
         client.content_generation.tasks.get(task_id=created.id)
     assert client.content_generation.tasks.list().total == 0
-    with pytest.raises(ArkNotFoundError):  # deleted already
+    with pytest.raises(ArkNotFoundError) as again:  # deleted already
         client.content_generation.tasks.delete(created.id)
-    # The run stays, as the record of its charge; its event stream shows no trace of it.
+    assert again.value.code == "ResourceNotFound"
+    # Deleted for both compatible APIs: the OpenAI-compatible one cannot see it either.
     with server.client(key) as http:
+        assert http.get(f"/v1/videos/{created.id}").status_code == 404
+        assert http.get("/v1/videos").json()["data"] == []
+        # The run stays, as the record of its charge, with its file.
         run = http.get(f"/api/v1/runs/{created.id}").json()
-        events = http.get(f"/api/v1/runs/{created.id}/events").text
-    assert run["status"] == "succeeded" and "ark_deleted" not in events
+        listed = http.get("/api/v1/runs").json()["data"]
+        assert httpx.get(run["output"]["urls"][0], timeout=30).status_code == 200
+    assert run["status"] == "succeeded" and [r["id"] for r in listed] == [created.id]
     assert charges(server, account, created.id) == ["charge"]
 
 

@@ -9,6 +9,7 @@ import base64
 import io
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
+from compat_samples import FAST, charges, png, psnr
 from openai import OpenAI
 from PIL import Image
 
@@ -27,30 +29,11 @@ from support import SEEDANCE, LiveServer
 # The SDK marks the whole Videos API deprecated (Sora's shutdown); the calls still work.
 pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
 
-FAST = "1000/second"
 ERROR_FIELDS = {"message", "type", "param", "code"}
 
 
 def sdk(server: LiveServer, key: str, **options: Any) -> OpenAI:
     return OpenAI(base_url=server.base_url + "/v1", api_key=key, **options)
-
-
-def png(width: int, height: int, colour: tuple[int, int, int] = (200, 40, 40)) -> bytes:
-    """A PNG with a gradient and a block, so that a crop or a shift shows."""
-    x = np.linspace(0, 255, width, dtype=np.float32)
-    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
-    pixels = np.zeros((height, width, 3), dtype=np.uint8)
-    pixels[..., 0] = np.broadcast_to(x, (height, width)).astype(np.uint8)
-    pixels[..., 1] = np.broadcast_to(y, (height, width)).astype(np.uint8)
-    pixels[height // 3 : height // 2, width // 4 : width // 2] = colour
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    error = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if error == 0 else float(10 * np.log10(255**2 / error))
 
 
 def openai_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -60,10 +43,6 @@ def openai_error(response: httpx.Response, status: int, code: str) -> dict[str, 
     assert set(payload) == {"error"} and set(payload["error"]) == ERROR_FIELDS
     assert payload["error"]["code"] == code and payload["error"]["message"]
     return payload["error"]
-
-
-def charges(server: LiveServer, account: str, run_id: str) -> list[str]:
-    return sorted(entry.kind for entry in server.admin.ledger(account) if entry.run_id == run_id)
 
 
 # --- the whole path ------------------------------------------------------------------------
@@ -385,7 +364,7 @@ def test_downloads_answer_range_requests(start_server: Callable[..., LiveServer]
     assert part.status_code == 206 and part.content == whole.content[:100]
 
 
-def test_delete_cancels_and_refunds_unfinished_videos_and_keeps_finished_ones(
+def test_delete_cancels_and_refunds_an_unfinished_video_then_deletes_it(
     start_server: Callable[..., LiveServer],
 ) -> None:
     queued_server = start_server(workers=0)
@@ -398,7 +377,13 @@ def test_delete_cancels_and_refunds_unfinished_videos_and_keeps_finished_ones(
     assert after.status == "failed" and after.error is not None
     assert after.error.code == "canceled"
     assert charges(queued_server, account, video.id) == ["charge", "refund"]
-    assert client.videos.delete(video.id).deleted is True  # again: harmless, no second refund
+    # A canceled video reads as failed, so a second delete deletes it, with no second refund.
+    assert client.videos.delete(video.id).deleted is True
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve(video.id)
+    with pytest.raises(openai.NotFoundError):
+        client.videos.delete(video.id)
+    assert charges(queued_server, account, video.id) == ["charge", "refund"]
     queued_server.admin.check_books(account)
     assert queued_server.admin.balance(account) == 10_000_000
 
@@ -415,11 +400,42 @@ def test_delete_stops_an_in_progress_video(start_server: Callable[..., LiveServe
     assert client.videos.delete(video.id).deleted is True
     assert client.videos.retrieve(video.id).error.code == "canceled"  # type: ignore[union-attr]
     server.admin.check_books(account)
+
+
+def test_delete_hides_a_completed_video_and_keeps_its_run(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    server = start_server()
+    account = server.admin.create_account("acme", 10.0)
+    key = server.admin.create_key(account, rate_limit=FAST)
+    client = sdk(server, key)
     done = client.videos.create_and_poll(prompt="A lamp", size="864x496", poll_interval_ms=100)
-    assert done.status == "completed"
-    assert client.videos.delete(done.id).deleted is False  # kept: the record of its charge
-    assert client.videos.retrieve(done.id).status == "completed"
-    assert len(client.videos.download_content(done.id).content) > 1000
+    kept = client.videos.create_and_poll(prompt="A lamp", size="864x496", poll_interval_ms=100)
+    assert done.status == kept.status == "completed"
+    deleted = client.videos.delete(done.id)
+    assert (deleted.id, deleted.object, deleted.deleted) == (done.id, "video.deleted", True)
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.videos.retrieve(done.id)
+    assert missing.value.code == "video_not_found"
+    with pytest.raises(openai.NotFoundError):
+        client.videos.download_content(done.id)
+    assert [video.id for video in client.videos.list()] == [kept.id]
+    # A deleted video still marks its place as a page's `after`.
+    assert [video.id for video in client.videos.list(after=done.id, order="asc")] == [kept.id]
+    with pytest.raises(openai.NotFoundError):  # deleted already
+        client.videos.delete(done.id)
+    # Concurrent deletes: exactly one deletes, the others find nothing.
+    with server.client(key) as http, ThreadPoolExecutor(6) as pool:
+        statuses = list(
+            pool.map(lambda _: http.delete(f"/v1/videos/{kept.id}").status_code, "123456")
+        )
+    assert sorted(statuses) == [200, 404, 404, 404, 404, 404]
+    # Deleted for the ModelArk-compatible API too; the Runbase API keeps the run, charged once.
+    with server.client(key) as http:
+        assert http.get(f"/api/v3/contents/generations/tasks/{done.id}").status_code == 404
+        run = http.get(f"/api/v1/runs/{done.id}").json()
+        assert httpx.get(run["output"]["urls"][0], timeout=30).status_code == 200
+    assert run["status"] == "succeeded"
     assert charges(server, account, done.id) == ["charge"]
 
 
@@ -442,6 +458,8 @@ def test_failed_videos_are_refunded(start_server: Callable[..., LiveServer]) -> 
     assert charges(server, account, marked.id) == ["charge", "refund"]
     server.admin.check_books(account)
     assert server.admin.balance(account) == 10_000_000
+    assert live.videos.delete(video.id).deleted is True  # a failed video can be deleted
+    assert [listed.id for listed in live.videos.list()] == [marked.id]
 
 
 def test_list_pages_through_every_video(start_server: Callable[..., LiveServer]) -> None:

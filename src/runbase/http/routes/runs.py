@@ -15,7 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Row
 
-from runbase.core import idempotency, listing, runs
+from runbase.core import listing, runs
 from runbase.core.catalog import MODELS
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
@@ -127,16 +127,8 @@ async def create_run(request: Request) -> JSONResponse:
     headers = request.headers
     wait = wait_seconds(headers.get("prefer"))
     cancel_after = cancel_after_ms(headers.get("cancel-after"))
-    idempotency_key = headers.get("idempotency-key")
-    if idempotency_key is not None:
-        idempotency_key = idempotency.check_key(idempotency_key)
     run, replayed = await submission.submit(
-        services,
-        key,
-        prepared,
-        base_url=str(request.base_url),
-        idempotency_key=idempotency_key,
-        cancel_after_ms=cancel_after,
+        services, key, prepared, request, cancel_after_ms=cancel_after
     )
     extra = {"Idempotent-Replayed": "true"} if replayed else {}
     if wait is not None:

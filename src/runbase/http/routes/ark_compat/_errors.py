@@ -3,9 +3,10 @@
     {"error": {"code": "InvalidParameter", "message": "... Request id: <id>",
                "param": "ratio", "type": "BadRequest"}}
 
-`ArkRoute` wraps each handler of the router, so a `RunbaseError` raised anywhere below it
-(auth, rate limit, checks, the charge) is answered here, before the app's Runbase envelope
-handler could see it. Runbase codes become ModelArk's:
+`ArkRoute` (`compat_edge.enveloped_route`) wraps each handler of the router, so a
+`RunbaseError` raised anywhere below it (auth, rate limit, checks, the charge) is answered
+here, before the app's Runbase envelope handler could see it. Runbase codes become
+ModelArk's:
 
     400 InvalidParameter, MissingParameter     BadRequest
     401 AuthenticationError                    Unauthorized
@@ -22,14 +23,11 @@ cannot help. The SDK's `request_id` is the `X-Client-Request-Id` it sent, which 
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Coroutine
-from typing import Any, Final
+from typing import Final
 
-from fastapi import Request, Response
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from runbase.errors import (
     ApiError,
@@ -47,9 +45,8 @@ from runbase.errors import (
     UsageExceeded,
 )
 from runbase.http.ratelimit import rate_limit_headers
+from runbase.http.routes.compat_edge import enveloped_route
 from runbase.logs import REQUEST_ID
-
-logger = logging.getLogger(__name__)
 
 CLIENT_REQUEST_ID: Final = "x-client-request-id"
 _SAFE_ID: Final = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
@@ -161,21 +158,5 @@ def ark_error_response(request: Request, error: RunbaseError) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class ArkRoute(APIRoute):
-    """A route whose errors are answered in ModelArk's envelope."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def answer_in_ark_envelope(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RunbaseError as error:
-                if isinstance(error, ServerError):
-                    logger.error("server error on %s: %s", request.url.path, error.message)
-                return ark_error_response(request, error)
-            except Exception:
-                logger.exception("unexpected error on %s %s", request.method, request.url.path)
-                return ark_error_response(request, ServerError())
-
-        return answer_in_ark_envelope
+ArkRoute = enveloped_route(ark_error_response)
+"""A route whose errors are answered in ModelArk's envelope."""

@@ -11,9 +11,8 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Connection, Row
-from sqlalchemy.exc import IntegrityError
 
-from runbase.core import idempotency, runs
+from runbase.core import runs
 from runbase.errors import InvalidInput, MissingModel, RunNotFound
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
@@ -38,6 +37,8 @@ _TASK: Final = {"description": "ModelArk's task object"}
 # What a delete did; any other outcome is the task status that refused it.
 _CANCELED_NOW: Final = "canceled now"
 _DELETED_NOW: Final = "deleted now"
+# ModelArk deletes only these; a cancelled task can be neither cancelled nor deleted.
+_DELETABLE: Final = (runs.RunStatus.SUCCEEDED, runs.RunStatus.FAILED)
 
 
 def _json(request: Request, body: dict[str, Any]) -> JSONResponse:
@@ -68,16 +69,8 @@ async def create_task(request: Request) -> JSONResponse:
         # The webhook rules speak of `webhook`; here the caller's field is `callback_url`.
         message = error.message.replace("webhook", "callback_url", 1)
         raise ArkRequestError(message, param="callback_url") from None
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None:
-        idempotency_key = idempotency.check_key(idempotency_key)
     run, _ = await submission.submit(
-        services,
-        key,
-        prepared,
-        base_url=str(request.base_url),
-        idempotency_key=idempotency_key,
-        cancel_after_ms=ark.cancel_after_ms,
+        services, key, prepared, request, cancel_after_ms=ark.cancel_after_ms
     )
     return _json(request, {"id": run.id})
 
@@ -164,15 +157,15 @@ async def delete_task(task_id: str, request: Request) -> Response:
             if runs.cancel_run(connection, task_id, reason, only_pending=True):
                 return _CANCELED_NOW
             return "running"  # a worker claimed it a moment ago
-        if status in (runs.RunStatus.SUCCEEDED, runs.RunStatus.FAILED):
-            _task.mark_deleted(connection, run)
+        if status in _DELETABLE:
+            if not runs.mark_deleted(
+                connection, task_id, account_id=key.account_id, statuses=_DELETABLE
+            ):  # a concurrent delete marked it first
+                raise RunNotFound(f"The task {task_id!r} was not found")
             return _DELETED_NOW
         return _task.STATUSES[status]
 
-    try:
-        outcome = await services.database.write(delete)
-    except IntegrityError:  # a concurrent delete marked it first
-        raise RunNotFound(f"The task {task_id!r} was not found") from None
+    outcome = await services.database.write(delete)
     if outcome == _CANCELED_NOW:
         services.signals.notify(task_id)
     elif outcome != _DELETED_NOW:

@@ -1,29 +1,25 @@
-"""A run as ModelArk's task object; the task list; deleting a finished task from it.
+"""A run as ModelArk's task object, and the task list.
 
 Every run of the account is a task, whichever API created it; the task id is the run id.
 
     pending -> queued    processing -> running    succeeded    failed
     canceled -> cancelled
 
-Deleting a finished task hides it from this API (GET answers 404, the list leaves it out)
-but keeps the run, which is the record of its charge or refund: `/api/v1/runs` still
-shows it. The mark is a row in `run_events` with sequence number -1 and kind
-`ark_deleted`: no new column is needed, the (run_id, seq) unique constraint makes a
-second mark impossible, and the SSE stream, which replays events numbered from 1, never
-shows it.
+A deleted run (`runs.mark_deleted`, through this API or the OpenAI-compatible one) is
+missing here: GET answers 404 and the list leaves it out. The run stays, as the record
+of its charge or refund, and `/api/v1/runs` still shows it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Row, Table, exists, func, insert, select
+from sqlalchemy import Connection, Row, Table, func, select
 
 from runbase.core import listing
-from runbase.core.clock import now_ms
 from runbase.core.seedance import FPS, SIZES
 from runbase.errors import RunNotFound
-from runbase.storage.tables import RunEventRow, RunRow
+from runbase.storage.tables import RunRow
 
 STATUSES: Final = {
     "pending": "queued",
@@ -33,15 +29,7 @@ STATUSES: Final = {
     "canceled": "cancelled",
 }
 RUN_STATUSES: Final = {task: run for run, task in STATUSES.items()}
-DELETED_KIND: Final = "ark_deleted"
-DELETED_SEQ: Final = -1
 _RUNS = cast(Table, RunRow.__table__)
-_EVENTS = cast(Table, RunEventRow.__table__)
-_IS_DELETED = exists().where(
-    _EVENTS.c.run_id == _RUNS.c.id,
-    _EVENTS.c.seq == DELETED_SEQ,
-    _EVENTS.c.kind == DELETED_KIND,
-)
 
 
 def task_object(run: Row[Any], video_url: str | None) -> dict[str, Any]:
@@ -98,33 +86,10 @@ def _video_tokens(run: Row[Any], seconds: int) -> int:
 
 def get_task_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
     """The run of a task that has not been deleted (RunNotFound otherwise)."""
-    run = listing.get_run(connection, run_id, account_id=account_id)
-    if is_deleted(connection, run_id):
-        raise RunNotFound(f"The task {run_id!r} was not found")
-    return run
-
-
-def is_deleted(connection: Connection, run_id: str) -> bool:
-    query = select(_EVENTS.c.id).where(
-        _EVENTS.c.run_id == run_id,
-        _EVENTS.c.seq == DELETED_SEQ,
-        _EVENTS.c.kind == DELETED_KIND,
-    )
-    return connection.execute(query).first() is not None
-
-
-def mark_deleted(connection: Connection, run: Row[Any]) -> None:
-    """Hide a finished task from this API (an IntegrityError if it already is)."""
-    connection.execute(
-        insert(_EVENTS).values(
-            run_id=run.id,
-            seq=DELETED_SEQ,
-            kind=DELETED_KIND,
-            status=run.status,
-            progress=run.progress,
-            created_ms=now_ms(),
-        )
-    )
+    try:
+        return listing.get_undeleted_run(connection, run_id, account_id=account_id)
+    except RunNotFound:
+        raise RunNotFound(f"The task {run_id!r} was not found") from None
 
 
 def list_runs(
@@ -138,7 +103,7 @@ def list_runs(
     model: str | None,
 ) -> tuple[list[Row[Any]], int]:
     """One page of the account's tasks, newest first, and how many match in all."""
-    conditions: list[Any] = [_RUNS.c.account_id == account_id, ~_IS_DELETED]
+    conditions: list[Any] = [_RUNS.c.account_id == account_id, listing.UNDELETED]
     if status is not None:
         conditions.append(_RUNS.c.status == status)
     if task_ids:

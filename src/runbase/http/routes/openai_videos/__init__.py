@@ -4,7 +4,7 @@ for `openai.OpenAI().videos` runs against runbase with only `base_url` changed.
     POST   /v1/videos                 create (multipart or JSON)     _create, _routes
     GET    /v1/videos                 list, OpenAI's cursor page     _video
     GET    /v1/videos/{id}            the Video object               _video
-    DELETE /v1/videos/{id}            cancel and refund if unfinished
+    DELETE /v1/videos/{id}            delete a finished video; cancel and refund an unfinished one
     GET    /v1/videos/{id}/content    the MP4 (or variant=thumbnail, a JPEG)
 
 A video is a run: the same key, charge, queue, engine and refund. Errors are answered in

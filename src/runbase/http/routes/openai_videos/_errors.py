@@ -2,9 +2,10 @@
 
     {"error": {"message": "...", "type": "invalid_request_error", "param": "size", "code": "..."}}
 
-`OpenAIRoute` wraps each handler of the router, so a `RunbaseError` raised anywhere below
-it (auth, rate limit, validation, the charge) is answered here, before the app's Runbase
-envelope handler could see it. Statuses follow what the `openai` SDK expects:
+`OpenAIRoute` (`compat_edge.enveloped_route`) wraps each handler of the router, so a
+`RunbaseError` raised anywhere below it (auth, rate limit, validation, the charge) is
+answered here, before the app's Runbase envelope handler could see it. Statuses follow
+what the `openai` SDK expects:
 
     400 invalid_request_error   bad parameters (`param` names the field when known)
     401 invalid_request_error   missing or invalid key (SDK: AuthenticationError)
@@ -20,14 +21,10 @@ cannot help.
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Callable, Coroutine
-from typing import Any
 
-from fastapi import Request, Response
+from fastapi import Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from runbase.errors import (
     ApiError,
@@ -40,8 +37,7 @@ from runbase.errors import (
     UsageExceeded,
 )
 from runbase.http.ratelimit import rate_limit_headers
-
-logger = logging.getLogger(__name__)
+from runbase.http.routes.compat_edge import enveloped_route
 
 _QUOTA_ERRORS = (InsufficientBalance, SpendLimitExceeded, UsageExceeded)
 # Runbase input fields -> the OpenAI parameter they come from.
@@ -126,21 +122,5 @@ def openai_error_response(request: Request, error: RunbaseError) -> JSONResponse
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-class OpenAIRoute(APIRoute):
-    """A route whose errors are answered in OpenAI's envelope."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def answer_in_openai_envelope(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RunbaseError as error:
-                if isinstance(error, ServerError):
-                    logger.error("server error on %s: %s", request.url.path, error.message)
-                return openai_error_response(request, error)
-            except Exception:
-                logger.exception("unexpected error on %s %s", request.method, request.url.path)
-                return openai_error_response(request, ServerError())
-
-        return answer_in_openai_envelope
+OpenAIRoute = enveloped_route(openai_error_response)
+"""A route whose errors are answered in OpenAI's envelope."""

@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from PIL import Image
 from sqlalchemy import Row
 
-from runbase.core import idempotency, listing, runs
+from runbase.core import listing, runs
 from runbase.errors import RunNotFound, ServerError
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
@@ -37,6 +37,8 @@ router = APIRouter(prefix="/v1/videos", tags=["openai-compatible videos"], route
 _DEFAULT_PAGE: Final = 20
 _VARIANTS: Final = ("video", "thumbnail")
 _VIDEO_OBJECT: Final = {"description": "OpenAI's Video object"}
+# Every final status: OpenAI shows a canceled video as `failed`, and deletes failed ones.
+_FINISHED: Final = tuple(status for status in runs.RunStatus if status.is_terminal())
 _CREATE_BODY: Final = {
     "requestBody": {
         "required": True,
@@ -67,7 +69,9 @@ _CREATE_BODY: Final = {
 async def _find_run(services: Services, video_id: str, account_id: str) -> Row[Any]:
     try:
         return await services.database.read(
-            lambda connection: listing.get_run(connection, video_id, account_id=account_id)
+            lambda connection: listing.get_undeleted_run(
+                connection, video_id, account_id=account_id
+            )
         )
     except RunNotFound:
         raise VideoNotFound(f"no video {video_id!r} exists for your account") from None
@@ -88,12 +92,7 @@ async def create_video(request: Request) -> JSONResponse:
         # After create_body's checks, so that a bad size is refused before any decoding.
         body["input"]["image_urls"] = [await _create.reference_data_uri(upload)]
     prepared = submission.prepare(services, body)
-    idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None:
-        idempotency_key = idempotency.check_key(idempotency_key)
-    run, _ = await submission.submit(
-        services, key, prepared, base_url=str(request.base_url), idempotency_key=idempotency_key
-    )
+    run, _ = await submission.submit(services, key, prepared, request)
     return _json(request, _video.video_object(run))
 
 
@@ -134,30 +133,43 @@ async def retrieve_video(video_id: str, request: Request) -> JSONResponse:
 
 @router.delete("/{video_id}", responses={200: {"description": "OpenAI's deleted object"}})
 async def delete_video(video_id: str, request: Request) -> JSONResponse:
-    """Stop a video that is not finished, and refund it (OpenAI `videos.delete`).
+    """Delete a finished video, or stop and refund an unfinished one (OpenAI `videos.delete`).
 
-    A queued video is canceled at once; an in-progress one once its engine stops (409 if
-    it has not within `RUNBASE_CANCEL_WAIT_SECONDS`). A canceled video answers
-    `deleted: true` and from then on reads as `failed` with error code `canceled`. A
-    completed or failed video is kept, as the record of its charge: `deleted: false`.
+    A completed or failed video is deleted: from then on this API (and the ModelArk one)
+    answers 404 for it and its list leaves it out, while the run stays in `/api/v1/runs`
+    as the record of its charge. A queued video is canceled at once; an in-progress one
+    once its engine stops (409 if it has not within `RUNBASE_CANCEL_WAIT_SECONDS`). A
+    canceled video answers `deleted: true` and reads as `failed` with error code
+    `canceled` until it is deleted in turn.
     """
     services = get_services(request)
     key = await authorize(request, services)
     run = await _find_run(services, video_id, key.account_id)
-    if not runs.RunStatus(run.status).is_terminal():
-        answer = await services.database.write(
-            lambda connection: runs.request_cancel(connection, video_id, account_id=key.account_id)
-        )
-        services.signals.notify(video_id)
-        requested = answer is runs.CancelAnswer.REQUESTED
-        wait = services.settings.cancel_wait_seconds if requested else 0
-        run = await wait_for_run(services, video_id, account_id=key.account_id, timeout=wait)
-        if run.status == runs.RunStatus.PROCESSING:
-            raise VideoConflict(
-                f"the video's engine did not stop within {wait:g} s; it stays marked for "
-                "canceling and is refunded when it stops"
+    if runs.RunStatus(run.status).is_terminal():
+        deleted = await services.database.write(
+            lambda connection: runs.mark_deleted(
+                connection, video_id, account_id=key.account_id, statuses=_FINISHED
             )
-    deleted = run.status == runs.RunStatus.CANCELED
+        )
+        if not deleted:  # a concurrent delete marked it first
+            raise VideoNotFound(f"no video {video_id!r} exists for your account")
+        return _deleted(request, video_id, True)
+    answer = await services.database.write(
+        lambda connection: runs.request_cancel(connection, video_id, account_id=key.account_id)
+    )
+    services.signals.notify(video_id)
+    wait = services.settings.cancel_wait_seconds if answer is runs.CancelAnswer.REQUESTED else 0
+    run = await wait_for_run(services, video_id, account_id=key.account_id, timeout=wait)
+    if run.status == runs.RunStatus.PROCESSING:
+        raise VideoConflict(
+            f"the video's engine did not stop within {wait:g} s; it stays marked for "
+            "canceling and is refunded when it stops"
+        )
+    # Finished meanwhile on its own (nothing was canceled): `deleted: false`.
+    return _deleted(request, video_id, run.status == runs.RunStatus.CANCELED)
+
+
+def _deleted(request: Request, video_id: str, deleted: bool) -> JSONResponse:
     return _json(request, {"id": video_id, "object": "video.deleted", "deleted": deleted})
 
 

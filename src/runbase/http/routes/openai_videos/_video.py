@@ -1,6 +1,7 @@
 """A run as OpenAI's Video object, and pages of them in OpenAI's list shape.
 
-Every run of the account is a video, whichever API created it; the video id is the run id.
+Every run of the account is a video, whichever API created it, unless it was deleted
+through a compatible API (`runs.mark_deleted`); the video id is the run id.
 
     pending -> queued    processing -> in_progress    succeeded -> completed
     failed -> failed     canceled -> failed, with error.code "canceled"
@@ -72,8 +73,9 @@ def list_page(
     after: str | None,
     ascending: bool,
 ) -> dict[str, Any]:
-    """One page in OpenAI's list shape; `after` is the last video id of the page before."""
-    conditions: list[Any] = [_RUNS.c.account_id == account_id]
+    """One page in OpenAI's list shape; `after` is the last video id of the page before
+    (it may have been deleted since: it still marks the place)."""
+    conditions: list[Any] = [_RUNS.c.account_id == account_id, listing.UNDELETED]
     if after is not None:
         try:
             anchor = listing.get_run(connection, after, account_id=account_id)
