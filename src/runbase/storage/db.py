@@ -127,8 +127,11 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         # Take transaction control from the driver so that BEGIN is ours to emit.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # upgrade_database made the file WAL; switching here (a database made elsewhere)
+        # would need the file to itself, so it is only tried when it is not WAL yet.
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         if immediate:  # writers never checkpoint: the Checkpointer does, beside them
