@@ -67,6 +67,13 @@ class InvalidJson(ApiError):
     code = "invalid_json"
 
 
+class RequestTooLarge(ApiError):
+    """The request body is larger than any valid create (two images as data URIs at most)."""
+
+    code = "request_too_large"
+    http_status = 413
+
+
 class MissingModel(ApiError):
     """The request body needs a `model` string, such as "bytedance/seedance-1.5-pro"."""
 

@@ -50,6 +50,9 @@ SIZES: Final[Mapping[tuple[str, str], tuple[int, int]]] = {
     ("1080p", "21:9"): (2206, 946),
 }
 
+MAX_IMAGE_BYTES: Final = 30 * 1024 * 1024
+"""The largest image runbase reads, fetched or in a data URI."""
+MAX_DATA_URI_CHARS: Final = 64 + (MAX_IMAGE_BYTES + 2) // 3 * 4  # base64 and the header
 _DATA_URI_PATTERN: Final = r"^data:image/[a-zA-Z0-9.+-]+;base64,[A-Za-z0-9+/=\s]+$"
 _DATA_URI = re.compile(_DATA_URI_PATTERN, re.IGNORECASE)
 
@@ -205,6 +208,11 @@ def validate_input(raw: Mapping[str, Any]) -> dict[str, Any]:
             "(first frame, last frame)"
         )
     for index, url in enumerate(images):
+        if len(url) > MAX_DATA_URI_CHARS:  # before the pattern, which would read it all
+            raise InvalidInput(
+                f"input.image_urls[{index}] is {len(url) / 1024 / 1024:.0f} MB of text; an "
+                f"image may be at most {MAX_IMAGE_BYTES // 1024 // 1024} MB"
+            )
         if not (url.startswith(("https://", "http://")) or _DATA_URI.match(url)):
             raise InvalidInput(
                 f"input.image_urls[{index}] must be an https:// or http:// URL or a "

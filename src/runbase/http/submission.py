@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import Connection, Row
 from starlette.requests import Request
@@ -17,8 +17,16 @@ from runbase.core import idempotency, listing, runs
 from runbase.core.catalog import find_model
 from runbase.core.clock import new_id, now_ms
 from runbase.core.keys import KeyRecord
+from runbase.core.seedance import MAX_DATA_URI_CHARS
 from runbase.core.webhooks import check_webhook
-from runbase.errors import IdempotencyKeyInUse, InvalidJson, MissingInput, MissingModel, RunNotFound
+from runbase.errors import (
+    IdempotencyKeyInUse,
+    InvalidJson,
+    MissingInput,
+    MissingModel,
+    RequestTooLarge,
+    RunNotFound,
+)
 from runbase.http.deps import Services
 from runbase.storage.tables import RunRow
 
@@ -33,6 +41,30 @@ class Prepared:
     cost: int
     webhook: str | None
     webhook_events: list[str] | None
+
+
+MAX_BODY_BYTES: Final = 2 * MAX_DATA_URI_CHARS + 1024 * 1024
+"""More than any valid create needs: two images as data URIs and a prompt."""
+
+
+async def read_body(request: Request) -> bytes:
+    """The request's body, refused (413 request_too_large) past `MAX_BODY_BYTES` without
+    reading the rest: a huge body would otherwise sit whole in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise RequestTooLarge(f"the request body may be at most {MAX_BODY_BYTES} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestTooLarge(f"the request body may be at most {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json_body(request: Request) -> dict[str, Any]:
+    """The request's body as a create's JSON object (`read_body`, then `parse_body`)."""
+    return parse_body(await read_body(request))
 
 
 def parse_body(raw: bytes) -> dict[str, Any]:

@@ -45,6 +45,7 @@ import httpx
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from runbase.core.seedance import MAX_IMAGE_BYTES
 from runbase.errors import InvalidImage
 from runbase.outbound import Deadline, IPAddress, checked_pool, refusal_reason
 
@@ -85,7 +86,7 @@ class FetchPolicy:
     allow_private_hosts: bool = False
     allowed_hosts: frozenset[str] = frozenset()
     timeout_s: float = 10.0
-    max_bytes: int = 30 * 1024 * 1024
+    max_bytes: int = MAX_IMAGE_BYTES
     max_redirects: int = 3
     min_side: int = 300
     max_side: int = 6000

@@ -123,7 +123,7 @@ async def create_run(request: Request) -> JSONResponse:
     """Create a run: charged now, generated in the background; poll it with GET."""
     services = get_services(request)
     key = await authorize(request, services)
-    prepared = submission.prepare(services, submission.parse_body(await request.body()))
+    prepared = submission.prepare(services, await submission.read_json_body(request))
     headers = request.headers
     wait = wait_seconds(headers.get("prefer"))
     cancel_after = cancel_after_ms(headers.get("cancel-after"))
@@ -146,7 +146,7 @@ async def estimate_run(request: Request) -> JSONResponse:
     """Extension: what a create with this body would cost, from the same pricing; no charge."""
     services = get_services(request)
     await authorize(request, services)
-    prepared = submission.prepare(services, submission.parse_body(await request.body()))
+    prepared = submission.prepare(services, await submission.read_json_body(request))
     answer = {"model": prepared.model, "costUsd": prepared.cost, "input": prepared.validated}
     return JSONResponse(answer, headers=rate_limit_headers(request))
 

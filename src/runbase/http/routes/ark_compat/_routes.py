@@ -57,7 +57,7 @@ async def create_task(request: Request) -> JSONResponse:
     services = get_services(request)
     key = await authorize(request, services)
     try:
-        body = submission.parse_body(await request.body())
+        body = await submission.read_json_body(request)
     except MissingModel:
         raise ArkRequestError("The request body must be a JSON object.", param=None) from None
     ark = _create.create_body(body)
