@@ -36,3 +36,16 @@ async def wait_for_run(
         if until(run) or left <= 0:
             return run
         await services.signals.wait(run_id, min(POLL_SECONDS, left))
+
+
+async def cancel_and_wait(services: Services, run_id: str, *, account_id: str) -> Row[Any]:
+    """Cancel a run and answer it as it then stands: a pending run is canceled at once; a
+    processing one's engine is asked to stop, and this waits up to the settings'
+    `cancel_wait_seconds` for it (still `processing` after that: the request stays in
+    place, and the run is canceled and refunded when the engine stops)."""
+    answer = await services.database.write(
+        lambda connection: runs.request_cancel(connection, run_id, account_id=account_id)
+    )
+    services.signals.notify(run_id)
+    wait = services.settings.cancel_wait_seconds if answer is runs.CancelAnswer.REQUESTED else 0
+    return await wait_for_run(services, run_id, account_id=account_id, timeout=wait)

@@ -14,7 +14,7 @@ from runbase.http.deps import authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.routes.runs import run_read
 from runbase.http.schemas import RunPage, RunRead
-from runbase.http.waiting import wait_for_run
+from runbase.http.waiting import cancel_and_wait
 
 router = APIRouter(tags=["runs"])
 
@@ -118,16 +118,11 @@ async def cancel_run(run_id: str, request: Request) -> JSONResponse:
     """
     services = get_services(request)
     key = await authorize(request, services)
-    answer = await services.database.write(
-        lambda connection: runs.request_cancel(connection, run_id, account_id=key.account_id)
-    )
-    services.signals.notify(run_id)
-    wait = services.settings.cancel_wait_seconds if answer is runs.CancelAnswer.REQUESTED else 0
-    run = await wait_for_run(services, run_id, account_id=key.account_id, timeout=wait)
+    run = await cancel_and_wait(services, run_id, account_id=key.account_id)
     if run.status == runs.RunStatus.PROCESSING:
         raise CancelTimedOut(
-            f"the engine did not stop within {wait:g} s; the run stays marked for canceling "
-            "and is canceled and refunded when it stops"
+            f"the engine did not stop within {services.settings.cancel_wait_seconds:g} s; the "
+            "run stays marked for canceling and is canceled and refunded when it stops"
         )
     if run.status != runs.RunStatus.CANCELED:
         raise RunAlreadyFinished(f"the run had already finished ({run.status})")

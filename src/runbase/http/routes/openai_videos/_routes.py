@@ -28,7 +28,7 @@ from runbase.http.routes.openai_videos._errors import (
     VideoNotReady,
     VideoRequestError,
 )
-from runbase.http.waiting import wait_for_run
+from runbase.http.waiting import cancel_and_wait
 from runbase.media.probe import read_frames
 from runbase.storage.blobs import LocalBlobStore
 
@@ -154,16 +154,11 @@ async def delete_video(video_id: str, request: Request) -> JSONResponse:
         if not deleted:  # a concurrent delete marked it first
             raise VideoNotFound(f"no video {video_id!r} exists for your account")
         return _deleted(request, video_id, True)
-    answer = await services.database.write(
-        lambda connection: runs.request_cancel(connection, video_id, account_id=key.account_id)
-    )
-    services.signals.notify(video_id)
-    wait = services.settings.cancel_wait_seconds if answer is runs.CancelAnswer.REQUESTED else 0
-    run = await wait_for_run(services, video_id, account_id=key.account_id, timeout=wait)
+    run = await cancel_and_wait(services, video_id, account_id=key.account_id)
     if run.status == runs.RunStatus.PROCESSING:
         raise VideoConflict(
-            f"the video's engine did not stop within {wait:g} s; it stays marked for "
-            "canceling and is refunded when it stops"
+            f"the video's engine did not stop within {services.settings.cancel_wait_seconds:g}"
+            " s; it stays marked for canceling and is refunded when it stops"
         )
     # Finished meanwhile on its own (nothing was canceled): `deleted: false`.
     return _deleted(request, video_id, run.status == runs.RunStatus.CANCELED)
