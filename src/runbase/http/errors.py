@@ -40,15 +40,20 @@ def error_response(request: Request, error: RunbaseError) -> JSONResponse:
     )
 
 
-def error_response_for(request: Request, exc: Exception) -> JSONResponse:
-    """The envelope for an error raised by an endpoint: its own code for a `RunbaseError`,
-    a logged 500 `internal_error` for anything else."""
+def as_runbase_error(request: Request, exc: Exception) -> RunbaseError:
+    """What an endpoint's error answers as: itself for a `RunbaseError`, a 500
+    `ServerError` for anything else; server errors are logged here, for every surface."""
     if isinstance(exc, RunbaseError):
         if isinstance(exc, ServerError):
             logger.error("server error on %s: %s", request.url.path, exc.message)
-        return error_response(request, exc)
+        return exc
     logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(request, ServerError())
+    return ServerError()
+
+
+def error_response_for(request: Request, exc: Exception) -> JSONResponse:
+    """The Runbase envelope for an error raised by an endpoint."""
+    return error_response(request, as_runbase_error(request, exc))
 
 
 async def _runbase_error(request: Request, exc: Exception) -> JSONResponse:

@@ -116,10 +116,9 @@ async def submit(
     with that create's run and `replayed` True.
     """
     idempotency_key = request.headers.get("idempotency-key")
-    if idempotency_key is not None:
-        idempotency_key = idempotency.check_key(idempotency_key)
     request_hash = ""
     if idempotency_key is not None:
+        idempotency_key = idempotency.check_key(idempotency_key)
         request_hash = idempotency.request_hash(
             prepared.body, options={"cancel_after_ms": cancel_after_ms}
         )

@@ -9,16 +9,14 @@ keeps its envelope and its mapping of Runbase errors in its own package.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from runbase.errors import RunbaseError, ServerError
-
-logger = logging.getLogger(__name__)
+from runbase.errors import RunbaseError
+from runbase.http.errors import as_runbase_error
 
 ErrorRenderer = Callable[[Request, RunbaseError], Response]
 """A surface's answer to an error: its envelope, status and headers."""
@@ -34,13 +32,8 @@ def enveloped_route(render: ErrorRenderer) -> type[APIRoute]:
             async def answer_in_envelope(request: Request) -> Response:
                 try:
                     return await handler(request)
-                except RunbaseError as error:
-                    if isinstance(error, ServerError):
-                        logger.error("server error on %s: %s", request.url.path, error.message)
-                    return render(request, error)
-                except Exception:
-                    logger.exception("unexpected error on %s %s", request.method, request.url.path)
-                    return render(request, ServerError())
+                except Exception as exc:
+                    return render(request, as_runbase_error(request, exc))
 
             return answer_in_envelope
 
