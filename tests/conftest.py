@@ -3,6 +3,7 @@ tests need (a throwaway redis-server, moto's S3 server), each on a free port of 
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -15,8 +16,20 @@ from typing import Any
 import pytest
 import uvicorn
 
+import runbase
 from runbase.http.app import create_app
 from support import S3_BUCKET, Admin, LiveServer, drop_test_databases, make_settings
+
+# The tests run the checkout they live in, here and in every `python -m runbase` they start:
+# with several checkouts beside one virtualenv, the installed path may name another one.
+_SOURCE = Path(__file__).resolve().parents[1] / "src"
+if not Path(runbase.__file__).resolve().is_relative_to(_SOURCE):
+    raise pytest.UsageError(
+        f"runbase is imported from outside this checkout; set PYTHONPATH={_SOURCE}"
+    )
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")])
+)
 
 
 @pytest.fixture(autouse=True)
