@@ -18,7 +18,7 @@ OUTSIDE = re.compile(
         [
             re.escape(".." + "/shared"),
             re.escape("shared" + "/reference"),
-            # The notes beside the checkout, cited by name (e.g. "reference/decisions.md").
+            # The notes beside the checkout, cited by their names.
             r"\breference/[\w-]+\.md",
             r"\b(?:decisions|runbase-contract|platform-anchors|open-models|feasibility|"
             r"style-anchors)\.md\b",
