@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, NoReturn, TypeVar, get_args
 
 import typer
 from rich.console import Console
@@ -48,6 +49,7 @@ EXIT_API_ERROR = 3  # usage errors exit with 2, typer's own code for them
 app = typer.Typer(help="Talk to a runbase server over HTTP.", no_args_is_help=True)
 runs_app = typer.Typer(help="Read, list and cancel runs (over HTTP).", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+T = TypeVar("T")
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")]
 
 
@@ -75,13 +77,22 @@ def _image_url(value: str) -> str:
         raise typer.BadParameter(str(exc), param_hint="--image") from exc
 
 
-def _fail_api(error: RunbaseError, *, as_json: bool) -> None:
+def _fail_api(error: RunbaseError, *, as_json: bool) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"error": {"message": error.message, "code": error.code}}))
     typer.echo(f"error: {error}", err=True)
     if error.code == "missing_api_key":
         typer.echo("hint: export RUNBASE_API_KEY=sk-...", err=True)
     raise typer.Exit(EXIT_API_ERROR)
+
+
+def _ask(call: Callable[[Runbase], T], *, as_json: bool) -> T:
+    """One exchange with the server; an API error is printed and exits with 3."""
+    try:
+        with Runbase() as client:
+            return call(client)
+    except RunbaseError as exc:
+        _fail_api(exc, as_json=as_json)
 
 
 @app.command()
@@ -189,11 +200,7 @@ def get_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run object as JSON.")] = False,
 ) -> None:
     """Show a run: status, progress, cost and output URL."""
-    try:
-        with Runbase() as client:
-            run = client.runs.get(run_id)
-    except RunbaseError as exc:
-        _fail_api(exc, as_json=as_json)
+    run = _ask(lambda client: client.runs.get(run_id), as_json=as_json)
     if as_json:
         typer.echo(json.dumps(dict(run.raw), indent=2))
         return
@@ -235,11 +242,9 @@ def list_runs(
 ) -> None:
     """List the account's runs, newest first."""
     _check_choice(status, "--status", tuple(RunStatus))
-    try:
-        with Runbase() as client:
-            page = client.runs.list(limit=limit, status=status, cursor=cursor)
-    except RunbaseError as exc:
-        _fail_api(exc, as_json=as_json)
+    page = _ask(
+        lambda client: client.runs.list(limit=limit, status=status, cursor=cursor), as_json=as_json
+    )
     if as_json:
         data = {"data": [dict(run.raw) for run in page.data], "nextCursor": page.next_cursor}
         typer.echo(json.dumps(data, indent=2))
@@ -259,22 +264,14 @@ def cancel_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], as_json: JsonFlag = False
 ) -> None:
     """Cancel a run (refunded in full); waits for a processing run's engine to stop."""
-    try:
-        with Runbase() as client:
-            run = client.runs.cancel(run_id)
-    except RunbaseError as exc:
-        _fail_api(exc, as_json=as_json)
+    run = _ask(lambda client: client.runs.cancel(run_id), as_json=as_json)
     typer.echo(json.dumps(dict(run.raw), indent=2) if as_json else _describe(run))
 
 
 @app.command("models")
 def list_models(as_json: JsonFlag = False) -> None:
     """The models the server runs, with their engines and the licences of their weights."""
-    try:
-        with Runbase() as client:
-            models = client.models.list()
-    except RunbaseError as exc:
-        _fail_api(exc, as_json=as_json)
+    models = _ask(lambda client: client.models.list(), as_json=as_json)
     if as_json:
         typer.echo(json.dumps({"data": [dict(model.raw) for model in models]}, indent=2))
         return
@@ -289,11 +286,7 @@ def list_models(as_json: JsonFlag = False) -> None:
 @app.command("account")
 def show_account(as_json: JsonFlag = False) -> None:
     """The account's balance, and this key's spend and limits."""
-    try:
-        with Runbase() as client:
-            account = client.account()
-    except RunbaseError as exc:
-        _fail_api(exc, as_json=as_json)
+    account = _ask(lambda client: client.account(), as_json=as_json)
     if as_json:
         typer.echo(json.dumps(dict(account.raw), indent=2))
         return

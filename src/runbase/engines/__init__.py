@@ -35,8 +35,6 @@ BUILTIN_ENGINES = {
 }
 
 
-
-
 @dataclass(frozen=True)
 class EngineLicense:
     """What an operator agrees to by serving runs with an engine: the licence of its model

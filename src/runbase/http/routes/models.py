@@ -2,7 +2,8 @@
 
 Each model's input JSON Schema (from the validator's own field table), output schema,
 prices (from the pricing function itself, at this server's rates), the engines that
-serve it and the licences of their weights. Answers carry an `ETag`; `If-None-Match` with it is answered 304, no body.
+serve it and the licences of their weights. Answers carry an `ETag`; `If-None-Match` with
+it is answered 304, no body.
 """
 
 from __future__ import annotations
