@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,3 +167,32 @@ def test_runs_list_cancel_models_and_account(
     server.wait_for_run(key, first)
     late = client("runs", "cancel", first)
     assert late.returncode == 3 and "run_already_finished" in late.stderr
+
+
+def test_a_run_canceled_while_generate_waits_exits_1(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = start_server(engines=["engine_fixtures:SlowEngine"], workers=0)  # stays pending
+    key = server.new_key()
+    env = {**os.environ, "RUNBASE_API_KEY": key, "RUNBASE_BASE_URL": server.base_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "generate", "A lamp"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with server.client(key) as http:
+            deadline = time.monotonic() + 60
+            while not (runs := http.get("/api/v1/runs").json()["data"]):
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.2)
+            assert http.post(f"/api/v1/runs/{runs[0]['id']}/cancel").status_code == 200
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1
+    assert f"{runs[0]['id']} canceled: canceled" in stderr
+    assert not list(tmp_path.glob("*.mp4"))

@@ -13,7 +13,7 @@ need only the package without extras (`pip install runbase`). Every one takes `-
 Exit codes that scripts can rely on:
 
     0  success: the run succeeded and its video was saved (or the run was read)
-    1  the run failed (its error is printed; its cost was refunded)
+    1  the run failed or was canceled (its error is printed; its cost was refunded)
     2  usage error: a bad option, or an image file that cannot be read
     3  API error: the server refused the request, or could not be reached
 """
@@ -188,9 +188,10 @@ def generate(
         if path is not None:
             data["file"] = str(path.resolve())  # absolute: scripts may run elsewhere
         typer.echo(json.dumps(data, indent=2))
-    if run.status == RunStatus.FAILED:
+    if run.status != RunStatus.SUCCEEDED:  # failed, or canceled meanwhile: refunded either way
         error = run.error
-        typer.echo(f"{run.id} failed: {error.code}: {error.message}" if error else "", err=True)
+        reason = f": {error.code}: {error.message}" if error else ""
+        typer.echo(f"{run.id} {run.status}{reason}", err=True)
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
