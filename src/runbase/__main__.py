@@ -1,3 +1,3 @@
-from runbase.cli import main
+from runbase.commands import main
 
 main()

@@ -1,4 +1,4 @@
-"""The `runbase` command: the server, a standalone worker, and admin commands.
+"""The server's commands of `runbase`: the server, a standalone worker, and admin commands.
 
     runbase serve      [--host] [--port] [--data-dir]
     runbase worker     [--data-dir]
@@ -9,12 +9,17 @@
 
 Admin commands work on the database directly (like `manage.py`), so they need no key and
 can run beside a live server. Every one takes `--data-dir` and `--json`.
+
+They need the `server` extra; `runbase.commands` adds them to the client's commands when it
+is installed (`pip install 'runbase[server]'`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -22,7 +27,6 @@ from typing import Annotated, Any, TypeVar
 import typer
 from sqlalchemy import Connection, Row, select
 
-from runbase.client.cli import generate, runs_app
 from runbase.config import Settings
 from runbase.core import billing, keys
 from runbase.core.clock import format_timestamp
@@ -37,8 +41,6 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(credits_app, name="credits")
 app.add_typer(keys_app, name="keys")
-app.add_typer(runs_app, name="runs")
-app.command("generate")(generate)
 
 DataDir = Annotated[
     Path | None,
@@ -149,13 +151,7 @@ def serve(
 
     settings = _settings(data_dir)
     secret = _with_database(settings, lambda db: ensure_default_account(db, settings))
-    if secret is not None:
-        typer.echo(
-            "Created account 'default' with "
-            f"${settings.starting_balance_usd:.2f} and this API key (shown only once):\n\n"
-            f"    {secret}\n\n"
-            f"    export RUNBASE_API_KEY={secret}\n"
-        )
+    typer.echo(_key_notice(secret, settings, data_dir))
     typer.echo(f"runbase serving on http://{host}:{port} (data in {settings.data_dir})")
     uvicorn.run(
         create_app(settings),
@@ -171,6 +167,28 @@ def serve(
         # runbase decides whom to believe (Settings.trusted_proxies); uvicorn's own proxy
         # handling would trust X-Forwarded-For from 127.0.0.1 and defeat IP allowlists.
         proxy_headers=False,
+    )
+
+
+def _key_notice(secret: str | None, settings: Settings, data_dir: Path | None) -> str:
+    """What `serve` says about keys: the new key on first start, else how to make one.
+
+    The commands are spelled as this `runbase` was started (`.venv/bin/runbase` under
+    `make serve`), so that they work when pasted into the same shell.
+    """
+    command = sys.argv[0] if Path(sys.argv[0]).name == "runbase" else "runbase"
+    options = f" --data-dir {shlex.quote(str(data_dir))}" if data_dir is not None else ""
+    if secret is None:
+        return (
+            "Account 'default' exists; its keys were shown when they were made. "
+            "A new key:\n\n"
+            f"    {command} keys create --account default{options}\n"
+        )
+    return (
+        "Created account 'default' with "
+        f"${settings.starting_balance_usd:.2f} and this API key (shown only once):\n\n"
+        f"    export RUNBASE_API_KEY={secret}\n\n"
+        f"Then, in that shell: {command} generate 'A red kite over a beach' -o kite.mp4\n"
     )
 
 
@@ -373,7 +391,3 @@ def disable_key(key_id: str, data_dir: DataDir = None, as_json: JsonFlag = False
 def enable_key(key_id: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Re-enable a disabled key."""
     _set_enabled(key_id, data_dir, as_json, is_enabled=True)
-
-
-def main() -> None:
-    app()

@@ -1,5 +1,5 @@
 """A fake BytePlus ModelArk video-generation API, built from the public docs
-(shared/reference/platform-anchors.md section 4), served on 127.0.0.1 for tests.
+(https://docs.byteplus.com/en/docs/ModelArk/1520757), served on 127.0.0.1 for tests.
 
     POST   /api/v3/contents/generations/tasks        create (validated; 400 envelopes)
     GET    /api/v3/contents/generations/tasks/{id}   get (7-day visibility)

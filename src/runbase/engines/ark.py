@@ -56,7 +56,7 @@ _RETRYABLE: Final = frozenset({429, 500, 502, 503, 504})
 _MAX_BACKOFF_S: Final = 30.0
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
-# The legacy "text commands" (platform-anchors 4.3), long and short forms. Upstream reads
+# The legacy "text commands" (docs/compat.md, "Text commands"), long and short forms. Upstream reads
 # them from the prompt and they override the top-level fields, so a user could ask for
 # 12 s at 1080p after being charged for 4 s at 480p. Every `--word` token is removed; a
 # value after it is removed too when it looks like one (a number, 720p, 16:9, true, ...).

@@ -2,7 +2,7 @@
 
 LTX-2 (Lightricks) generates video and stereo audio together, from text, from a first frame,
 or from a first and a last frame, at any size that is a multiple of 32 and up to 20 s. It is
-the open model closest to seedance-1.5-pro (reference/open-models.md), so it serves that
+the open model closest to seedance-1.5-pro (docs/ltx2.md), so it serves that
 model id on operators' GPUs. See docs/ltx2.md for settings, speed options and the licence.
 
     setup()                       once per process; the model then stays loaded
@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL: Final = "Lightricks/LTX-2.5-Diffusers"
 SIZE_MULTIPLE: Final = 64
 """Generation sides are multiples of 64: the VAE needs 32, and the two-stage recipe halves
-the size first (reference/open-models.md section 6)."""
+the size first (docs/ltx2.md, the size row of the parameter table)."""
 TEMPORAL_RATIO: Final = 8
 """The video VAE packs 8 frames into one latent frame after the first: frames = 8k + 1."""
 LARGE_AREA: Final = 1_500_000
@@ -758,7 +758,7 @@ def _conditioning(
 
     Fitting here (centre crop, then resize) keeps the pipeline from stretching an image of
     another aspect ratio; cropping the output to the exact size later keeps the result the
-    image fitted to the output size, as decisions.md promises.
+    image fitted to the output size, as docs/contract.md promises.
     """
     if kind == "text":
         return {}

