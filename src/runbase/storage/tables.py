@@ -55,6 +55,8 @@ class LedgerEntryRow(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     book: Mapped[str] = mapped_column(String(8), server_default="live")
     """"live" (the balance) or "test" (the test balance, for runs of test keys)."""
+    note: Mapped[str | None] = mapped_column(String(500))
+    """Why an operator added credits (admin API and `runbase credits add --note`)."""
 
 
 class ApiKeyRow(Base):
@@ -75,6 +77,9 @@ class ApiKeyRow(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     is_test: Mapped[bool] = mapped_column(server_default=false())
     """A test key (`sk-test-...`): its runs use the test engine and the test balance."""
+    deleted_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """Deleted by an operator: disabled for good and left out of key lists; the row stays,
+    because its runs and their usage still name it."""
 
 
 class RunRow(Base):
@@ -86,6 +91,9 @@ class RunRow(Base):
         # The reaper looks for unfinished runs past their deadline: by status first, so
         # that finished runs, however many, are never scanned.
         Index("ix_runs_status_deadline", "status", "deadline_ms"),
+        # The admin runs browser (all accounts, newest first) and the usage figures of
+        # days not rolled up yet read runs by creation time alone.
+        Index("ix_runs_created", "created_ms"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -178,3 +186,60 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_ms: Mapped[int] = mapped_column(BigInteger)
     completed_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AdminAuditRow(Base):
+    """One admin action (API or command line): who, what, when, from which address."""
+
+    __tablename__ = "admin_audit"
+    __table_args__ = (Index("ix_admin_audit_created", "created_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(100))
+    """`admin-token:<fingerprint>` through the API, `cli:<user>@<host>` from the commands."""
+    address: Mapped[str | None] = mapped_column(String(64))
+    """The client's address (the API), None for the command line."""
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class UsageDayRow(Base):
+    """Usage of one settled UTC day for one (key, model, backend, test or live) combination:
+    every run created that day had finished when it was rolled up, so it never changes.
+    Histograms are sparse `{bucket index: count}` maps (`core.usage_sql`)."""
+
+    __tablename__ = "usage_days"
+    __table_args__ = (
+        UniqueConstraint("day_ms", "key_id", "model", "backend", "is_test", name="uq_usage_days"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day_ms: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(100))
+    backend: Mapped[str] = mapped_column(String(40))
+    """The run's `backend`, "" for runs that never reached an engine."""
+    is_test: Mapped[bool]
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    canceled: Mapped[int] = mapped_column(Integer)
+    charged_micros: Mapped[int] = mapped_column(BigInteger)
+    refunded_micros: Mapped[int] = mapped_column(BigInteger)
+    upstream_cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    """What the providers charged for these runs; None where nothing was recorded."""
+    failures: Mapped[dict[str, int]] = mapped_column(JSON)
+    queue_wait_hist: Mapped[dict[str, int]] = mapped_column(JSON)
+    generation_hist: Mapped[dict[str, int]] = mapped_column(JSON)
+
+
+class UsageWatermarkRow(Base):
+    """One row: days before `rolled_until_ms` are in `usage_days`; later ones are read from
+    the runs themselves."""
+
+    __tablename__ = "usage_watermark"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rolled_until_ms: Mapped[int] = mapped_column(BigInteger)
