@@ -52,7 +52,7 @@ def test_the_same_refusals_with_the_same_messages(
         assert cli.returncode == 2 and api.status_code in (400, 404, 409), (args, api.text)
         error = api.json()["error"]
         if "fields" in error:  # each surface names the field its own way: --usd, usd
-            [(field, problem)] = error["fields"].items()
+            [problem] = error["fields"].values()
             assert cli.stderr.strip().endswith(f": {problem}"), (args, cli.stderr)
         else:
             assert cli.stderr.strip() == f"error: {error['message']}", (args, cli.stderr)
