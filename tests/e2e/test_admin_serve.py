@@ -37,7 +37,9 @@ def serve(data_dir: Path, port: int, admin_port: int, log: Path) -> subprocess.P
     command = [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
     command += ["--data-dir", str(data_dir)]
     with log.open("w") as stderr:
-        process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -74,7 +76,9 @@ def test_the_admin_listener_and_a_token_that_is_never_logged(tmp_path: Path) -> 
         assert httpx.get(f"{public}/healthz").status_code == 200
         created = httpx.post(f"{admin}/admin/api/accounts", headers=auth, json={"name": "acme"})
         assert created.status_code == 201
-        wrong = httpx.get(f"{admin}/admin/api/accounts", headers={"Authorization": f"Bearer {token}x"})
+        wrong = httpx.get(
+            f"{admin}/admin/api/accounts", headers={"Authorization": f"Bearer {token}x"}
+        )
         assert wrong.status_code == 401 and token not in wrong.text
     finally:
         stdout = stop(process)

@@ -130,7 +130,7 @@ def create_account(
         actor,
         "account.create",
         account.id,
-        {"name": name, "balanceUsd": balance_micros},
+        {"name": name, "balanceMicroUsd": balance_micros},
     )
     return account
 
@@ -144,7 +144,11 @@ def add_credits(
     account = find_account(connection, ref)
     billing.add_credits(connection, account_id=account.id, amount_micros=amount_micros, note=note)
     audit.record(
-        connection, actor, "credits.add", account.id, {"amountUsd": amount_micros, "note": note}
+        connection,
+        actor,
+        "credits.add",
+        account.id,
+        {"amountMicroUsd": amount_micros, "note": note},
     )
     return billing.get_account(connection, account.id)
 

@@ -92,7 +92,7 @@ def usage_report(connection: Connection, query: UsageQuery) -> dict[str, Any]:
         series.append(
             {
                 "group": group,
-                "label": labels.get(group, group or "(none)"),
+                "label": labels.get(group, group or "(not started)"),
                 "total": describe_tally(total),
                 "buckets": [
                     {"start": format_timestamp(scope.start_ms + number * span), **describe_tally(c)}

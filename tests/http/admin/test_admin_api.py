@@ -198,7 +198,7 @@ def test_every_admin_action_is_audited(admin_server: Callable[..., AdminServer])
     assert all(e["actor"] == fingerprint for e in entries)
     assert fingerprint.startswith("admin-token:") and admin.token not in str(entries)
     assert {e["address"] for e in entries} == {"127.0.0.1"}
-    assert entries[4]["details"] == {"amountUsd": 1_000_000, "note": "trial"}
+    assert entries[4]["details"] == {"amountMicroUsd": 1_000_000, "note": "trial"}
     assert entries[3]["details"]["spendLimitCents"] == 10 and "key" not in entries[3]["details"]
     page = admin.api.get("/audit", params={"limit": 4}).json()
     rest = admin.api.get("/audit", params={"limit": 4, "before": page["nextBefore"]}).json()

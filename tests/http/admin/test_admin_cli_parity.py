@@ -68,7 +68,7 @@ def test_one_audit_log_and_one_token(admin_server: Callable[..., AdminServer]) -
     [credit, create] = admin.api.get("/audit").json()["data"]
     assert (create["action"], credit["action"]) == ("account.create", "credits.add")
     assert credit["actor"].startswith("cli:") and credit["address"] is None
-    assert credit["details"] == {"amountUsd": 2_000_000, "note": "po 7"}
+    assert credit["details"] == {"amountMicroUsd": 2_000_000, "note": "po 7"}
     ledger = admin.api.get("/accounts/acme").json()["ledger"]
     assert ledger[0]["note"] == "po 7"
     printed = runbase(data_dir, "admin", "token")
