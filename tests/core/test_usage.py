@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from runbase.core import usage, usage_rollup
-from runbase.core.usage_sql import DAY_MS, HOUR_MS, RunScope, bucket_bounds, percentile
+from runbase.core.usage_sql import DAY_MS, HOUR_MS, Histogram, RunScope, bucket_bounds
 from runbase.http.routes.admin.rollup import roll_up_settled_days
 from runbase.storage.db import Database
 from runbase.storage.tables import ApiKeyRow, RunRow, UsageDayRow
@@ -205,11 +205,17 @@ def test_only_settled_days_are_rolled_up_and_only_once(
 
 
 def test_percentiles_come_from_the_bucket_that_holds_them() -> None:
-    histogram: Counter[int] = Counter({0: 50, 100: 45, 300: 5})
-    assert percentile(histogram, 0.5) == 5  # bucket 0 is [0, 10) ms
-    assert percentile(histogram, 0.95) == 1050  # bucket 100 is [1000, 1100)
-    assert percentile(histogram, 0.99) == bucket_bounds(300)[0] + 5_000
-    assert percentile(Counter(), 0.5) is None
+    histogram = Histogram()
+    for index, count in ((0, 50), (100, 45), (300, 5)):
+        histogram.add(index, count)
+    assert histogram.percentile(0.5) == 5  # bucket 0 is [0, 10) ms
+    assert histogram.percentile(0.95) == 1050  # bucket 100 is [1000, 1100)
+    assert histogram.percentile(0.99) == bucket_bounds(300)[0] + 5_000
+    assert Histogram().percentile(0.5) is None
+    copy = Histogram()
+    copy.merge_stored([histogram.to_bytes(), histogram.to_bytes()])
+    assert copy.counts is not None and histogram.counts is not None
+    assert (copy.counts == 2 * histogram.counts).all() and Histogram().to_bytes() == b""
 
 
 @pytest.mark.skip(reason="enable when the gateway's upstream attempts table lands (issue 12)")

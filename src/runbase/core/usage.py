@@ -19,15 +19,15 @@ from typing import Any, Literal, cast
 from sqlalchemy import Connection, Table, select
 
 from runbase.core.clock import format_timestamp
-from runbase.core.usage_rollup import day_tally, read_watermark, rolled_days
+from runbase.core.usage_rollup import read_watermark, rolled_tallies
 from runbase.core.usage_sql import (
     DAY_MS,
     GROUPS,
     HOUR_MS,
     STATUSES,
+    Histogram,
     RunScope,
     Tally,
-    percentile,
     tally_runs,
 )
 from runbase.storage.tables import AccountRow, ApiKeyRow
@@ -65,8 +65,15 @@ def usage_report(connection: Connection, query: UsageQuery) -> dict[str, Any]:
     if query.bucket == "day":
         watermark = read_watermark(connection) or scope.start_ms
         rolled_end = min(max(watermark, scope.start_ms), scope.end_ms)
-        for row in rolled_days(connection, replace(scope, end_ms=rolled_end)):
-            add((row.day_ms - scope.start_ms) // span, _group_of(row, column), day_tally(row))
+        rolled = rolled_tallies(
+            connection,
+            replace(scope, end_ms=rolled_end),
+            origin_ms=scope.start_ms,
+            span_ms=span,
+            group=column,
+        )
+        for (bucket, group), tally in rolled.items():
+            add(bucket, group, tally)
         live_from = rolled_end
     if live_from < scope.end_ms:
         live = tally_runs(
@@ -128,16 +135,12 @@ def describe_tally(tally: Tally) -> dict[str, Any]:
     }
 
 
-def _percentiles(histogram: Any) -> dict[str, int | None]:
+def _percentiles(histogram: Histogram) -> dict[str, int | None]:
     return {
-        "p50": percentile(histogram, 0.5),
-        "p95": percentile(histogram, 0.95),
-        "p99": percentile(histogram, 0.99),
+        "p50": histogram.percentile(0.5),
+        "p95": histogram.percentile(0.95),
+        "p99": histogram.percentile(0.99),
     }
-
-
-def _group_of(row: Any, column: str | None) -> str:
-    return str(getattr(row, column)) if column else ""
 
 
 def _labels(connection: Connection, group_by: str | None, groups: set[str]) -> dict[str, str]:

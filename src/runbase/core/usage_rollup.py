@@ -18,13 +18,14 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, literal, select, update
 
 from runbase.core.usage_sql import ACTIVE, DAY_MS, RunScope, Tally, tally_runs
-from runbase.storage.tables import RunRow, UsageDayRow, UsageWatermarkRow
+from runbase.storage.tables import RunRow, UsageDayFailuresRow, UsageDayRow, UsageWatermarkRow
 
 _RUNS = cast(Table, RunRow.__table__)
 _DAYS = cast(Table, UsageDayRow.__table__)
+_FAILURES = cast(Table, UsageDayFailuresRow.__table__)
 _WATERMARK = cast(Table, UsageWatermarkRow.__table__)
 SETTLE_MS = 5 * 60 * 1000
 DIMENSIONS = ("account_id", "key_id", "model", "backend", "is_test")
@@ -86,10 +87,17 @@ def store_day(connection: Connection, day_ms: int, tallies: dict[tuple[Any, ...]
     rows = [_day_row(day_ms, key, tally) for key, tally in tallies.items()]
     if rows:
         connection.execute(insert(_DAYS), rows)
+    failures = [
+        {**_dimensions(day_ms, key), "error_code": code, "runs": count}
+        for key, tally in tallies.items()
+        for code, count in tally.failures.items()
+    ]
+    if failures:
+        connection.execute(insert(_FAILURES), failures)
     return True
 
 
-def _day_row(day_ms: int, key: tuple[Any, ...], tally: Tally) -> dict[str, Any]:
+def _dimensions(day_ms: int, key: tuple[Any, ...]) -> dict[str, Any]:
     _, account_id, key_id, model, backend, is_test = key
     return {
         "day_ms": day_ms,
@@ -98,41 +106,92 @@ def _day_row(day_ms: int, key: tuple[Any, ...], tally: Tally) -> dict[str, Any]:
         "model": model,
         "backend": backend,
         "is_test": bool(is_test),
+    }
+
+
+def _day_row(day_ms: int, key: tuple[Any, ...], tally: Tally) -> dict[str, Any]:
+    return {
+        **_dimensions(day_ms, key),
         "succeeded": tally.statuses["succeeded"],
         "failed": tally.statuses["failed"],
         "canceled": tally.statuses["canceled"],
         "charged_micros": tally.charged,
         "refunded_micros": tally.refunded,
         "upstream_cost_micros": tally.upstream_cost,
-        "failures": dict(tally.failures),
-        "queue_wait_hist": {str(index): n for index, n in tally.queue_wait.items()},
-        "generation_hist": {str(index): n for index, n in tally.generation.items()},
+        "queue_wait_hist": tally.queue_wait.to_bytes(),
+        "generation_hist": tally.generation.to_bytes(),
     }
 
 
-def day_tally(row: Any) -> Tally:
-    """A `usage_days` row as a tally."""
-    tally = Tally(charged=row.charged_micros, refunded=row.refunded_micros)
-    tally.statuses.update(succeeded=row.succeeded, failed=row.failed, canceled=row.canceled)
-    tally.upstream_cost = row.upstream_cost_micros
-    tally.failures.update(row.failures)
-    tally.queue_wait.update({int(index): n for index, n in row.queue_wait_hist.items()})
-    tally.generation.update({int(index): n for index, n in row.generation_hist.items()})
-    return tally
+def rolled_tallies(
+    connection: Connection, scope: RunScope, *, origin_ms: int, span_ms: int, group: str | None
+) -> dict[tuple[int, str], Tally]:
+    """Tallies of the rolled-up days in the scope, keyed by (bucket number, group value):
+    counts and money summed by SQL, histograms added up here as arrays."""
+    tallies: dict[tuple[int, str], Tally] = {}
+
+    def keys(table: Table) -> list[Any]:
+        bucket = (table.c.day_ms - origin_ms) // span_ms
+        return [bucket, table.c[group] if group else literal("")]
+
+    def cell(row: Any) -> Tally:
+        key = (int(row[0]), str(row[1]))
+        found = tallies.get(key)
+        if found is None:
+            found = tallies[key] = Tally()
+        return found
+
+    sums = select(*keys(_DAYS), *_SUMS).where(*_conditions(_DAYS, scope))
+    for row in connection.execute(sums.group_by(*keys(_DAYS))):
+        _fill_sums(cell(row), row[2:])
+    codes = [*keys(_FAILURES), _FAILURES.c.error_code]
+    failures = select(*codes, func.sum(_FAILURES.c.runs)).where(*_conditions(_FAILURES, scope))
+    for row in connection.execute(failures.group_by(*codes)):
+        cell(row).failures[row[2]] += int(row[3])
+    stored: dict[tuple[int, str], tuple[list[bytes], list[bytes]]] = {}
+    histograms = select(*keys(_DAYS), _DAYS.c.queue_wait_hist, _DAYS.c.generation_hist)
+    for row in connection.execute(histograms.where(*_conditions(_DAYS, scope))):
+        queue_wait, generation = stored.setdefault((int(row[0]), str(row[1])), ([], []))
+        queue_wait.append(row[2])
+        generation.append(row[3])
+    for key, (queue_wait, generation) in stored.items():
+        tallies[key].queue_wait.merge_stored(queue_wait)
+        tallies[key].generation.merge_stored(generation)
+    return tallies
 
 
-def rolled_days(connection: Connection, scope: RunScope) -> list[Any]:
-    """`usage_days` rows of the days in the scope's range that pass its filters."""
-    days = _DAYS.c
-    conditions = [days.day_ms >= scope.start_ms, days.day_ms < scope.end_ms]
-    for column, value in (
-        (days.account_id, scope.account_id),
-        (days.key_id, scope.key_id),
-        (days.model, scope.model),
-        (days.backend, scope.backend),
+_SUMS = (
+    func.sum(_DAYS.c.succeeded),
+    func.sum(_DAYS.c.failed),
+    func.sum(_DAYS.c.canceled),
+    func.sum(_DAYS.c.charged_micros),
+    func.sum(_DAYS.c.refunded_micros),
+    func.sum(_DAYS.c.upstream_cost_micros),  # NULL while no row has one
+)
+
+
+def _fill_sums(tally: Tally, sums: Any) -> None:
+    succeeded, failed, canceled, charged, refunded, upstream = (
+        None if value is None else int(value) for value in sums
+    )
+    tally.statuses.update(succeeded=succeeded or 0, failed=failed or 0, canceled=canceled or 0)
+    tally.charged += charged or 0
+    tally.refunded += refunded or 0
+    if upstream is not None:
+        tally.upstream_cost = (tally.upstream_cost or 0) + upstream
+
+
+def _conditions(table: Table, scope: RunScope) -> list[Any]:
+    """The scope's range and filters, on a rollup table."""
+    conditions = [table.c.day_ms >= scope.start_ms, table.c.day_ms < scope.end_ms]
+    for name, value in (
+        ("account_id", scope.account_id),
+        ("key_id", scope.key_id),
+        ("model", scope.model),
+        ("backend", scope.backend),
     ):
         if value is not None:
-            conditions.append(column == value)
+            conditions.append(table.c[name] == value)
     if scope.mode != "all":
-        conditions.append(days.is_test.is_(scope.mode == "test"))
-    return list(connection.execute(select(_DAYS).where(*conditions)).all())
+        conditions.append(table.c.is_test.is_(scope.mode == "test"))
+    return conditions

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+import numpy as np
 from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select
 
 from runbase.storage.tables import RunRow
@@ -68,19 +69,54 @@ def bucket_bounds(index: int) -> tuple[int, int]:
     return _DECADES[-1][2], _DECADES[-1][2]
 
 
-def percentile(histogram: Counter[int], fraction: float) -> int | None:
-    """The middle of the bucket that holds the `fraction` quantile; None if empty."""
-    total = sum(histogram.values())
-    if total == 0:
-        return None
-    rank = max(1, -(-int(fraction * total * 1000) // 1000))  # ceil, without float noise
-    seen = 0
-    for index in sorted(histogram):
-        seen += histogram[index]
-        if seen >= rank:
-            low, high = bucket_bounds(index)
-            return (low + high) // 2
-    raise AssertionError("unreachable")
+class Histogram:
+    """Counts per histogram bucket, as a numpy array (merging thousands of rolled-up rows
+    is then one vector addition each, not a dict update per bucket)."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: np.ndarray[Any, np.dtype[np.int64]] | None = None  # None while empty
+
+    def _array(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        if self.counts is None:
+            self.counts = np.zeros(OVERFLOW_INDEX + 1, dtype=np.int64)
+        return self.counts
+
+    def add(self, index: int, count: int) -> None:
+        self._array()[index] += count
+
+    def merge(self, other: Histogram) -> None:
+        if other.counts is not None:
+            self._array()[:] += other.counts
+
+    def total(self) -> int:
+        return 0 if self.counts is None else int(self.counts.sum())
+
+    def to_bytes(self) -> bytes:
+        """Sparse: (bucket index, count) pairs of the non-empty buckets, little-endian u32."""
+        if self.counts is None:
+            return b""
+        indexes = np.flatnonzero(self.counts)
+        pairs = np.stack([indexes, self.counts[indexes]], axis=1)
+        return pairs.astype("<u4").tobytes()
+
+    def merge_stored(self, stored: list[bytes]) -> None:
+        """Add histograms stored with `to_bytes`: all of them in one vector operation."""
+        pairs = np.frombuffer(b"".join(stored), dtype="<u4").reshape(-1, 2)
+        if len(pairs):
+            added = np.bincount(pairs[:, 0], weights=pairs[:, 1], minlength=OVERFLOW_INDEX + 1)
+            self._array()[:] += added.astype(np.int64)
+
+    def percentile(self, fraction: float) -> int | None:
+        """The middle of the bucket that holds the `fraction` quantile; None if empty."""
+        total = self.total()
+        if total == 0 or self.counts is None:
+            return None
+        rank = max(1, -(-int(fraction * total * 1000) // 1000))  # ceil, without float noise
+        index = int(np.searchsorted(np.cumsum(self.counts), rank))
+        low, high = bucket_bounds(index)
+        return (low + high) // 2
 
 
 @dataclass
@@ -92,8 +128,8 @@ class Tally:
     refunded: int = 0
     upstream_cost: int | None = None
     failures: Counter[str] = field(default_factory=Counter)
-    queue_wait: Counter[int] = field(default_factory=Counter)
-    generation: Counter[int] = field(default_factory=Counter)
+    queue_wait: Histogram = field(default_factory=Histogram)
+    generation: Histogram = field(default_factory=Histogram)
 
     def add(self, other: Tally) -> None:
         self.statuses.update(other.statuses)
@@ -102,8 +138,8 @@ class Tally:
         if other.upstream_cost is not None:
             self.upstream_cost = (self.upstream_cost or 0) + other.upstream_cost
         self.failures.update(other.failures)
-        self.queue_wait.update(other.queue_wait)
-        self.generation.update(other.generation)
+        self.queue_wait.merge(other.queue_wait)
+        self.generation.merge(other.generation)
 
 
 @dataclass(frozen=True)
@@ -202,5 +238,5 @@ def tally_runs(
         index = histogram_index(duration).label("h")
         query = select(*keys, index, func.count()).where(where, extra)
         for row in connection.execute(query.group_by(*keys, index)):
-            getattr(cell(row), attribute)[int(row[-2])] += row[-1]
+            getattr(cell(row), attribute).add(int(row[-2]), int(row[-1]))
     return tallies

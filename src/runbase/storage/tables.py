@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -208,7 +209,7 @@ class AdminAuditRow(Base):
 class UsageDayRow(Base):
     """Usage of one settled UTC day for one (key, model, backend, test or live) combination:
     every run created that day had finished when it was rolled up, so it never changes.
-    Histograms are sparse `{bucket index: count}` maps (`core.usage_sql`)."""
+    Histograms are sparse bucket counts (`core.usage_sql.Histogram.to_bytes`)."""
 
     __tablename__ = "usage_days"
     __table_args__ = (
@@ -230,9 +231,25 @@ class UsageDayRow(Base):
     refunded_micros: Mapped[int] = mapped_column(BigInteger)
     upstream_cost_micros: Mapped[int | None] = mapped_column(BigInteger)
     """What the providers charged for these runs; None where nothing was recorded."""
-    failures: Mapped[dict[str, int]] = mapped_column(JSON)
-    queue_wait_hist: Mapped[dict[str, int]] = mapped_column(JSON)
-    generation_hist: Mapped[dict[str, int]] = mapped_column(JSON)
+    queue_wait_hist: Mapped[bytes] = mapped_column(LargeBinary)
+    generation_hist: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsageDayFailuresRow(Base):
+    """Failed runs of a `usage_days` row, by error code."""
+
+    __tablename__ = "usage_day_failures"
+    __table_args__ = (Index("ix_usage_day_failures_day", "day_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day_ms: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(100))
+    backend: Mapped[str] = mapped_column(String(40))
+    is_test: Mapped[bool]
+    error_code: Mapped[str] = mapped_column(String(40))
+    runs: Mapped[int] = mapped_column(Integer)
 
 
 class UsageWatermarkRow(Base):

@@ -48,14 +48,28 @@ def upgrade() -> None:
         sa.Column("charged_micros", sa.BigInteger(), nullable=False),
         sa.Column("refunded_micros", sa.BigInteger(), nullable=False),
         sa.Column("upstream_cost_micros", sa.BigInteger(), nullable=True),
-        sa.Column("failures", sa.JSON(), nullable=False),
-        sa.Column("queue_wait_hist", sa.JSON(), nullable=False),
-        sa.Column("generation_hist", sa.JSON(), nullable=False),
+        sa.Column("queue_wait_hist", sa.LargeBinary(), nullable=False),
+        sa.Column("generation_hist", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
             "day_ms", "key_id", "model", "backend", "is_test", name="uq_usage_days"
         ),
     )
+    op.create_table(
+        "usage_day_failures",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("day_ms", sa.BigInteger(), nullable=False),
+        sa.Column("account_id", sa.String(length=40), nullable=False),
+        sa.Column("key_id", sa.String(length=40), nullable=False),
+        sa.Column("model", sa.String(length=100), nullable=False),
+        sa.Column("backend", sa.String(length=40), nullable=False),
+        sa.Column("is_test", sa.Boolean(), nullable=False),
+        sa.Column("error_code", sa.String(length=40), nullable=False),
+        sa.Column("runs", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("usage_day_failures", schema=None) as batch_op:
+        batch_op.create_index("ix_usage_day_failures_day", ["day_ms"], unique=False)
     op.create_table(
         "usage_watermark",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -78,6 +92,9 @@ def downgrade() -> None:
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.drop_column("deleted_ms")
     op.drop_table("usage_watermark")
+    with op.batch_alter_table("usage_day_failures", schema=None) as batch_op:
+        batch_op.drop_index("ix_usage_day_failures_day")
+    op.drop_table("usage_day_failures")
     op.drop_table("usage_days")
     with op.batch_alter_table("admin_audit", schema=None) as batch_op:
         batch_op.drop_index("ix_admin_audit_created")
