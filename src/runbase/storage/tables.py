@@ -206,7 +206,19 @@ class AdminAuditRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
-class UsageDayRow(Base):
+class _UsageDimensions:
+    """What a rollup row is of: a UTC day and one (key, model, backend, test or live)."""
+
+    day_ms: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(100))
+    backend: Mapped[str] = mapped_column(String(40))
+    """The run's `backend`, "" for runs that never reached an engine."""
+    is_test: Mapped[bool]
+
+
+class UsageDayRow(_UsageDimensions, Base):
     """Usage of one settled UTC day for one (key, model, backend, test or live) combination:
     every run created that day had finished when it was rolled up, so it never changes.
     Histograms are sparse bucket counts (`core.usage_sql.Histogram.to_bytes`)."""
@@ -217,13 +229,6 @@ class UsageDayRow(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    day_ms: Mapped[int] = mapped_column(BigInteger)
-    account_id: Mapped[str] = mapped_column(String(40))
-    key_id: Mapped[str] = mapped_column(String(40))
-    model: Mapped[str] = mapped_column(String(100))
-    backend: Mapped[str] = mapped_column(String(40))
-    """The run's `backend`, "" for runs that never reached an engine."""
-    is_test: Mapped[bool]
     succeeded: Mapped[int] = mapped_column(Integer)
     failed: Mapped[int] = mapped_column(Integer)
     canceled: Mapped[int] = mapped_column(Integer)
@@ -235,19 +240,13 @@ class UsageDayRow(Base):
     generation_hist: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class UsageDayFailuresRow(Base):
+class UsageDayFailuresRow(_UsageDimensions, Base):
     """Failed runs of a `usage_days` row, by error code."""
 
     __tablename__ = "usage_day_failures"
     __table_args__ = (Index("ix_usage_day_failures_day", "day_ms"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    day_ms: Mapped[int] = mapped_column(BigInteger)
-    account_id: Mapped[str] = mapped_column(String(40))
-    key_id: Mapped[str] = mapped_column(String(40))
-    model: Mapped[str] = mapped_column(String(100))
-    backend: Mapped[str] = mapped_column(String(40))
-    is_test: Mapped[bool]
     error_code: Mapped[str] = mapped_column(String(40))
     runs: Mapped[int] = mapped_column(Integer)
 
