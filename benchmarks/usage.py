@@ -2,16 +2,16 @@
 
 Writes `--runs` runs (default 1,000,000) spread evenly over the last `--days` days (30),
 by 20 accounts with 60 keys, on three backends, 90% succeeded, 7% failed with one of three
-error codes, 3% canceled; then rolls up the settled days (timed once) and times, in
-interleaved rounds:
+error codes, 3% canceled; then rolls up the settled days and hours (timed once) and times,
+in interleaved rounds, at 23:54 UTC (the worst time: today is not a settled day yet):
 
 - day, rollup: 30 days by day, every account (the console's usage page): settled days from
-  `usage_days`, today from `runs`;
+  the day rollup, today's settled hours from the hour rollup, the last minutes from `runs`;
 - day, rollup, per backend: the same, one series per backend (the per-provider charts);
 - day, one account: the same for one account (a filtered view);
 - day, no rollup: the first query again with the rollup ignored (every day read from
   `runs`), what the answer costs before the rollup has caught up;
-- hour, 2 days: the last 48 hours by hour (hourly answers always read `runs`).
+- hour, 2 days and hour, 30 days: by hour (the hour rollup, then the last minutes).
 
 Each query is `core.usage.usage_report` on its own connection, as the admin API runs it.
 Run from the repository root (SQLite in a temporary directory, or any database URL):
@@ -37,7 +37,7 @@ from sqlalchemy import Connection, insert
 from runbase.core import billing, keys, usage, usage_rollup
 from runbase.core.clock import now_ms
 from runbase.core.usage_sql import DAY_MS, RunScope, tally_runs
-from runbase.http.routes.admin.rollup import roll_up_settled_days
+from runbase.http.routes.admin.rollup import roll_up_settled
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import RunRow
@@ -108,24 +108,32 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument(
+        "--hour-of-day",
+        type=float,
+        default=23.9,
+        help="the UTC time of day the benchmark runs at: late in the day (the default) is the "
+        "worst case, with a whole day of runs not in the day rollup yet",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
         url = args.database_url or f"sqlite:///{Path(scratch) / 'runbase.db'}"
         upgrade_database(url)
         database = Database(url)
-        now = now_ms()
+        now = usage_rollup.floor_to("day", now_ms()) + int(args.hour_of_day * 3_600_000)
         began = time.perf_counter()
         accounts = seed(database, args.runs, args.days, now)
         print(
             f"wrote {args.runs:,} runs in {time.perf_counter() - began:.1f} s ({url.split(':')[0]})"
         )
         began = time.perf_counter()
-        rolled = asyncio.run(roll_up_settled_days(database, now=now))
-        print(f"rolled up {rolled} days in {time.perf_counter() - began:.1f} s")
+        rolled = asyncio.run(roll_up_settled(database, now=now))
+        print(f"rolled up {rolled} days and hours in {time.perf_counter() - began:.1f} s")
         with database.connect() as connection:
-            settled = usage_rollup.settled_until(connection, now)
-            assert usage_rollup.read_watermark(connection) == settled
+            for span in ("day", "hour"):
+                settled = usage_rollup.settled_until(connection, now, span)  # type: ignore[arg-type]
+                assert usage_rollup.read_watermark(connection, span) == settled  # type: ignore[arg-type]
 
         start, end = usage.align(now - args.days * DAY_MS, now, "day")
         hours = usage.align(now - 2 * DAY_MS, now, "hour")
@@ -143,6 +151,7 @@ def main() -> None:
             "day, one account": report(RunScope(start, end, account_id=accounts[3])),
             "day, no rollup": no_rollup,
             "hour, 2 days": report(RunScope(*hours), bucket="hour"),
+            "hour, 30 days": report(RunScope(*usage.align(start, now, "hour")), bucket="hour"),
         }
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):

@@ -14,9 +14,9 @@ from sqlalchemy import insert, select
 
 from runbase.core import usage, usage_rollup
 from runbase.core.usage_sql import DAY_MS, HOUR_MS, Histogram, RunScope, bucket_bounds
-from runbase.http.routes.admin.rollup import roll_up_settled_days
+from runbase.http.routes.admin.rollup import roll_up_settled
 from runbase.storage.db import Database
-from runbase.storage.tables import ApiKeyRow, RunRow, UsageDayRow
+from runbase.storage.tables import ApiKeyRow, RunRow, UsageRollupRow
 from support import Admin, make_settings
 
 START = 1_790_000_000_000 - 1_790_000_000_000 % DAY_MS  # a UTC midnight
@@ -160,27 +160,34 @@ def test_daily_figures_match_the_runs_before_and_after_the_rollup(
         live = usage.usage_report(connection, query)
     check(live, figures)
 
-    # The last day holds pending runs, so only the days before it settle.
+    # The last day holds pending runs: the days before it settle, and its hours before the
+    # oldest pending run's.
     now = START + DAYS * DAY_MS + HOUR_MS
-    assert asyncio.run(roll_up_settled_days(database, now=now)) == DAYS - 1
+    oldest_pending = min(r["created_ms"] for r in runs if r["status"] == "pending")
+    asyncio.run(roll_up_settled(database, now=now))
     with database.connect() as connection:
-        watermark = usage_rollup.read_watermark(connection)
-        rolled = connection.execute(select(UsageDayRow.__table__)).all()
+        days = usage_rollup.read_watermark(connection, "day")
+        hours = usage_rollup.read_watermark(connection, "hour")
+        rolled = connection.execute(select(UsageRollupRow.__table__)).all()
         after = usage.usage_report(connection, query)
-    assert watermark == START + (DAYS - 1) * DAY_MS
-    assert rolled  # the answer now reads days from the rollup ...
+    assert days == START + (DAYS - 1) * DAY_MS
+    assert hours == usage_rollup.floor_to("hour", oldest_pending) > days
+    assert {row.span for row in rolled} == {"day", "hour"}  # the answer reads the rollup ...
     assert after == live  # ... and says exactly the same
     database.dispose()
 
 
 def test_hourly_figures_and_filters(loaded: tuple[Database, list[dict[str, Any]]]) -> None:
     database, runs = loaded
-    scope = RunScope(START + DAY_MS, START + 2 * DAY_MS, backend="ark", mode="all")
+    scope = RunScope(START + DAY_MS, START + DAYS * DAY_MS, backend="ark", mode="all")
     query = usage.UsageQuery(scope, bucket="hour", group_by="model")
     with database.connect() as connection:
-        report = usage.usage_report(connection, query)
-    assert len(report["series"][0]["buckets"]) == 24
-    check(report, expected(runs, HOUR_MS, scope, "model"))
+        live = usage.usage_report(connection, query)
+    assert len(live["series"][0]["buckets"]) == (DAYS - 1) * 24
+    check(live, expected(runs, HOUR_MS, scope, "model"))
+    asyncio.run(roll_up_settled(database, now=START + DAYS * DAY_MS + HOUR_MS))
+    with database.connect() as connection:
+        assert usage.usage_report(connection, query) == live
     database.dispose()
 
 
@@ -190,17 +197,20 @@ def test_only_settled_days_are_rolled_up_and_only_once(
     database, runs = loaded
     oldest_pending = min(r["created_ms"] for r in runs if r["status"] == "pending")
     now = START + 30 * DAY_MS
-    assert (
-        asyncio.run(roll_up_settled_days(database, now=now)) == (oldest_pending - START) // DAY_MS
-    )
-    assert asyncio.run(roll_up_settled_days(database, now=now)) == 0
+    days = (oldest_pending - START) // DAY_MS
+    hours = (oldest_pending - START) // HOUR_MS
+    assert asyncio.run(roll_up_settled(database, now=now)) == days + hours
+    assert asyncio.run(roll_up_settled(database, now=now)) == 0
     with database.connect() as connection:
-        assert usage_rollup.read_watermark(connection) == usage_rollup.floor_day(oldest_pending)
-        day = usage_rollup.read_watermark(connection) - DAY_MS  # type: ignore[operator]
-        tallies = usage_rollup.tally_day(connection, day)
+        for span in ("day", "hour"):
+            assert usage_rollup.read_watermark(connection, span) == usage_rollup.floor_to(
+                span, oldest_pending
+            )
+        day = usage_rollup.floor_to("day", oldest_pending) - DAY_MS
+        tallies = usage_rollup.tally_bucket(connection, "day", day)
     # A second server that rolled the same day late writes nothing.
     with database.transaction() as connection:
-        assert usage_rollup.store_day(connection, day, tallies) is False
+        assert usage_rollup.store_bucket(connection, "day", day, tallies) is False
     database.dispose()
 
 

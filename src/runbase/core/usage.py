@@ -6,9 +6,9 @@ runs by error code, queue wait (created -> started) and generation time (started
 completed, succeeded runs) percentiles, and upstream cost and margin where the gateway
 records them (`usage_sql.upstream_cost_per_run`).
 
-Daily answers read settled days from the `usage_days` rollup and only the rest from
-`runs`; hourly answers read `runs` (an index range scan by creation time). Runs belong to
-the bucket of their creation. Buckets are whole UTC hours or days.
+Answers read settled days and hours from the rollup (`core.usage_rollup`) and only the
+rest, the last hour or so, from `runs` (an index range scan by creation time). Runs belong
+to the bucket of their creation. Buckets are whole UTC hours or days.
 """
 
 from __future__ import annotations
@@ -61,19 +61,22 @@ def usage_report(connection: Connection, query: UsageQuery) -> dict[str, Any]:
     def add(bucket: int, group: str, tally: Tally) -> None:
         tallies.setdefault((bucket, group), Tally()).add(tally)
 
+    # Rolled days (for daily answers), then rolled hours, then the runs themselves.
     live_from = scope.start_ms
-    if query.bucket == "day":
-        watermark = read_watermark(connection) or scope.start_ms
-        rolled_end = min(max(watermark, scope.start_ms), scope.end_ms)
-        rolled = rolled_tallies(
-            connection,
-            replace(scope, end_ms=rolled_end),
-            origin_ms=scope.start_ms,
-            span_ms=span,
-            group=column,
-        )
-        for (bucket, group), tally in rolled.items():
-            add(bucket, group, tally)
+    for rolled_span in ("day", "hour") if query.bucket == "day" else ("hour",):
+        watermark = read_watermark(connection, rolled_span) or live_from
+        rolled_end = min(max(watermark, live_from), scope.end_ms)
+        if rolled_end > live_from:
+            rolled = rolled_tallies(
+                connection,
+                rolled_span,
+                replace(scope, start_ms=live_from, end_ms=rolled_end),
+                origin_ms=scope.start_ms,
+                bucket_ms=span,
+                group=column,
+            )
+            for (bucket, group), tally in rolled.items():
+                add(bucket, group, tally)
         live_from = rolled_end
     if live_from < scope.end_ms:
         live = tally_runs(

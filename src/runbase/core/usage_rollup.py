@@ -1,94 +1,109 @@
-"""The daily usage rollup: settled days tallied once into `usage_days`.
+"""The usage rollup: settled hours and days tallied once into `usage_rollups`.
 
-A day is settled when every run created in it has finished: finished runs never change
-again (their status, cost and refund are final), so the day's tallies are final too. The
-first day that may still change is the day of the oldest unfinished run, or of five
-minutes ago (a create's timestamp is taken a moment before its commit; the margin covers
-that and small clock differences between servers). `usage_watermark` says how far the
-rollup has come; days before it are read from `usage_days`, later ones from `runs`.
+A bucket (a UTC hour or day) is settled when every run created in it has finished:
+finished runs never change again (their status, cost and refund are final), so its
+tallies are final too. The first bucket that may still change is the one of the oldest
+unfinished run, or of five minutes ago (a create's timestamp is taken a moment before its
+commit; the margin covers that and small clock differences between servers). Each span
+has a watermark in `usage_watermarks`: buckets before it are in `usage_rollups`, later
+ones are read from `runs`. Both spans start at the oldest run, so rolled hours cover
+everything before their watermark too.
 
-Rolling a day is a read (tally its runs, off the write path) and a short write that
-inserts its rows and moves the watermark from that day to the next with a guarded
-update: when two servers roll the same day, one write moves it and the other changes
-nothing. A stuck unfinished run holds the watermark back; the usage answer stays exact,
-reading more runs directly until the run finishes.
+Rolling a bucket is a read (tally its runs, off the write path) and a short write that
+inserts its rows and moves the watermark from that bucket to the next with a guarded
+update: when two servers roll the same bucket, one write moves it and the other changes
+nothing. A stuck unfinished run holds the watermarks back; usage answers stay exact,
+reading more runs directly until it finishes.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection, Table, func, insert, literal, select, update
 
-from runbase.core.usage_sql import ACTIVE, DAY_MS, RunScope, Tally, tally_runs
-from runbase.storage.tables import RunRow, UsageDayFailuresRow, UsageDayRow, UsageWatermarkRow
+from runbase.core.usage_sql import ACTIVE, DAY_MS, HOUR_MS, RunScope, Tally, tally_runs
+from runbase.storage.tables import (
+    RunRow,
+    UsageFailuresRow,
+    UsageRollupRow,
+    UsageWatermarkRow,
+)
 
 _RUNS = cast(Table, RunRow.__table__)
-_DAYS = cast(Table, UsageDayRow.__table__)
-_FAILURES = cast(Table, UsageDayFailuresRow.__table__)
-_WATERMARK = cast(Table, UsageWatermarkRow.__table__)
+_ROLLUPS = cast(Table, UsageRollupRow.__table__)
+_FAILURES = cast(Table, UsageFailuresRow.__table__)
+_WATERMARKS = cast(Table, UsageWatermarkRow.__table__)
 SETTLE_MS = 5 * 60 * 1000
 DIMENSIONS = ("account_id", "key_id", "model", "backend", "is_test")
-"""A rollup row's key (with its day): every filter and grouping of the usage answer."""
+"""A rollup row's key (with its bucket): every filter and grouping of the usage answer."""
+Span = Literal["hour", "day"]
+SPANS: dict[str, int] = {"hour": HOUR_MS, "day": DAY_MS}
 
 
-def floor_day(ms: int) -> int:
-    return ms - ms % DAY_MS
+def floor_to(span: Span, ms: int) -> int:
+    return ms - ms % SPANS[span]
 
 
-def read_watermark(connection: Connection) -> int | None:
-    """Days before this instant are in `usage_days`; None before the first rollup."""
-    value = connection.execute(select(_WATERMARK.c.rolled_until_ms)).scalar()
+def read_watermark(connection: Connection, span: Span) -> int | None:
+    """Buckets of `span` before this instant are rolled up; None before the first."""
+    value = connection.execute(
+        select(_WATERMARKS.c.rolled_until_ms).where(_WATERMARKS.c.span == span)
+    ).scalar()
     return None if value is None else int(value)
 
 
-def settled_until(connection: Connection, now_ms: int) -> int:
-    """The start of the first day that may still change."""
+def settled_until(connection: Connection, now_ms: int, span: Span) -> int:
+    """The start of the first bucket of `span` that may still change."""
     oldest_active = connection.execute(
         select(func.min(_RUNS.c.created_ms)).where(_RUNS.c.status.in_(ACTIVE))
     ).scalar()
     limit = now_ms - SETTLE_MS
     if oldest_active is not None:
         limit = min(limit, int(oldest_active))
-    return floor_day(limit)
+    return floor_to(span, limit)
 
 
-def next_day_to_roll(connection: Connection, now_ms: int) -> int | None:
-    """The start of the next day to roll up, or None when every settled day is."""
-    start = read_watermark(connection)
+def next_to_roll(connection: Connection, now_ms: int, span: Span) -> int | None:
+    """The start of the next bucket of `span` to roll up, or None when all settled are."""
+    start = read_watermark(connection, span)
     if start is None:
         oldest = connection.execute(select(func.min(_RUNS.c.created_ms))).scalar()
         if oldest is None:
             return None
-        start = floor_day(int(oldest))
-    return start if start + DAY_MS <= settled_until(connection, now_ms) else None
+        start = floor_to(span, int(oldest))
+    return start if start + SPANS[span] <= settled_until(connection, now_ms, span) else None
 
 
-def tally_day(connection: Connection, day_ms: int) -> dict[tuple[Any, ...], Tally]:
-    """The day's tallies by every dimension (test runs included, marked)."""
-    scope = RunScope(day_ms, day_ms + DAY_MS, mode="all")
-    return tally_runs(connection, scope, origin_ms=day_ms, span_ms=DAY_MS, group_by=DIMENSIONS)
+def tally_bucket(connection: Connection, span: Span, start_ms: int) -> dict[tuple[Any, ...], Tally]:
+    """The bucket's tallies by every dimension (test runs included, marked)."""
+    width = SPANS[span]
+    scope = RunScope(start_ms, start_ms + width, mode="all")
+    return tally_runs(connection, scope, origin_ms=start_ms, span_ms=width, group_by=DIMENSIONS)
 
 
-def store_day(connection: Connection, day_ms: int, tallies: dict[tuple[Any, ...], Tally]) -> bool:
-    """Insert a rolled day and move the watermark past it; False (and nothing written) when
-    another server rolled it first."""
-    watermark = read_watermark(connection)
-    if watermark is None:
-        connection.execute(insert(_WATERMARK).values(id=1, rolled_until_ms=day_ms + DAY_MS))
+def store_bucket(
+    connection: Connection, span: Span, start_ms: int, tallies: dict[tuple[Any, ...], Tally]
+) -> bool:
+    """Insert a rolled bucket and move its watermark past it; False (and nothing written)
+    when another server rolled it first."""
+    end = start_ms + SPANS[span]
+    watermark = read_watermark(connection, span)
+    if watermark is None:  # a concurrent first insert fails on the primary key
+        connection.execute(insert(_WATERMARKS).values(span=span, rolled_until_ms=end))
     else:
         moved = connection.execute(
-            update(_WATERMARK)
-            .where(_WATERMARK.c.id == 1, _WATERMARK.c.rolled_until_ms == day_ms)
-            .values(rolled_until_ms=day_ms + DAY_MS)
+            update(_WATERMARKS)
+            .where(_WATERMARKS.c.span == span, _WATERMARKS.c.rolled_until_ms == start_ms)
+            .values(rolled_until_ms=end)
         ).rowcount
         if not moved:
             return False
-    rows = [_day_row(day_ms, key, tally) for key, tally in tallies.items()]
+    rows = [_rollup_row(span, start_ms, key, tally) for key, tally in tallies.items()]
     if rows:
-        connection.execute(insert(_DAYS), rows)
+        connection.execute(insert(_ROLLUPS), rows)
     failures = [
-        {**_dimensions(day_ms, key), "error_code": code, "runs": count}
+        {**_dimensions(span, start_ms, key), "error_code": code, "runs": count}
         for key, tally in tallies.items()
         for code, count in tally.failures.items()
     ]
@@ -97,10 +112,11 @@ def store_day(connection: Connection, day_ms: int, tallies: dict[tuple[Any, ...]
     return True
 
 
-def _dimensions(day_ms: int, key: tuple[Any, ...]) -> dict[str, Any]:
+def _dimensions(span: Span, start_ms: int, key: tuple[Any, ...]) -> dict[str, Any]:
     _, account_id, key_id, model, backend, is_test = key
     return {
-        "day_ms": day_ms,
+        "span": span,
+        "bucket_ms": start_ms,
         "account_id": account_id,
         "key_id": key_id,
         "model": model,
@@ -109,9 +125,9 @@ def _dimensions(day_ms: int, key: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _day_row(day_ms: int, key: tuple[Any, ...], tally: Tally) -> dict[str, Any]:
+def _rollup_row(span: Span, start_ms: int, key: tuple[Any, ...], tally: Tally) -> dict[str, Any]:
     return {
-        **_dimensions(day_ms, key),
+        **_dimensions(span, start_ms, key),
         "succeeded": tally.statuses["succeeded"],
         "failed": tally.statuses["failed"],
         "canceled": tally.statuses["canceled"],
@@ -124,14 +140,21 @@ def _day_row(day_ms: int, key: tuple[Any, ...], tally: Tally) -> dict[str, Any]:
 
 
 def rolled_tallies(
-    connection: Connection, scope: RunScope, *, origin_ms: int, span_ms: int, group: str | None
+    connection: Connection,
+    span: Span,
+    scope: RunScope,
+    *,
+    origin_ms: int,
+    bucket_ms: int,
+    group: str | None,
 ) -> dict[tuple[int, str], Tally]:
-    """Tallies of the rolled-up days in the scope, keyed by (bucket number, group value):
-    counts and money summed by SQL, histograms added up here as arrays."""
+    """Tallies of the rolled-up buckets of `span` in the scope, keyed by (answer bucket
+    number, group value), answer buckets being `bucket_ms` wide from `origin_ms`: counts
+    and money summed by SQL, histograms added up here as arrays."""
     tallies: dict[tuple[int, str], Tally] = {}
 
     def keys(table: Table) -> list[Any]:
-        bucket = (table.c.day_ms - origin_ms) // span_ms
+        bucket = (table.c.bucket_ms - origin_ms) // bucket_ms
         return [bucket, table.c[group] if group else literal("")]
 
     def cell(row: Any) -> Tally:
@@ -141,16 +164,18 @@ def rolled_tallies(
             found = tallies[key] = Tally()
         return found
 
-    sums = select(*keys(_DAYS), *_SUMS).where(*_conditions(_DAYS, scope))
-    for row in connection.execute(sums.group_by(*keys(_DAYS))):
+    sums = select(*keys(_ROLLUPS), *_SUMS).where(*_conditions(_ROLLUPS, span, scope))
+    for row in connection.execute(sums.group_by(*keys(_ROLLUPS))):
         _fill_sums(cell(row), row[2:])
     codes = [*keys(_FAILURES), _FAILURES.c.error_code]
-    failures = select(*codes, func.sum(_FAILURES.c.runs)).where(*_conditions(_FAILURES, scope))
-    for row in connection.execute(failures.group_by(*codes)):
+    failures = select(*codes, func.sum(_FAILURES.c.runs))
+    for row in connection.execute(
+        failures.where(*_conditions(_FAILURES, span, scope)).group_by(*codes)
+    ):
         cell(row).failures[row[2]] += int(row[3])
     stored: dict[tuple[int, str], tuple[list[bytes], list[bytes]]] = {}
-    histograms = select(*keys(_DAYS), _DAYS.c.queue_wait_hist, _DAYS.c.generation_hist)
-    for row in connection.execute(histograms.where(*_conditions(_DAYS, scope))):
+    histograms = select(*keys(_ROLLUPS), _ROLLUPS.c.queue_wait_hist, _ROLLUPS.c.generation_hist)
+    for row in connection.execute(histograms.where(*_conditions(_ROLLUPS, span, scope))):
         queue_wait, generation = stored.setdefault((int(row[0]), str(row[1])), ([], []))
         queue_wait.append(row[2])
         generation.append(row[3])
@@ -161,12 +186,12 @@ def rolled_tallies(
 
 
 _SUMS = (
-    func.sum(_DAYS.c.succeeded),
-    func.sum(_DAYS.c.failed),
-    func.sum(_DAYS.c.canceled),
-    func.sum(_DAYS.c.charged_micros),
-    func.sum(_DAYS.c.refunded_micros),
-    func.sum(_DAYS.c.upstream_cost_micros),  # NULL while no row has one
+    func.sum(_ROLLUPS.c.succeeded),
+    func.sum(_ROLLUPS.c.failed),
+    func.sum(_ROLLUPS.c.canceled),
+    func.sum(_ROLLUPS.c.charged_micros),
+    func.sum(_ROLLUPS.c.refunded_micros),
+    func.sum(_ROLLUPS.c.upstream_cost_micros),  # NULL while no row has one
 )
 
 
@@ -181,9 +206,13 @@ def _fill_sums(tally: Tally, sums: Any) -> None:
         tally.upstream_cost = (tally.upstream_cost or 0) + upstream
 
 
-def _conditions(table: Table, scope: RunScope) -> list[Any]:
+def _conditions(table: Table, span: Span, scope: RunScope) -> list[Any]:
     """The scope's range and filters, on a rollup table."""
-    conditions = [table.c.day_ms >= scope.start_ms, table.c.day_ms < scope.end_ms]
+    conditions = [
+        table.c.span == span,
+        table.c.bucket_ms >= scope.start_ms,
+        table.c.bucket_ms < scope.end_ms,
+    ]
     for name, value in (
         ("account_id", scope.account_id),
         ("key_id", scope.key_id),

@@ -207,9 +207,12 @@ class AdminAuditRow(Base):
 
 
 class _UsageDimensions:
-    """What a rollup row is of: a UTC day and one (key, model, backend, test or live)."""
+    """What a rollup row is of: a UTC hour or day, and one (key, model, backend, test or
+    live) combination."""
 
-    day_ms: Mapped[int] = mapped_column(BigInteger)
+    span: Mapped[str] = mapped_column(String(8))
+    """"hour" or "day"."""
+    bucket_ms: Mapped[int] = mapped_column(BigInteger)
     account_id: Mapped[str] = mapped_column(String(40))
     key_id: Mapped[str] = mapped_column(String(40))
     model: Mapped[str] = mapped_column(String(100))
@@ -218,14 +221,16 @@ class _UsageDimensions:
     is_test: Mapped[bool]
 
 
-class UsageDayRow(_UsageDimensions, Base):
-    """Usage of one settled UTC day for one (key, model, backend, test or live) combination:
-    every run created that day had finished when it was rolled up, so it never changes.
+class UsageRollupRow(_UsageDimensions, Base):
+    """Usage of one settled hour or day for one combination: every run created in it had
+    finished when it was rolled up, so it never changes (`core.usage_rollup`).
     Histograms are sparse bucket counts (`core.usage_sql.Histogram.to_bytes`)."""
 
-    __tablename__ = "usage_days"
+    __tablename__ = "usage_rollups"
     __table_args__ = (
-        UniqueConstraint("day_ms", "key_id", "model", "backend", "is_test", name="uq_usage_days"),
+        UniqueConstraint(
+            "span", "bucket_ms", "key_id", "model", "backend", "is_test", name="uq_usage_rollups"
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -240,11 +245,11 @@ class UsageDayRow(_UsageDimensions, Base):
     generation_hist: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-class UsageDayFailuresRow(_UsageDimensions, Base):
-    """Failed runs of a `usage_days` row, by error code."""
+class UsageFailuresRow(_UsageDimensions, Base):
+    """Failed runs of a `usage_rollups` row, by error code."""
 
-    __tablename__ = "usage_day_failures"
-    __table_args__ = (Index("ix_usage_day_failures_day", "day_ms"),)
+    __tablename__ = "usage_failures"
+    __table_args__ = (Index("ix_usage_failures_bucket", "span", "bucket_ms"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     error_code: Mapped[str] = mapped_column(String(40))
@@ -252,10 +257,10 @@ class UsageDayFailuresRow(_UsageDimensions, Base):
 
 
 class UsageWatermarkRow(Base):
-    """One row: days before `rolled_until_ms` are in `usage_days`; later ones are read from
-    the runs themselves."""
+    """One row per span: its buckets before `rolled_until_ms` are in `usage_rollups`; later
+    ones are read from the runs themselves."""
 
-    __tablename__ = "usage_watermark"
+    __tablename__ = "usage_watermarks"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    span: Mapped[str] = mapped_column(String(8), primary_key=True)
     rolled_until_ms: Mapped[int] = mapped_column(BigInteger)

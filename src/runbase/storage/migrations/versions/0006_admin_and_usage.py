@@ -1,4 +1,4 @@
-"""admin and usage: audit log, deleted keys, credit notes, daily usage rollups
+"""admin and usage: audit log, deleted keys, credit notes, hourly and daily usage rollups
 
 Additive only: new tables, nullable columns and one index on runs(created_ms).
 
@@ -34,9 +34,10 @@ def upgrade() -> None:
         batch_op.create_index("ix_admin_audit_created", ["created_ms"], unique=False)
 
     op.create_table(
-        "usage_days",
+        "usage_rollups",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("day_ms", sa.BigInteger(), nullable=False),
+        sa.Column("span", sa.String(length=8), nullable=False),
+        sa.Column("bucket_ms", sa.BigInteger(), nullable=False),
         sa.Column("account_id", sa.String(length=40), nullable=False),
         sa.Column("key_id", sa.String(length=40), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=False),
@@ -52,13 +53,14 @@ def upgrade() -> None:
         sa.Column("generation_hist", sa.LargeBinary(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
-            "day_ms", "key_id", "model", "backend", "is_test", name="uq_usage_days"
+            "span", "bucket_ms", "key_id", "model", "backend", "is_test", name="uq_usage_rollups"
         ),
     )
     op.create_table(
-        "usage_day_failures",
+        "usage_failures",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("day_ms", sa.BigInteger(), nullable=False),
+        sa.Column("span", sa.String(length=8), nullable=False),
+        sa.Column("bucket_ms", sa.BigInteger(), nullable=False),
         sa.Column("account_id", sa.String(length=40), nullable=False),
         sa.Column("key_id", sa.String(length=40), nullable=False),
         sa.Column("model", sa.String(length=100), nullable=False),
@@ -68,13 +70,13 @@ def upgrade() -> None:
         sa.Column("runs", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
-    with op.batch_alter_table("usage_day_failures", schema=None) as batch_op:
-        batch_op.create_index("ix_usage_day_failures_day", ["day_ms"], unique=False)
+    with op.batch_alter_table("usage_failures", schema=None) as batch_op:
+        batch_op.create_index("ix_usage_failures_bucket", ["span", "bucket_ms"], unique=False)
     op.create_table(
-        "usage_watermark",
-        sa.Column("id", sa.Integer(), nullable=False),
+        "usage_watermarks",
+        sa.Column("span", sa.String(length=8), nullable=False),
         sa.Column("rolled_until_ms", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id"),
+        sa.PrimaryKeyConstraint("span"),
     )
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.add_column(sa.Column("deleted_ms", sa.BigInteger(), nullable=True))
@@ -91,11 +93,11 @@ def downgrade() -> None:
         batch_op.drop_column("note")
     with op.batch_alter_table("api_keys", schema=None) as batch_op:
         batch_op.drop_column("deleted_ms")
-    op.drop_table("usage_watermark")
-    with op.batch_alter_table("usage_day_failures", schema=None) as batch_op:
-        batch_op.drop_index("ix_usage_day_failures_day")
-    op.drop_table("usage_day_failures")
-    op.drop_table("usage_days")
+    op.drop_table("usage_watermarks")
+    with op.batch_alter_table("usage_failures", schema=None) as batch_op:
+        batch_op.drop_index("ix_usage_failures_bucket")
+    op.drop_table("usage_failures")
+    op.drop_table("usage_rollups")
     with op.batch_alter_table("admin_audit", schema=None) as batch_op:
         batch_op.drop_index("ix_admin_audit_created")
     op.drop_table("admin_audit")
