@@ -154,8 +154,10 @@ def rolled_tallies(
     tallies: dict[tuple[int, str], Tally] = {}
 
     def keys(table: Table) -> list[Any]:
-        bucket = (table.c.bucket_ms - origin_ms) // bucket_ms
-        return [bucket, table.c[group] if group else literal("")]
+        # Each built once and used in both SELECT and GROUP BY: PostgreSQL matches them by
+        # their SQL, bind parameters included.
+        bucket = ((table.c.bucket_ms - origin_ms) // bucket_ms).label("bucket")
+        return [bucket, (table.c[group] if group else literal("")).label("grp")]
 
     def cell(row: Any) -> Tally:
         key = (int(row[0]), str(row[1]))
@@ -164,8 +166,9 @@ def rolled_tallies(
             found = tallies[key] = Tally()
         return found
 
-    sums = select(*keys(_ROLLUPS), *_SUMS).where(*_conditions(_ROLLUPS, span, scope))
-    for row in connection.execute(sums.group_by(*keys(_ROLLUPS))):
+    rollup_keys = keys(_ROLLUPS)
+    sums = select(*rollup_keys, *_SUMS).where(*_conditions(_ROLLUPS, span, scope))
+    for row in connection.execute(sums.group_by(*rollup_keys)):
         _fill_sums(cell(row), row[2:])
     codes = [*keys(_FAILURES), _FAILURES.c.error_code]
     failures = select(*codes, func.sum(_FAILURES.c.runs))
@@ -174,7 +177,7 @@ def rolled_tallies(
     ):
         cell(row).failures[row[2]] += int(row[3])
     stored: dict[tuple[int, str], tuple[list[bytes], list[bytes]]] = {}
-    histograms = select(*keys(_ROLLUPS), _ROLLUPS.c.queue_wait_hist, _ROLLUPS.c.generation_hist)
+    histograms = select(*rollup_keys, _ROLLUPS.c.queue_wait_hist, _ROLLUPS.c.generation_hist)
     for row in connection.execute(histograms.where(*_conditions(_ROLLUPS, span, scope))):
         queue_wait, generation = stored.setdefault((int(row[0]), str(row[1])), ([], []))
         queue_wait.append(row[2])

@@ -1,7 +1,7 @@
 """Usage tallies: runs counted by status, money, failures by code, and time histograms.
 
 One `Tally` per (time bucket, group). Tallies come from two places that must agree to the
-unit: `tally_runs` (SQL over `runs`, for time not rolled up yet) and the `usage_days`
+unit: `tally_runs` (SQL over `runs`, for time not rolled up yet) and the `usage_rollups`
 rollup (`core.usage_rollup`, itself made by `tally_runs`). Money is read from the runs
 because the ledger mirrors them exactly: a run's charge is its `cost_micros`, and a failed
 or canceled run has exactly one refund of the same amount (billing's unique constraint).
@@ -177,7 +177,7 @@ def upstream_cost_per_run() -> ColumnElement[int] | None:
     The gateway records each upstream attempt with its cost in its own table. When it lands,
     return a scalar subquery here, such as
     `select(func.sum(attempts.c.cost_micros)).where(attempts.c.run_id == runs.c.id)
-    .scalar_subquery()`, and every tally (live and rolled up, `usage_days.
+    .scalar_subquery()`, and every tally (live and rolled up, `usage_rollups.
     upstream_cost_micros`) carries upstream cost, and the usage answer cost and margin per
     provider. Until then nothing was recorded, and the answer says null, not zero. The
     test to enable is in tests/core/test_usage.py (`test_upstream_cost_and_margin`).
