@@ -277,3 +277,19 @@ def test_turned_off_there_is_no_admin_side(start_server: Callable[..., LiveServe
         for path in ("/admin", "/admin/api/accounts", "/admin/static/app.js"):
             error_of(client.get(path), 404, "not_found")
     assert not (server.settings.data_dir / "admin-token").exists()
+
+
+def test_the_console_is_served_from_the_package(admin_server: Callable[..., AdminServer]) -> None:
+    admin = admin_server(workers=0)
+    with httpx.Client(base_url=admin.server.base_url) as client:
+        page = client.get("/admin")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+        policy = page.headers.get_list("content-security-policy")
+        assert any("script-src 'self'" in p and "connect-src 'self'" in p for p in policy)
+        assert admin.token not in page.text  # the page is public; its data needs the token
+        for name in ("app.js", "api.js", "charts.js", "pages.js", "runs.js", "app.css"):
+            assert client.get(f"/admin/static/{name}").status_code == 200, name
+        chart_library = client.get("/admin/static/uPlot.iife.min.js")
+        assert chart_library.status_code == 200 and "uPlot" in chart_library.text[:200]
+        for name in ("index.html", "LICENSE-uPlot", "..%2Fconsole.py", "%2e%2e"):
+            error_of(client.get(f"/admin/static/{name}"), 404, "not_found")
