@@ -6,6 +6,7 @@
     runbase accounts   create NAME [--balance-usd X] | show NAME
     runbase credits    add NAME --usd X
     runbase keys       create --account NAME [...] | list --account NAME | disable ID | enable ID
+    runbase admin      token
 
 Admin commands work on the database directly (like `manage.py`), so they need no key and
 can run beside a live server. Every one takes `--data-dir` and `--json`.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -25,22 +27,25 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row
 
 from runbase.config import Settings
-from runbase.core import billing, keys
-from runbase.core.clock import format_timestamp
+from runbase.core import admin, billing, keys
+from runbase.core.admin_token import load_admin_token
+from runbase.core.audit import Actor
+from runbase.errors import RunbaseError
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
-from runbase.storage.tables import ApiKeyRow
 
 app = typer.Typer(help="runbase: a self-hostable Runbase runs API server.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 credits_app = typer.Typer(help="Add credits to an account.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+admin_app = typer.Typer(help="The admin API and console.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(credits_app, name="credits")
 app.add_typer(keys_app, name="keys")
+app.add_typer(admin_app, name="admin")
 
 DataDir = Annotated[
     Path | None,
@@ -79,45 +84,26 @@ def _usd(micros: int) -> str:
     return f"${micros / billing.MICROS_PER_USD:,.6f}".rstrip("0").rstrip(".")
 
 
-def _account_data(account: Row[Any]) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "balanceMicroUsd": account.balance_micros,
-        "balanceUsd": account.balance_micros / billing.MICROS_PER_USD,
-        "createdAt": format_timestamp(account.created_ms),
-    }
+def _cli_actor() -> Actor:
+    """Who runs the command, for the audit log: the OS user and host."""
+    import pwd
+    import socket
+
+    return Actor(f"cli:{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}")
 
 
-def _key_data(key: Row[Any]) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "enabled": key.is_enabled,
-        "spendLimitCents": key.spend_limit_cents,
-        "spentMicroUsd": key.spent_micros,
-        "dailyRunQuota": key.daily_run_quota,
-        "allowedIps": key.allowed_ips,
-        "rateLimit": key.rate_limit,
-        "isTest": bool(key.is_test),
-        "createdAt": format_timestamp(key.created_ms),
-    }
+def _admin(data_dir: Path | None, work: Callable[[Connection], T], *, write: bool = True) -> T:
+    """Run one `core.admin` operation in a transaction; its refusals exit 2 with the message."""
 
+    def run(database: Database) -> T:
+        with database.transaction() if write else database.connect() as connection:
+            return work(connection)
 
-def _require_account(database: Database, name: str) -> Row[Any]:
-    with database.connect() as connection:
-        account = billing.find_account(connection, name)
-    if account is None:
-        _fail(f"no account named {name!r}")
-    assert account is not None
-    return account
-
-
-def _keys_of(connection: Connection, account_id: str) -> list[Row[Any]]:
-    keys_table = ApiKeyRow.__table__
-    query = select(keys_table).where(keys_table.c.account_id == account_id)
-    return list(connection.execute(query.order_by(keys_table.c.created_ms)).all())
+    try:
+        return _with_database(_settings(data_dir), run)
+    except RunbaseError as exc:
+        _fail(exc.message)
+        raise  # unreachable: _fail exits
 
 
 # ---- serve and worker -------------------------------------------------------------------
@@ -144,17 +130,31 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Run the API server with in-process workers (migrates the database first)."""
-    import uvicorn
-
     from runbase.http.app import create_app
+    from runbase.http.serving import admin_address
+    from runbase.http.serving import serve as serve_app
     from runbase.logs import logging_config
 
     settings = _settings(data_dir)
     secret = _with_database(settings, lambda db: ensure_default_account(db, settings))
     typer.echo(_key_notice(secret, settings, data_dir))
+    if settings.admin:
+        configured = settings.admin_token.get_secret_value() if settings.admin_token else None
+        token = load_admin_token(configured, settings.data_dir)
+        if token.created:
+            typer.echo(
+                "The admin token, for the console at /admin and the admin API (shown only "
+                f"once; `runbase admin token` prints it again):\n\n    {token.value}\n"
+            )
     typer.echo(f"runbase serving on http://{host}:{port} (data in {settings.data_dir})")
-    uvicorn.run(
+    address = admin_address(settings, port)
+    if address is not None:
+        typer.echo(f"admin console on http://{address[0]}:{address[1]}/admin")
+    import uvicorn
+
+    serve_app(
         create_app(settings),
+        settings,
         host=host,
         port=port,
         log_level="info",
@@ -224,7 +224,7 @@ def _run_workers(settings: Settings) -> None:
     _with_database(settings, lambda database: asyncio.run(work(database)))
 
 
-# ---- accounts and credits -------------------------------------------------------------
+# ---- accounts and credits: thin callers of core.admin, which the admin API shares ------
 
 
 @accounts_app.command("create")
@@ -235,32 +235,28 @@ def create_account(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an account."""
-
-    def work(database: Database) -> Row[Any]:
-        with database.transaction() as connection:
-            if billing.find_account(connection, name) is not None:
-                _fail(f"an account named {name!r} already exists")
-            return billing.create_account(
-                connection, name=name, balance_micros=billing.usd_to_micros(balance_usd)
-            )
-
-    if balance_usd < 0:
-        _fail("--balance-usd cannot be negative")
-    account = _with_database(_settings(data_dir), work)
-    _emit(as_json, _account_data(account), f"Created account {name} ({account.id}).")
+    account = _admin(
+        data_dir,
+        lambda connection: admin.create_account(
+            connection,
+            _cli_actor(),
+            name=name,
+            balance_micros=admin.usd_to_micros("--balance-usd", balance_usd, allow_zero=True),
+        ),
+    )
+    _emit(as_json, admin.describe_account(account), f"Created account {name} ({account.id}).")
 
 
 @accounts_app.command("show")
 def show_account(name: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Show an account's balance and keys."""
 
-    def work(database: Database) -> tuple[Row[Any], list[Row[Any]]]:
-        account = _require_account(database, name)
-        with database.connect() as connection:
-            return account, _keys_of(connection, account.id)
+    def work(connection: Connection) -> tuple[Row[Any], list[Row[Any]]]:
+        account = admin.find_account(connection, name)
+        return account, admin.list_keys(connection, account.id)
 
-    account, key_rows = _with_database(_settings(data_dir), work)
-    data = {**_account_data(account), "keys": [_key_data(k) for k in key_rows]}
+    account, key_rows = _admin(data_dir, work, write=False)
+    data = {**admin.describe_account(account), "keys": [admin.describe_key(k) for k in key_rows]}
     _emit(
         as_json,
         data,
@@ -273,23 +269,26 @@ def show_account(name: str, data_dir: DataDir = None, as_json: JsonFlag = False)
 def add_credits(
     name: str,
     usd: Annotated[float, typer.Option("--usd", help="Amount to add, in USD.")],
+    note: Annotated[str | None, typer.Option(help="Why (kept in the ledger).")] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Add credits to an account's balance."""
-    if usd <= 0:
-        _fail("--usd must be positive")
-
-    def work(database: Database) -> Row[Any]:
-        account = _require_account(database, name)
-        with database.transaction() as connection:
-            billing.add_credits(
-                connection, account_id=account.id, amount_micros=billing.usd_to_micros(usd)
-            )
-        return _require_account(database, name)
-
-    account = _with_database(_settings(data_dir), work)
-    _emit(as_json, _account_data(account), f"{name}: balance {_usd(account.balance_micros)}")
+    account = _admin(
+        data_dir,
+        lambda connection: admin.add_credits(
+            connection,
+            _cli_actor(),
+            name,
+            amount_micros=admin.usd_to_micros("--usd", usd, allow_zero=False),
+            note=note,
+        ),
+    )
+    _emit(
+        as_json,
+        admin.describe_account(account),
+        f"{account.name}: balance {_usd(account.balance_micros)}",
+    )
 
 
 # ---- keys -------------------------------------------------------------------------------
@@ -319,34 +318,18 @@ def create_key(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key and print it (it is shown only this once)."""
-    try:
-        allowed = keys.normalize_allowlist(allow_ip or [])
-        if rate_limit is not None:
-            from limits import parse
-
-            parse(rate_limit)
-    except ValueError as exc:
-        _fail(str(exc))
-    if spend_limit_cents is not None and spend_limit_cents < 0:
-        _fail("--spend-limit-cents cannot be negative")
-
-    def work(database: Database) -> tuple[Row[Any], str]:
-        owner = _require_account(database, account)
-        with database.transaction() as connection:
-            row, secret = keys.create_key(
-                connection,
-                account_id=owner.id,
-                name=name,
-                spend_limit_cents=spend_limit_cents,
-                allowed_ips=allowed,
-                daily_run_quota=daily_run_quota,
-                rate_limit=rate_limit,
-                is_test=test,
-            )
-        return row, secret
-
-    row, secret = _with_database(_settings(data_dir), work)
-    _emit(as_json, {**_key_data(row), "key": secret}, secret)
+    options = admin.KeyOptions(
+        name=name,
+        spend_limit_cents=spend_limit_cents,
+        allowed_ips=tuple(allow_ip or ()),
+        daily_run_quota=daily_run_quota,
+        rate_limit=rate_limit,
+        is_test=test,
+    )
+    row, secret = _admin(
+        data_dir, lambda connection: admin.create_key(connection, _cli_actor(), account, options)
+    )
+    _emit(as_json, {**admin.describe_key(row), "key": secret}, secret)
 
 
 @keys_app.command("list")
@@ -356,27 +339,25 @@ def list_keys(
     as_json: JsonFlag = False,
 ) -> None:
     """List an account's keys (prefixes only; secrets are never stored)."""
-
-    def work(database: Database) -> list[Row[Any]]:
-        owner = _require_account(database, account)
-        with database.connect() as connection:
-            return _keys_of(connection, owner.id)
-
-    rows = _with_database(_settings(data_dir), work)
+    rows = _admin(
+        data_dir,
+        lambda connection: admin.list_keys(connection, admin.find_account(connection, account).id),
+        write=False,
+    )
     lines = [
         f"{k.id}  {k.prefix}...  {k.name}  {'enabled' if k.is_enabled else 'disabled'}"
         for k in rows
     ]
-    _emit(as_json, {"keys": [_key_data(k) for k in rows]}, "\n".join(lines) or "(no keys)")
+    _emit(as_json, {"keys": [admin.describe_key(k) for k in rows]}, "\n".join(lines) or "(no keys)")
 
 
 def _set_enabled(key_id: str, data_dir: Path | None, as_json: bool, *, is_enabled: bool) -> None:
-    def work(database: Database) -> bool:
-        with database.transaction() as connection:
-            return keys.set_key_enabled(connection, key_id, is_enabled=is_enabled)
-
-    if not _with_database(_settings(data_dir), work):
-        _fail(f"no key with id {key_id!r}")
+    _admin(
+        data_dir,
+        lambda connection: admin.set_key_enabled(
+            connection, _cli_actor(), key_id, enabled=is_enabled
+        ),
+    )
     state = "enabled" if is_enabled else "disabled"
     _emit(as_json, {"id": key_id, "enabled": is_enabled}, f"Key {key_id} {state}.")
 
@@ -391,3 +372,15 @@ def disable_key(key_id: str, data_dir: DataDir = None, as_json: JsonFlag = False
 def enable_key(key_id: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Re-enable a disabled key."""
     _set_enabled(key_id, data_dir, as_json, is_enabled=True)
+
+
+# ---- the admin token ----------------------------------------------------------------------
+
+
+@admin_app.command("token")
+def print_admin_token(data_dir: DataDir = None) -> None:
+    """Print the admin token of the admin API and console (RUNBASE_ADMIN_TOKEN, else the one
+    in the data directory, made now if there is none yet)."""
+    settings = _settings(data_dir)
+    configured = settings.admin_token.get_secret_value() if settings.admin_token else None
+    typer.echo(load_admin_token(configured, settings.data_dir).value)

@@ -16,7 +16,7 @@ import typer
 
 from runbase.client.cli import app as client_app
 
-SERVER_COMMANDS: Final = ("serve", "worker", "dispatcher", "accounts", "credits", "keys")
+SERVER_COMMANDS: Final = ("serve", "worker", "dispatcher", "accounts", "credits", "keys", "admin")
 """The names `runbase.cli` adds (a test keeps this list in step with it)."""
 SERVER_INSTALL: Final = "pip install 'runbase[server]'"
 EXIT_NOT_INSTALLED = 1

@@ -123,6 +123,21 @@ class Settings(BaseSettings):
     (catalog ids are always accepted as they are). JSON, e.g. `{"sora-2": "bytedance/..."}`;
     `{}` refuses every other name."""
 
+    # The admin API and console (README "Administration")
+    admin: bool = True
+    """Serve the admin API (`/admin/api/`) and console (`/admin`); `off` turns both off."""
+
+    admin_token: SecretStr | None = None
+    """The admin token; default: one generated into `<data_dir>/admin-token` on first start."""
+
+    admin_host: str | None = None
+    """Serve the admin API and console on this address instead of the public listener
+    (default 127.0.0.1 when only `admin_port` is set); the public one then answers 404."""
+
+    admin_port: int | None = None
+    """The port of the separate admin listener (default: the public port, when only
+    `admin_host` is set)."""
+
     # Prices in micro-USD per million video tokens.
     price_silent_per_million_tokens: int = 1_200_000
     price_audio_per_million_tokens: int = 2_400_000
@@ -144,6 +159,11 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'runbase.db'}"
+
+    @property
+    def admin_listener_is_separate(self) -> bool:
+        """The admin API and console have their own listener (`admin_host`/`admin_port`)."""
+        return self.admin and (self.admin_host is not None or self.admin_port is not None)
 
     @property
     def outputs_dir(self) -> Path:

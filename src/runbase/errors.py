@@ -27,7 +27,16 @@ docstring is the default message. Only `runbase.http.errors` turns them into the
     │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   ├── IdempotencyKeyInUse       409 idempotency_key_in_use
     │   ├── RunAlreadyFinished        409 run_already_finished (cancel came too late)
-    │   └── CancelTimedOut            409 cancel_timeout (the engine did not stop in time)
+    │   ├── CancelTimedOut            409 cancel_timeout (the engine did not stop in time)
+    │   │   the admin API (README "Administration"):
+    │   ├── InvalidFields             400 invalid_request, with `fields` {name: problem}
+    │   └── AdminError                refusals of the admin API alone
+    │       ├── AccountNotFound       404 account_not_found
+    │       ├── KeyNotFound           404 key_not_found
+    │       ├── AccountExists         409 account_exists
+    │       ├── MissingAdminToken     401 missing_admin_token
+    │       ├── InvalidAdminToken     401 invalid_admin_token
+    │       └── CrossSiteRequest      403 cross_site_request (a change from another site)
     ├── RunFailure                    why a run ended `failed`; becomes the run's `error`
     │   ├── InvalidImage              invalid_image      (the user's image; a user fault)
     │   ├── GenerationFailed          generation_failed  (the engine or model failed)
@@ -261,3 +270,62 @@ class ServerError(RunbaseError):
 
 class EngineUnavailable(ServerError):
     """The engine could not be started."""
+
+
+# ---- the admin API (README "Administration"); the same tree, answered in the same envelope
+
+
+class AdminError(ApiError):
+    """A refusal of the admin API only: never answered on the runs API (so the SDK, a
+    client of the runs API, has no class for it)."""
+
+
+class InvalidFields(InvalidRequest):
+    """The request's fields are not valid."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in fields.items()))
+        self.fields = fields
+        """Each invalid field (as the API spells it) and what is wrong with it."""
+
+
+class AccountNotFound(AdminError):
+    """No such account."""
+
+    code = "account_not_found"
+    http_status = 404
+
+
+class AccountExists(AdminError):
+    """An account with this name already exists."""
+
+    code = "account_exists"
+    http_status = 409
+
+
+class KeyNotFound(AdminError):
+    """No such API key."""
+
+    code = "key_not_found"
+    http_status = 404
+
+
+class MissingAdminToken(AdminError):
+    """Send the admin token as `Authorization: Bearer <token>`."""
+
+    code = "missing_admin_token"
+    http_status = 401
+
+
+class InvalidAdminToken(AdminError):
+    """The admin token is not valid (API keys are never accepted here)."""
+
+    code = "invalid_admin_token"
+    http_status = 401
+
+
+class CrossSiteRequest(AdminError):
+    """Admin changes are only accepted from this server's own pages (Origin)."""
+
+    code = "cross_site_request"
+    http_status = 403

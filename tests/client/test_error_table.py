@@ -3,7 +3,8 @@
 The server's codes are its error classes (`runbase.errors` and the route modules that add
 their own, such as `file_not_found`), each with `code` and `http_status`. The compatible
 surfaces (`/v1/videos`, `/api/v3`) answer in OpenAI's and ModelArk's envelopes, for those
-vendors' SDKs, so their classes are not the runbase SDK's business.
+vendors' SDKs, and the admin API's refusals (`AdminError`) are never answered on the runs
+API, so their classes are not the runbase SDK's business.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ def server_error_codes() -> dict[str, set[int]]:
 
     def walk(parent: type[errors.RunbaseError]) -> None:
         for cls in parent.__subclasses__():
+            if issubclass(cls, errors.AdminError):
+                continue
             if not cls.__module__.startswith("runbase.") or cls.__module__.startswith(
                 COMPATIBLE_SURFACES
             ):

@@ -90,6 +90,9 @@ class Reader:
             "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
             "RUNBASE_API_KEY": self.key,
             "RUNBASE_BASE_URL": server.base_url,
+            # The reader's shell sits beside the server's data (`./runbase-data` after
+            # `make serve`), where the server commands (`runbase admin token`) find it.
+            "RUNBASE_DATA_DIR": str(server.settings.data_dir),
         }
         # The images the examples name.
         Image.new("RGB", (720, 1280), (200, 120, 40)).save(home / "first.png")

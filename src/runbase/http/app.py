@@ -29,6 +29,7 @@ from runbase.http.middleware import RequestContext
 from runbase.http.ratelimit import RateLimiter
 from runbase.http.routes import (
     account,
+    admin,
     ark_compat,
     files,
     models,
@@ -54,7 +55,7 @@ class RunbaseApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = HotRoutes(super().build_middleware_stack())
-        return RequestContext(stack, self.state.metrics)
+        return RequestContext(admin.AdminGuard(stack, self.state.settings), self.state.metrics)
 
 
 class _ServerObserver:
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services.workers = workers
         tasks += services.worker_tasks
         tasks.append(asyncio.create_task(deliver_webhooks_forever(services, stopping)))
+        tasks += admin.start(app, settings, database, stopping)
         # What start-up built (modules, routes, schemas: ~150k objects) lives as long as the
         # server; frozen, the collector stops walking it, and a full collection under load
         # costs microseconds instead of the ~45 ms pause that set the p99 latency.
@@ -125,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.settings = settings
     install_error_handlers(app)
     for prefix in ("/api/v1", "/v1"):
         app.include_router(runs.router, prefix=prefix)
@@ -135,6 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(playground.router)
+    admin.install(app, settings)
 
     @app.get("/healthz", include_in_schema=False)
     async def read_health() -> JSONResponse:

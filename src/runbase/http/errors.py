@@ -2,6 +2,8 @@
 
     {"error": {"message": "Human-readable description", "code": "error_code"}}
 
+plus, for the admin API's validation errors only, `"fields": {"name": "what is wrong"}`.
+
 Handlers are registered for base classes; Starlette looks them up along the MRO, so every
 `RunbaseError` subclass is covered by one handler. Anything unexpected becomes a 500
 `internal_error` without a traceback in the body (it goes to the log).
@@ -10,6 +12,7 @@ Handlers are registered for base classes; Starlette looks them up along the MRO,
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -17,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from runbase.errors import (
+    InvalidFields,
     InvalidInput,
     MethodNotAllowed,
     RateLimited,
@@ -33,8 +37,11 @@ def error_response(request: Request, error: RunbaseError) -> JSONResponse:
     headers = rate_limit_headers(request)
     if isinstance(error, RateLimited):
         headers["Retry-After"] = str(error.retry_after)
+    body: dict[str, Any] = {"message": error.message, "code": error.code}
+    if isinstance(error, InvalidFields):  # the admin API's validation errors name each field
+        body["fields"] = error.fields
     return JSONResponse(
-        {"error": {"message": error.message, "code": error.code}},
+        {"error": body},
         status_code=error.http_status,
         headers=headers,
     )

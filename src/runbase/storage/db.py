@@ -79,6 +79,11 @@ class Database:
             return work(self._inline_reader)
         return await asyncio.to_thread(self._read_pooled, work)
 
+    async def report(self, work: Callable[[Connection], T]) -> T:
+        """Run a heavier read (usage figures, operator listings) on a pooled connection in
+        a thread, even on SQLite, so that the event loop serves runs meanwhile."""
+        return await asyncio.to_thread(self._read_pooled, work)
+
     async def write(self, work: Callable[[Connection], T]) -> T:
         """Run `work(connection)` in a write transaction, off the event loop.
 
