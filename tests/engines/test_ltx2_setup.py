@@ -283,3 +283,23 @@ def test_server_falls_back_to_preview_without_weights(
     assert run["backend"] == "preview"
     [note] = [line for line in run["logs"] if "'ltx2' unavailable" in line]
     assert "no-weights" in note
+
+
+def test_the_benchmark_builds_the_default_checkpoint() -> None:
+    """benchmarks/ltx2_gpu.py measures LTX-2.5, the engine's default (Gemma 4 text encoder,
+    48 kHz vocoder), not LTX-2.0; its dry run counts the parameters without a GPU."""
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ltx2_gpu.py"), "--dry-run"]
+        + ["--variants", "baseline", "--resolutions", "1080p"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    out = done.stdout
+    assert LTX2Options().model == "Lightricks/LTX-2.5-Diffusers"
+    assert "Gemma4UnifiedForConditionalGeneration" in out and "Gemma3" not in out
+    assert "LTX2VocoderWithBWE" in out and "output_sampling_rate=48000" in out
+    assert "ff_bias=False, use_keyframes_abs_pos_embedding=True" in out
+    assert "total              35.709 B   66.5 GiB (bf16)" in out  # docs/ltx2.md's figures
+    assert "960x544 x8, 1920x1088 x3" in out
