@@ -288,9 +288,17 @@ def test_server_falls_back_to_preview_without_weights(
 def test_the_benchmark_builds_the_default_checkpoint() -> None:
     """benchmarks/ltx2_gpu.py measures LTX-2.5, the engine's default (Gemma 4 text encoder,
     48 kHz vocoder), not LTX-2.0; its dry run counts the parameters without a GPU."""
+    script = ROOT / "benchmarks" / "ltx2_gpu.py"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "ltx2_gpu.py"), "--dry-run"]
-        + ["--variants", "baseline", "--resolutions", "1080p"],
+        [
+            sys.executable,
+            str(script),
+            "--dry-run",
+            "--variants",
+            "baseline",
+            "--resolutions",
+            "1080p",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
