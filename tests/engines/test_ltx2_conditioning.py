@@ -38,13 +38,6 @@ from runbase.media.images import fit_image
 FPS = 24
 
 
-@pytest.fixture(scope="module")
-def tiny_pipeline() -> Any:
-    from diffusers import LTX2Pipeline
-
-    return LTX2Pipeline(**tiny_components())
-
-
 @pytest.fixture
 def transformer_calls(tiny_pipeline: Any) -> Iterator[list[dict[str, Any]]]:
     """The keyword arguments of every transformer call (tensors are the pipeline's own)."""
