@@ -175,7 +175,7 @@ class Settings(BaseSettings):
             silent=self.price_silent_per_million_tokens, audio=self.price_audio_per_million_tokens
         )
 
-    # LTX-2 engine (engines/ltx2.py)
+    # LTX-2 engine (engines/ltx2/)
     ltx2_model: str = "Lightricks/LTX-2.5-Diffusers"
     """LTX-2 weights in diffusers layout: a local folder, or a Hugging Face repo id that is
     already in the Hugging Face cache (see `allow_downloads`)."""
@@ -199,13 +199,15 @@ class Settings(BaseSettings):
 
     ltx2_fp8: bool = False
     """FP8 transformer weights on GPUs that have FP8 (compute capability 8.9+); FP8 matmuls
-    when torchao is installed, FP8 storage with bf16 compute otherwise. Ignored elsewhere."""
+    when torchao works, FP8 storage with bf16 compute otherwise. Ignored elsewhere. Needs
+    `ltx2_dtype` bfloat16."""
 
     ltx2_compile: bool = False
     """torch.compile the transformer's blocks: faster steps after a slow first run."""
 
     ltx2_vae_tiling: str = "auto"
-    """Decode the video in tiles: "auto" (for 1080p-sized generations), "on" or "off"."""
+    """Decode the video in spatial tiles and runs of frames: "auto" (1080p, and 720p from
+    8 s), "on" or "off"."""
 
     ltx2_cpu_offload: str = "off"
     """Keep weights in CPU memory for small GPUs: "off", "model" (one model on the GPU at a
