@@ -100,7 +100,7 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
             validated_input={"prompt": "ünïcode", "image_urls": [], "generate_audio": True},
             cost=3,
         )
-        prepared_read = listing.get_run(connection, run.id, account_id=account.id)
+        prepared_read = listing.get_run(connection, run.id, owner=key_record.owner)
         plain_read = connection.execute(listing.SELECT_RUNS.where(_RUNS.c.id == run.id)).one()
         assert tuple(prepared_read) == tuple(plain_read)
         assert prepared_read.input == {

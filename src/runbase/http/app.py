@@ -125,7 +125,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    install_error_handlers(app)
+    install_error_handlers(
+        app,
+        surfaces={
+            "/v1/videos": openai_videos.openai_error_response,
+            "/api/v3/": ark_compat.ark_error_response,
+        },
+    )
     for prefix in ("/api/v1", "/v1"):
         app.include_router(runs.router, prefix=prefix)
         for router in (run_control.router, run_events.router, account.router, models.router):

@@ -19,10 +19,10 @@ from runbase.core import listing, runs
 from runbase.core.catalog import MODELS
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
-from runbase.http.headers import cancel_after_ms, wait_seconds
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.schemas import CostEstimate, RunCreate, RunPublic, RunRead, run_public
 from runbase.http.waiting import wait_for_run
+from runbase.parsing import cancel_after_ms, wait_preference
 from runbase.storage.tables import RunRow
 
 router = APIRouter(tags=["runs"])
@@ -125,14 +125,14 @@ async def create_run(request: Request) -> JSONResponse:
     key = await authorize(request, services)
     prepared = submission.prepare(services, await submission.read_json_body(request))
     headers = request.headers
-    wait = wait_seconds(headers.get("prefer"))
+    wait = wait_preference(headers.get("prefer"))
     cancel_after = cancel_after_ms(headers.get("cancel-after"))
     run, replayed = await submission.submit(
         services, key, prepared, request, cancel_after_ms=cancel_after
     )
     extra = {"Idempotent-Replayed": "true"} if replayed else {}
     if wait is not None:
-        run = await wait_for_run(services, run.id, account_id=key.account_id, timeout=wait)
+        run = await wait_for_run(services, run.id, owner=key.owner, timeout=wait)
         extra["Preference-Applied"] = f"wait={wait}"
     return _answer(request, services, run, headers=extra)
 
@@ -157,6 +157,6 @@ async def read_run(run_id: str, request: Request) -> JSONResponse:
     services = get_services(request)
     key = await authorize(request, services)
     run = await services.database.read(
-        lambda connection: listing.get_run(connection, run_id, account_id=key.account_id)
+        lambda connection: listing.get_run(connection, run_id, owner=key.owner)
     )
     return _answer(request, services, run, is_read=True)

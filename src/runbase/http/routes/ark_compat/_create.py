@@ -249,7 +249,7 @@ def _from_text(value: str) -> Any:
     lowered = value.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if re.fullmatch(r"-?\d{1,20}", value):
+    if re.fullmatch(r"-?[0-9]{1,20}", value):  # ASCII digits: never "²" or "٣"
         return int(value)
     return value
 

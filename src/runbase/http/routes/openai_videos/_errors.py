@@ -103,6 +103,7 @@ def image_error(error: InvalidImage) -> VideoRequestError:
 def openai_error_response(request: Request, error: RunbaseError) -> JSONResponse:
     """`error` in OpenAI's envelope, with the rate-limit headers the Runbase routes send."""
     headers = rate_limit_headers(request)
+    headers.update(error.headers)
     status, kind, code = error.http_status, "invalid_request_error", error.code
     param = getattr(error, "param", None)
     if param is None:
