@@ -150,7 +150,7 @@ def _create_or_replay(
     if idempotency_key is not None:
         first = idempotency.claim_key(
             connection,
-            account_id=key.account_id,
+            owner=key.owner,
             key=idempotency_key,
             request_hash=request_hash,
             run_id=run_id,
