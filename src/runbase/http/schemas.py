@@ -91,8 +91,11 @@ class CostEstimate(BaseModel):
     input: dict[str, Any] = Field(description="The input with every default filled in")
 
 
-def run_public(run: RunRow | Row[Any], urls: list[str] | None) -> dict[str, Any]:
-    """The run object as a JSON-ready dict (built directly: this is the hot path of GET).
+def run_public(
+    run: RunRow | Row[Any], urls: list[str] | None, shown_input: dict[str, Any]
+) -> dict[str, Any]:
+    """The run object as a JSON-ready dict (built directly: this is the hot path of GET),
+    with `shown_input` as its input (stored images as links, `storage.inputs`).
 
     Text is shown `readable`: a run stored before lone surrogates were refused still
     answers (with U+FFFD in their place).
@@ -101,7 +104,7 @@ def run_public(run: RunRow | Row[Any], urls: list[str] | None) -> dict[str, Any]
         "id": run.id,
         "model": run.model,
         "status": run.status,
-        "input": readable(run.input),
+        "input": readable(shown_input),
         "output": {"urls": urls} if urls is not None else None,
         "error": (
             {"message": readable(run.error_message or ""), "code": run.error_code}

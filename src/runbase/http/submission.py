@@ -28,6 +28,7 @@ from runbase.errors import (
 )
 from runbase.http.deps import Services
 from runbase.parsing import declared_length, parse_json
+from runbase.storage import inputs
 from runbase.storage.tables import RunRow
 
 
@@ -111,7 +112,8 @@ async def submit(
     *,
     cancel_after_ms: int | None = None,
 ) -> tuple[RunRow | Row[Any], bool]:
-    """Charge and insert the run in one transaction; answers (run, replayed).
+    """Store the input's data-URI images (`storage.inputs`), then charge and insert the
+    run in one transaction; answers (run, replayed).
 
     With an `Idempotency-Key` header on `request`, a repeat of an earlier create answers
     with that create's run and `replayed` True.
@@ -123,6 +125,8 @@ async def submit(
         request_hash = idempotency.request_hash(
             prepared.body, options={"cancel_after_ms": cancel_after_ms}
         )
+    # Images in data URIs go to the blob store now: every poll would otherwise carry them.
+    stored_input = await inputs.store_images(services.blobs, prepared.validated)
     options = runs.RunOptions(
         deadline_ms=None if cancel_after_ms is None else now_ms() + cancel_after_ms,
         webhook=prepared.webhook,
@@ -132,7 +136,7 @@ async def submit(
     )
     return await services.database.write(
         lambda connection: _create_or_replay(
-            connection, key, prepared, options, idempotency_key, request_hash
+            connection, key, prepared, stored_input, options, idempotency_key, request_hash
         )
     )
 
@@ -141,6 +145,7 @@ def _create_or_replay(
     connection: Connection,
     key: KeyRecord,
     prepared: Prepared,
+    stored_input: dict[str, Any],
     options: runs.RunOptions,
     idempotency_key: str | None,
     request_hash: str,
@@ -164,7 +169,7 @@ def _create_or_replay(
         connection,
         key=key,
         model=prepared.model,
-        validated_input=prepared.validated,
+        validated_input=stored_input,
         cost=prepared.cost,
         run_id=run_id,
         options=options,
