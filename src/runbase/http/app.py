@@ -26,6 +26,7 @@ from runbase.http.errors import install_error_handlers
 from runbase.http.hot_routes import HotRoutes
 from runbase.http.metrics import Metrics
 from runbase.http.middleware import RequestContext
+from runbase.http.openapi import install_error_documents
 from runbase.http.ratelimit import RateLimiter
 from runbase.http.routes import (
     account,
@@ -141,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(files.router)
     app.include_router(ops.router)
     app.include_router(playground.router)
+    install_error_documents(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def read_health() -> JSONResponse:

@@ -87,7 +87,7 @@ async def list_runs(request: Request) -> JSONResponse:
         20 if limit_text is None else parse_int(limit_text, "limit", low=1, high=listing.MAX_PAGE)
     )
     after = listing.decode_cursor(cursor) if cursor is not None else None
-    rows, next_cursor = await services.database.read(
+    rows, next_cursor = await services.database.scan(
         lambda connection: listing.list_runs(
             connection, owner=key.owner, limit=limit, after=after, where=where
         )

@@ -119,7 +119,7 @@ async def list_tasks(request: Request) -> JSONResponse:
         matches_none = matches_none or model is None
     if matches_none:
         return _json(request, {"items": [], "total": 0})
-    rows, total = await services.database.read(
+    rows, total = await services.database.scan(
         lambda connection: _task.list_runs(
             connection,
             owner=key.owner,

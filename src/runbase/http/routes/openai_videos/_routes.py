@@ -107,7 +107,7 @@ async def list_videos(request: Request) -> JSONResponse:
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise VideoRequestError("order must be asc or desc", param="order")
-    page = await services.database.read(
+    page = await services.database.scan(
         lambda connection: _video.list_page(
             connection,
             owner=key.owner,
@@ -165,11 +165,9 @@ def _deleted(request: Request, video_id: str, deleted: bool) -> JSONResponse:
     return _json(request, {"id": video_id, "object": "video.deleted", "deleted": deleted})
 
 
-@router.api_route(
-    "/{video_id}/content",
-    methods=["GET", "HEAD"],
-    response_class=Response,
-    responses={
+_CONTENT_ROUTE: Final[dict[str, Any]] = {
+    "response_class": Response,
+    "responses": {
         200: {
             "content": {"video/mp4": {}, "image/jpeg": {}},
             "description": "The MP4 (Range requests work), or a JPEG of its first frame",
@@ -177,7 +175,12 @@ def _deleted(request: Request, video_id: str, deleted: bool) -> JSONResponse:
         206: {"content": {"video/mp4": {}}, "description": "The parts the Range asked for"},
         302: {"description": "With S3 storage: the bucket's presigned link to the MP4"},
     },
-)
+}
+
+
+# Two routes, not one with two methods: each needs its own operation in the document.
+@router.head("/{video_id}/content", **_CONTENT_ROUTE)
+@router.get("/{video_id}/content", **_CONTENT_ROUTE)
 async def download_video_content(video_id: str, request: Request) -> Response:
     """The video's bytes (OpenAI `videos.download_content`); `variant=thumbnail`: a JPEG."""
     services = get_services(request)
