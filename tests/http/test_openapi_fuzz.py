@@ -22,6 +22,7 @@ import pytest
 import schemathesis
 from envelopes import error_of
 from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -31,7 +32,7 @@ from schemathesis.checks import (
 
 from support import LiveServer
 
-EXAMPLES_PER_OPERATION = 12
+EXAMPLES_PER_OPERATION = 50
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -57,7 +58,10 @@ def test_the_server_keeps_to_its_document_under_generated_requests(
         operation = result.ok()
         operations += 1
 
-        @given(case=operation.as_strategy())
+        # Valid requests and invalid ones (wrong types, missing fields, bad formats).
+        cases = operation.as_strategy() | operation.as_strategy(GenerationMode.NEGATIVE)
+
+        @given(case=cases)
         @settings(
             max_examples=EXAMPLES_PER_OPERATION,
             derandomize=True,

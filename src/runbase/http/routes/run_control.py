@@ -82,10 +82,7 @@ async def list_runs(request: Request) -> JSONResponse:
         created_after_ms=_timestamp_ms("created_after", query.get("created_after")),
         created_before_ms=_timestamp_ms("created_before", query.get("created_before")),
     )
-    limit_text = query.get("limit")
-    limit = (
-        20 if limit_text is None else parse_int(limit_text, "limit", low=1, high=listing.MAX_PAGE)
-    )
+    limit = parse_int(query.get("limit", "20"), "limit", low=1, high=listing.MAX_PAGE)
     after = listing.decode_cursor(cursor) if cursor is not None else None
     rows, next_cursor = await services.database.scan(
         lambda connection: listing.list_runs(

@@ -53,7 +53,30 @@ def _task_object(services: Services, request: Request, run: Row[Any]) -> dict[st
     return _task.task_object(run, urls[0] if urls else None)
 
 
-@router.post("", responses={200: {"description": '{"id": "<task id>"}'}})
+_LIST_PARAMETERS: Final = [
+    {"name": "page_num", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "filter.status", "in": "query", "schema": {"type": "string"}},
+    {"name": "filter.model", "in": "query", "schema": {"type": "string"}},
+    {"name": "filter.service_tier", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "filter.task_ids",
+        "in": "query",
+        "schema": {"type": "array", "items": {"type": "string"}},
+    },
+]
+
+
+@router.post(
+    "",
+    responses={200: {"description": '{"id": "<task id>"}'}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _create.CREATE_SCHEMA}},
+        }
+    },
+)
 async def create_task(request: Request) -> JSONResponse:
     """Create a video generation task (ModelArk `content_generation.tasks.create`): charged
     now, generated in the background."""
@@ -89,7 +112,11 @@ async def get_task(task_id: str, request: Request) -> JSONResponse:
     return _json(request, _task_object(services, request, run))
 
 
-@router.get("", responses={200: {"description": '{"items": [task...], "total": n}'}})
+@router.get(
+    "",
+    responses={200: {"description": '{"items": [task...], "total": n}'}},
+    openapi_extra={"parameters": _LIST_PARAMETERS},
+)
 async def list_tasks(request: Request) -> JSONResponse:
     """The account's tasks, newest first (ModelArk `content_generation.tasks.list`)."""
     services = get_services(request)

@@ -96,7 +96,21 @@ async def create_video(request: Request) -> JSONResponse:
     return _json(request, _video.video_object(run))
 
 
-@router.get("", responses={200: {"description": "A page of Video objects"}})
+@router.get(
+    "",
+    responses={200: {"description": "A page of Video objects"}},
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": _video.MAX_PAGE},
+            },
+            {"name": "after", "in": "query", "schema": {"type": "string"}},
+            {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+        ]
+    },
+)
 async def list_videos(request: Request) -> JSONResponse:
     """The account's videos (OpenAI `videos.list`): newest first unless `order=asc`."""
     services = get_services(request)
