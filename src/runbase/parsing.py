@@ -285,7 +285,7 @@ def byte_ranges(header: str | None, size: int) -> list[tuple[int, int]] | None:
             continue
         first = _position(first_text)
         last = _position(last_text) if last_text else size - 1
-        if last < first:
+        if last_text and last < first:
             return None  # invalid, so the whole header is ignored
         if first < size:
             parts.append((first, min(last, size - 1)))

@@ -4,6 +4,7 @@ and on PostgreSQL when RUNBASE_TEST_DATABASE_URL names one)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -135,3 +136,12 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
             == "x"
         )
     del key
+
+
+async def test_scans_run_off_the_event_loop(database: Database) -> None:
+    """Lists, counts and /metrics go through `scan`: never on the loop's thread, so a scan
+    of many rows cannot stop every other request. Reads by key stay inline on SQLite."""
+    loop_thread = threading.get_ident()
+    assert await database.scan(lambda connection: threading.get_ident()) != loop_thread
+    inline = await database.read(lambda connection: threading.get_ident())
+    assert (inline == loop_thread) is database.is_sqlite
