@@ -16,56 +16,29 @@ from typing import Any, Final
 from fastapi import FastAPI
 
 _STRING: Final = {"type": "string"}
-ENVELOPES: Final[dict[str, dict[str, Any]]] = {
-    "RunbaseError": {
+_NULLABLE: Final = {"type": ["string", "null"]}
+
+
+def _envelope_schema(fields: dict[str, Any]) -> dict[str, Any]:
+    """`{"error": {...fields}}`, nothing else."""
+    error = {"type": "object", "required": list(fields), "additionalProperties": False}
+    error["properties"] = fields
+    return {
         "type": "object",
         "required": ["error"],
         "additionalProperties": False,
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "code"],
-                "additionalProperties": False,
-                "properties": {"message": _STRING, "code": _STRING},
-            }
-        },
-    },
-    "OpenAIError": {
-        "type": "object",
-        "required": ["error"],
-        "additionalProperties": False,
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["message", "type", "param", "code"],
-                "additionalProperties": False,
-                "properties": {
-                    "message": _STRING,
-                    "type": _STRING,
-                    "param": {"type": ["string", "null"]},
-                    "code": {"type": ["string", "null"]},
-                },
-            }
-        },
-    },
-    "ModelArkError": {
-        "type": "object",
-        "required": ["error"],
-        "additionalProperties": False,
-        "properties": {
-            "error": {
-                "type": "object",
-                "required": ["code", "message", "param", "type"],
-                "additionalProperties": False,
-                "properties": {
-                    "code": _STRING,
-                    "message": _STRING,
-                    "param": _STRING,
-                    "type": _STRING,
-                },
-            }
-        },
-    },
+        "properties": {"error": error},
+    }
+
+
+ENVELOPES: Final = {
+    "RunbaseError": _envelope_schema({"message": _STRING, "code": _STRING}),
+    "OpenAIError": _envelope_schema(
+        {"message": _STRING, "type": _STRING, "param": _NULLABLE, "code": _NULLABLE}
+    ),
+    "ModelArkError": _envelope_schema(
+        {"code": _STRING, "message": _STRING, "param": _STRING, "type": _STRING}
+    ),
 }
 _MEANINGS: Final = {
     400: "The request cannot be read: a bad body, header or parameter",
