@@ -98,6 +98,14 @@ def test_nesting_is_refused_past_the_limit(depth: int, opening: str) -> None:
             parse_json(raw)
 
 
+def test_the_nesting_check_takes_linear_time() -> None:
+    """Bodies shaped to make a string pattern retry from every quote still take one pass
+    (quadratic, these would run for minutes)."""
+    for body in (b'"' + b'\\"' * 200_000, b'[{"a":"' + b'\\"[' * 200_000, b'"' * 400_001):
+        with pytest.raises(InvalidJson):
+            parse_json(body)
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     text = '"' + "[{" * 5000 + '\\"' + "]}" * 10 + '"'
     assert parse_json(f'{{"prompt": {text}}}'.encode())["prompt"].startswith("[{[{")

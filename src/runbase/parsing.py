@@ -43,7 +43,9 @@ _LONE_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 # Where a lone surrogate could come from in a JSON body: a \uD800-\uDFFF escape, or the
 # bytes of one in UTF-8 (which the json module decodes with "surrogatepass").
 _MAYBE_SURROGATE: Final = re.compile(rb"\\u[dD][89abcdefABCDEF]|\xed[\xa0-\xbf]")
-_JSON_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or what is left of an unterminated one: possessive, and unable to fail once
+# started, so that no body (`"\"\"\"...`) makes it retry from every quote: linear time.
+_JSON_STRING: Final = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"?', re.DOTALL)
 _NOT_BRACKETS: Final = bytes(byte for byte in range(256) if byte not in b"[]{}")
 _DEPTH_CHUNK: Final = 1 << 20
 _INTEGER: Final = re.compile(r"-?[0-9]{1,19}")  # ASCII digits only: never "²" or "٣"
