@@ -6,6 +6,7 @@ process, exactly like a real engine; `pyproject.toml` puts `tests/` on the path.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 
@@ -68,6 +69,18 @@ class SlowEngine(QuickEngine):
             progress.progress(step / steps, f"step {step + 1} of {steps}")
             time.sleep(seconds / steps)
         progress.log("slow engine finished")
+        return write_flat_video(request)
+
+
+class InputEchoEngine(QuickEngine):
+    """Succeeds, logging the SHA-256 of each `image_urls` entry exactly as it received it
+    (what a provider engine would send upstream)."""
+
+    name = "echo"
+
+    def generate(self, request: GenerationRequest, progress: ProgressSink) -> GenerationResult:
+        for url in request.input.get("image_urls") or []:
+            progress.log("image_urls sha256 " + hashlib.sha256(url.encode()).hexdigest())
         return write_flat_video(request)
 
 

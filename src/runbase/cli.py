@@ -28,6 +28,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from sqlalchemy import Connection, Row
+from sqlalchemy.exc import IntegrityError
 
 from runbase.config import Settings
 from runbase.core import admin, billing, keys
@@ -110,16 +111,23 @@ def _admin(data_dir: Path | None, work: Callable[[Connection], T], *, write: boo
 
 
 def ensure_default_account(database: Database, settings: Settings) -> str | None:
-    """On first start, create the `default` account and one key; returns the key, once."""
-    with database.transaction() as connection:
-        if billing.find_account(connection, "default") is not None:
-            return None
-        account = billing.create_account(
-            connection,
-            name="default",
-            balance_micros=billing.usd_to_micros(settings.starting_balance_usd),
-        )
-        _, secret = keys.create_key(connection, account_id=account.id, name="default")
+    """On first start, create the `default` account and one key; returns the key, once.
+
+    Replicas starting together on a fresh database all try: the unique account name lets
+    one win, and the others go on without a key to show.
+    """
+    try:
+        with database.transaction() as connection:
+            if billing.find_account(connection, "default") is not None:
+                return None
+            account = billing.create_account(
+                connection,
+                name="default",
+                balance_micros=billing.usd_to_micros(settings.starting_balance_usd),
+            )
+            _, secret = keys.create_key(connection, account_id=account.id, name="default")
+    except IntegrityError:
+        return None  # another replica created it a moment ago
     return secret
 
 

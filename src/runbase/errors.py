@@ -23,6 +23,8 @@ docstring is the default message. Only `runbase.http.errors` turns them into the
     │   ├── UsageExceeded             429 USAGE_EXCEEDED
     │   │   extensions (README "Beyond the contract"):
     │   ├── InvalidRequest            400 invalid_request (a malformed header or parameter)
+    │   │   └── BadParameter              ... naming the parameter (`param`)
+    │   ├── RangeNotSatisfiable       416 range_not_satisfiable (files: no part of a Range)
     │   ├── UnknownModel              404 model_not_found (GET /models/{owner}/{name})
     │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   ├── IdempotencyKeyInUse       409 idempotency_key_in_use
@@ -61,6 +63,8 @@ class RunbaseError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or self.code).strip()
+        self.headers: dict[str, str] = {}
+        """Response headers the answer must carry (`Allow` of a 405, ...)."""
         super().__init__(self.message)
 
 
@@ -162,6 +166,10 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
     http_status = 405
 
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__(f"this endpoint accepts {', '.join(allowed)}")
+        self.headers["Allow"] = ", ".join(allowed)
+
 
 class RateLimited(ApiError):
     """Rate limit exceeded"""
@@ -185,6 +193,25 @@ class InvalidRequest(ApiError):
     """A header or query parameter is malformed."""
 
     code = "invalid_request"
+
+
+class BadParameter(InvalidRequest):
+    """A header, query parameter or form field that cannot be read; `param` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class RangeNotSatisfiable(ApiError):
+    """No part of the requested byte range is in the file."""
+
+    code = "range_not_satisfiable"
+    http_status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the file has {size} bytes, and no part of the Range is within them")
+        self.headers["Content-Range"] = f"bytes */{size}"
 
 
 class UnknownModel(ApiError):

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -72,8 +73,9 @@ def test_generate_sends_a_local_image_as_a_data_uri(server: LiveServer, tmp_path
     result = generate(server, tmp_path, "A sunset", "--image", "first.png", "--json")
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
+    # Sent as a data URI, which the server stores once: the run shows a link to the image.
     [image_url] = run["input"]["image_urls"]
-    assert image_url.startswith("data:image/png;base64,")
+    assert httpx.get(image_url).content == (tmp_path / "first.png").read_bytes()
     assert run["input"]["aspect_ratio"] is None  # the worker picks the image's ratio
     info = probe(Path(run["file"]))
     assert info.video is not None and (info.video.width, info.video.height) == (1112, 834)

@@ -30,6 +30,7 @@ Every class carries `code` (the contract's code, spelled exactly as the server s
     │   │   ├── RunAlreadyFinished    run_already_finished (a cancel came too late)
     │   │   └── CancelTimedOut        cancel_timeout (canceled as soon as the engine stops)
     │   ├── RequestTooLarge           413 request_too_large
+    │   ├── RangeNotSatisfiable       416 range_not_satisfiable (a download's Range)
     │   ├── RateLimited               429 RATE_LIMITED (retried automatically first)
     │   ├── UsageExceeded             429 USAGE_EXCEEDED (never retried: a daily quota)
     │   └── ServerError               5xx internal_error (retried first where that is safe)
@@ -307,6 +308,13 @@ class RunNotFinished(RunbaseError):
     code = "run_not_finished"
 
 
+class RangeNotSatisfiable(APIError):
+    """No part of the byte range asked of an output file is in it (416)."""
+
+    code = "range_not_satisfiable"
+    status = 416
+
+
 _BY_CODE: dict[str, type[APIError]] = {
     cls.code: cls
     for cls in (
@@ -330,6 +338,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         RunAlreadyFinished,
         CancelTimedOut,
         RequestTooLarge,
+        RangeNotSatisfiable,
         RateLimited,
         UsageExceeded,
         ServerError,
@@ -344,6 +353,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     405: MethodNotAllowed,
     409: Conflict,
     413: RequestTooLarge,
+    416: RangeNotSatisfiable,
     429: RateLimited,
 }
 

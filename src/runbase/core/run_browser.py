@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Row, Table, and_, or_
 
 from runbase.core import audit, listing, runs
 from runbase.core.audit import Actor
+from runbase.core.listing import Owner
 from runbase.errors import RunNotFound
 from runbase.storage.tables import RunRow
 
@@ -80,6 +81,11 @@ def get_run(connection: Connection, run_id: str) -> Row[Any]:
 def cancel_run(connection: Connection, actor: Actor, run_id: str) -> runs.CancelAnswer:
     """The owner's cancel, made by an operator (refunded like any cancel), and audited."""
     run = get_run(connection, run_id)
-    answer = runs.request_cancel(connection, run_id, account_id=run.account_id)
+    answer = runs.request_cancel(connection, run_id, owner=owner_of(run))
     audit.record(connection, actor, "run.cancel", run_id, {"outcome": answer.value})
     return answer
+
+
+def owner_of(run: Row[Any]) -> Owner:
+    """The run's own owner: an operator acts on a run as its account, in its mode."""
+    return Owner(run.account_id, bool(run.is_test))

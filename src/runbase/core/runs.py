@@ -43,7 +43,7 @@ from runbase.core import billing
 from runbase.core.clock import new_id, now_ms
 from runbase.core.events import EventKind, record_event
 from runbase.core.keys import KeyRecord
-from runbase.core.listing import get_run
+from runbase.core.listing import Owner, get_run, owned_by
 from runbase.core.webhooks import WebhookEvent
 from runbase.errors import (
     RunCanceled,
@@ -346,9 +346,9 @@ class CancelAnswer(StrEnum):
     FINISHED = "finished"  # it had already finished; nothing changed
 
 
-def request_cancel(connection: Connection, run_id: str, *, account_id: str) -> CancelAnswer:
+def request_cancel(connection: Connection, run_id: str, *, owner: Owner) -> CancelAnswer:
     """The owner's cancel: at once while pending, through the worker while processing."""
-    run = get_run(connection, run_id, account_id=account_id)
+    run = get_run(connection, run_id, owner=owner)
     if run.status == RunStatus.PENDING and cancel_run(
         connection, run_id, "the run was canceled by its owner", only_pending=True
     ):
@@ -362,7 +362,7 @@ def request_cancel(connection: Connection, run_id: str, *, account_id: str) -> C
 
 
 def mark_deleted(
-    connection: Connection, run_id: str, *, account_id: str, statuses: Sequence[RunStatus]
+    connection: Connection, run_id: str, *, owner: Owner, statuses: Sequence[RunStatus]
 ) -> bool:
     """Delete a finished run through a compatible API: one guarded update of `deleted_ms`.
 
@@ -374,7 +374,7 @@ def mark_deleted(
         update(_RUNS)
         .where(
             _RUNS.c.id == run_id,
-            _RUNS.c.account_id == account_id,
+            *owned_by(owner),
             _RUNS.c.status.in_([status.value for status in statuses]),
             _RUNS.c.deleted_ms.is_(None),
         )

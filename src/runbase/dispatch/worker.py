@@ -43,6 +43,7 @@ from runbase.dispatch.executor import (
 from runbase.errors import GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
+from runbase.storage.inputs import restore_images
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +182,11 @@ class Worker:
                 await engine.start()
                 state.logs.extend(engine.notes)
                 engine_started = time.monotonic()
+            # Images stored at creation go back in as the client sent them: every engine
+            # (and provider engines, upstream) gets the exact input.
+            run_input = await restore_images(self._blobs, run.input)
             outcome = await engine.run(
-                RunTask(run.id, run.model, run.input, scratch, fail_with=fail_with),
+                RunTask(run.id, run.model, run_input, scratch, fail_with=fail_with),
                 deadline=deadline,
                 on_event=lambda event: _record(state, event),
                 should_cancel=lambda: self._should_cancel(run, state),

@@ -26,6 +26,7 @@ from runbase.http.errors import install_error_handlers
 from runbase.http.hot_routes import HotRoutes
 from runbase.http.metrics import Metrics
 from runbase.http.middleware import RequestContext
+from runbase.http.openapi import install_error_documents
 from runbase.http.ratelimit import RateLimiter
 from runbase.http.routes import (
     account,
@@ -128,7 +129,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = metrics
     app.state.settings = settings
-    install_error_handlers(app)
+    install_error_handlers(
+        app,
+        surfaces={
+            "/v1/videos": openai_videos.openai_error_response,
+            "/api/v3/": ark_compat.ark_error_response,
+        },
+    )
     for prefix in ("/api/v1", "/v1"):
         app.include_router(runs.router, prefix=prefix)
         for router in (run_control.router, run_events.router, account.router, models.router):
@@ -139,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(playground.router)
     admin.install(app, settings)
+    install_error_documents(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def read_health() -> JSONResponse:

@@ -60,5 +60,6 @@ async def read_metrics(request: Request) -> Response:
     """Prometheus metrics: requests, runs by status and model, queue depth, engine time."""
     services = get_services(request)
     metrics: Metrics = request.app.state.metrics
-    counts = await services.database.read(count_runs)
+    # A GROUP BY over every run: off the event loop, or every request waits for it.
+    counts = await services.database.scan(count_runs)
     return Response(metrics.render(counts), media_type=CONTENT_TYPE_LATEST)

@@ -18,7 +18,7 @@ router = APIRouter()
 @router.get("/accounts")
 async def list_accounts(request: Request, actor: AdminActor) -> JSONResponse:
     """Every account with its balances and number of keys."""
-    rows = await get_services(request).database.report(admin.list_accounts)
+    rows = await get_services(request).database.scan(admin.list_accounts)
     return JSONResponse({"data": [admin.describe_account(row) for row in rows]})
 
 
@@ -49,7 +49,7 @@ async def read_account(ref: str, request: Request, actor: AdminActor) -> JSONRes
             ],
         }
 
-    return JSONResponse(await get_services(request).database.report(work))
+    return JSONResponse(await get_services(request).database.scan(work))
 
 
 @router.post("/accounts/{ref}/credits")

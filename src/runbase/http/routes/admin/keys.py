@@ -24,7 +24,7 @@ async def list_keys(request: Request, actor: AdminActor) -> JSONResponse:
         owner = admin.find_account(connection, account).id if account else None
         return admin.list_keys(connection, owner)
 
-    rows = await get_services(request).database.report(work)
+    rows = await get_services(request).database.scan(work)
     return JSONResponse({"data": [admin.describe_key(row) for row in rows]})
 
 
@@ -48,7 +48,7 @@ async def create_key(request: Request, actor: AdminActor) -> JSONResponse:
 
 @router.get("/keys/{key_id}")
 async def read_key(key_id: str, request: Request, actor: AdminActor) -> JSONResponse:
-    row = await get_services(request).database.report(
+    row = await get_services(request).database.scan(
         lambda connection: admin.get_key(connection, key_id)
     )
     return JSONResponse(admin.describe_key(row))

@@ -40,7 +40,7 @@ async def read_usage(request: Request, actor: AdminActor) -> JSONResponse:
         mode=params.mode,
     )
     query = usage.UsageQuery(scope, bucket=params.bucket, group_by=params.group_by)
-    report = await get_services(request).database.report(
+    report = await get_services(request).database.scan(
         lambda connection: usage.usage_report(connection, query)
     )
     return JSONResponse(report)
@@ -51,7 +51,7 @@ async def read_audit(request: Request, actor: AdminActor) -> JSONResponse:
     """Admin actions, newest first: who (the token's fingerprint or the command line's
     user), what, when and from which address. Page with `before` (`nextBefore`)."""
     params = parse_query(request, AuditParams)
-    rows, next_before = await get_services(request).database.report(
+    rows, next_before = await get_services(request).database.scan(
         lambda connection: audit.list_entries(
             connection, limit=params.limit, before_id=params.before, action=params.action
         )

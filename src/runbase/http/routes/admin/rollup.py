@@ -25,10 +25,10 @@ async def roll_up_settled(database: Database, *, now: int | None = None) -> int:
 
 
 async def _roll_next(database: Database, span: usage_rollup.Span, now: int) -> bool:
-    start = await database.report(lambda c: usage_rollup.next_to_roll(c, now, span))
+    start = await database.scan(lambda c: usage_rollup.next_to_roll(c, now, span))
     if start is None:
         return False
-    tallies = await database.report(lambda c: usage_rollup.tally_bucket(c, span, start))
+    tallies = await database.scan(lambda c: usage_rollup.tally_bucket(c, span, start))
     # False when another server rolled this bucket first: it goes on from there.
     return await database.write(lambda c: usage_rollup.store_bucket(c, span, start, tallies))
 

@@ -46,7 +46,7 @@ async def list_runs(request: Request, actor: AdminActor) -> JSONResponse:
     )
     after = listing.decode_cursor(params.cursor) if params.cursor else None
     services = get_services(request)
-    rows, next_cursor = await services.database.report(
+    rows, next_cursor = await services.database.scan(
         lambda connection: run_browser.list_runs(connection, query, limit=params.limit, after=after)
     )
     base_url = str(request.base_url)
@@ -58,7 +58,7 @@ async def list_runs(request: Request, actor: AdminActor) -> JSONResponse:
 @router.get("/runs/{run_id}")
 async def read_run(run_id: str, request: Request, actor: AdminActor) -> JSONResponse:
     services = get_services(request)
-    run = await services.database.report(lambda connection: run_browser.get_run(connection, run_id))
+    run = await services.database.scan(lambda connection: run_browser.get_run(connection, run_id))
     return JSONResponse(_run(services, run, str(request.base_url)))
 
 
@@ -71,15 +71,15 @@ async def cancel_run(run_id: str, request: Request, actor: AdminActor) -> JSONRe
         lambda connection: run_browser.cancel_run(connection, actor, run_id)
     )
     services.signals.notify(run_id)
-    run = await services.database.report(lambda connection: run_browser.get_run(connection, run_id))
+    run = await services.database.scan(lambda connection: run_browser.get_run(connection, run_id))
     if answer is CancelAnswer.REQUESTED:
         await wait_for_run(
             services,
             run_id,
-            account_id=run.account_id,
+            owner=run_browser.owner_of(run),
             timeout=services.settings.cancel_wait_seconds,
         )
-        run = await services.database.report(
+        run = await services.database.scan(
             lambda connection: run_browser.get_run(connection, run_id)
         )
     return JSONResponse({**_run(services, run, str(request.base_url)), "cancel": answer.value})
