@@ -33,7 +33,8 @@ class ServerProcess:
     def __init__(self, data_dir: Path, port: int) -> None:
         env = {
             **os.environ,
-            "PYTHONPATH": str(TESTS_DIR),
+            # The fixture engines, and this checkout's runbase (conftest.py put it there).
+            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ["PYTHONPATH"]]),
             "RUNBASE_ENGINES": "engine_fixtures:SlowEngine",
             "RUNBASE_TEST_ENGINE_SECONDS": "2",
             "RUNBASE_WORKERS": "2",
