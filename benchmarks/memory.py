@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -55,13 +56,20 @@ RUN_INPUT = {
 }
 # Refused inside the engine child, before any rendering: private hosts are not fetched.
 REFUSED_INPUT = {**RUN_INPUT, "image_urls": ["http://127.0.0.1:9/private.png"]}
-# What pip writes for `[project.scripts] runbase = "runbase.cli:main"`: the server's
-# __main__ is this file, which a spawned child process runs again (as __mp_main__).
-CONSOLE_SCRIPT = """import sys
-from runbase.cli import main
-if __name__ == '__main__':
-    sys.exit(main())
-"""
+
+
+def console_script(checkout: Path) -> str:
+    """What pip writes for the checkout's `[project.scripts] runbase = "module:function"`.
+
+    The server's __main__ is this file, and a spawned engine process runs it again (as
+    __mp_main__): what it imports, the engine process imports too.
+    """
+    pyproject = tomllib.loads((checkout / "pyproject.toml").read_text())
+    module, _, function = pyproject["project"]["scripts"]["runbase"].partition(":")
+    return (
+        f"import sys\nfrom {module} import {function}\n"
+        f"if __name__ == '__main__':\n    sys.exit({function}())\n"
+    )
 
 
 def free_port() -> int:
@@ -122,9 +130,11 @@ def measure(root: int) -> dict[str, float]:
 
 
 @contextmanager
-def running_server(src: Path, work: Path) -> Iterator[tuple[int, str, str]]:
-    """A fresh `runbase serve` on `src`: (pid, base URL, an API key without rate limit)."""
+def running_server(checkout: Path, work: Path) -> Iterator[tuple[int, str, str]]:
+    """A fresh `runbase serve` of a checkout: (pid, base URL, an API key without rate
+    limit)."""
     data_dir = work / f"data-{time.monotonic_ns()}"
+    src = checkout / "src"
     env = {**os.environ, "PYTHONPATH": str(src), "RUNBASE_ACCESS_LOG": "false"}
     for name in [name for name in env if name.startswith("RUNBASE_")]:
         if name != "RUNBASE_ACCESS_LOG":
@@ -147,7 +157,7 @@ def running_server(src: Path, work: Path) -> Iterator[tuple[int, str, str]]:
     )
     key = json.loads(created.stdout)["key"]
     script = work / "runbase"
-    script.write_text(CONSOLE_SCRIPT)
+    script.write_text(console_script(checkout))
     port = free_port()
     command = [sys.executable, str(script), "serve", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(
@@ -162,7 +172,7 @@ def running_server(src: Path, work: Path) -> Iterator[tuple[int, str, str]]:
                 break
             except httpx.TransportError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"runbase serve on {src} did not start") from None
+                    raise SystemExit(f"runbase serve of {checkout} did not start") from None
                 time.sleep(0.1)
         time.sleep(1.0)  # start-up garbage settles; the workers are polling
         yield server.pid, base_url, key
@@ -201,9 +211,9 @@ def seconds_between(start: str, end: str) -> float:
     return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
-def one_round(src: Path, work: Path) -> dict[str, float]:
+def one_round(checkout: Path, work: Path) -> dict[str, float]:
     figures: dict[str, float] = {}
-    with running_server(src, work) as (pid, base_url, key):
+    with running_server(checkout, work) as (pid, base_url, key):
         figures.update({f"before_{k}": v for k, v in measure(pid).items()})
         run = make_run(base_url, key, RUN_INPUT, pid)
         if run["status"] != "succeeded":
@@ -212,7 +222,7 @@ def one_round(src: Path, work: Path) -> dict[str, float]:
         figures.update({f"after_{k}": v for k, v in measure(pid).items()})
         figures["peak_rss"], figures["peak_pss"] = run["peak_rss"], run["peak_pss"]
         figures["first_run_s"] = seconds_between(run["createdAt"], run["completedAt"])
-    with running_server(src, work) as (pid, base_url, key):
+    with running_server(checkout, work) as (pid, base_url, key):
         refused = make_run(base_url, key, REFUSED_INPUT, pid)
         if refused["status"] != "failed":
             raise SystemExit(f"the refused run did not fail: {refused['status']}")
@@ -222,11 +232,14 @@ def one_round(src: Path, work: Path) -> dict[str, float]:
 
 
 def export_revision(revision: str, into: Path) -> Path:
+    """The revision's src/ and pyproject.toml, in `into`."""
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", revision, "src"], check=True, capture_output=True
+        ["git", "-C", str(ROOT), "archive", revision, "src", "pyproject.toml"],
+        check=True,
+        capture_output=True,
     )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "src"
+    return into
 
 
 ROWS = (
@@ -254,7 +267,7 @@ def main() -> None:
         raise SystemExit("this benchmark reads /proc/<pid>/smaps_rollup (Linux 4.14 or later)")
     with tempfile.TemporaryDirectory(prefix="runbase-memory-") as tmp:
         work = Path(tmp)
-        variants = {"this checkout": ROOT / "src"}
+        variants = {"this checkout": ROOT}
         if args.compare_with:
             (work / "baseline").mkdir()
             variants[args.compare_with] = export_revision(args.compare_with, work / "baseline")
