@@ -7,11 +7,13 @@ process, exactly like a real engine; `pyproject.toml` puts `tests/` on the path.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import numpy as np
 
 from runbase.engines.base import GenerationRequest, GenerationResult, ProgressSink
+from runbase.engines.preview import PreviewEngine
 from runbase.errors import GenerationFailed, RunCanceled
 from runbase.media.video import write_mp4
 
@@ -125,3 +127,33 @@ class BrokenSetupEngine(QuickEngine):
 
     def setup(self) -> None:
         raise RuntimeError("weights not found at /nowhere")
+
+
+WATCHED_MODULES = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "typer",
+    "runbase.cli",
+    "runbase.http",
+    "scipy",
+    "pyloudnorm",
+    "httpx",
+)
+"""Modules an engine process has no use for on a text-to-video run: the server's, and the
+heavy ones the preview engine once pulled in."""
+
+
+class ImportsEngine(PreviewEngine):
+    """The preview engine; after a run it logs which WATCHED_MODULES its process holds."""
+
+    def __init__(self) -> None:
+        super().__init__(preset="superfast")
+
+    def generate(self, request: GenerationRequest, progress: ProgressSink) -> GenerationResult:
+        result = super().generate(request, progress)
+        loaded = [name for name in WATCHED_MODULES if name in sys.modules]
+        progress.log(f"engine process holds: {', '.join(loaded) or 'none of them'}")
+        return result
