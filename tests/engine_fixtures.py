@@ -120,6 +120,15 @@ class BadFileEngine(QuickEngine):
         return write_flat_video(request, num_frames=request.num_frames - 1)
 
 
+class SlowSetupEngine(QuickEngine):
+    """Takes a minute to set up (as a large model's weights do)."""
+
+    name = "slow-setup"
+
+    def setup(self) -> None:
+        time.sleep(60)
+
+
 class BrokenSetupEngine(QuickEngine):
     """Cannot start (as when weights or a GPU are missing)."""
 
@@ -157,3 +166,10 @@ class ImportsEngine(PreviewEngine):
         loaded = [name for name in WATCHED_MODULES if name in sys.modules]
         progress.log(f"engine process holds: {', '.join(loaded) or 'none of them'}")
         return result
+
+
+class Idle:
+    """Not an engine: a Ray actor that only holds the resources it was given."""
+
+    def ping(self) -> int:
+        return 1

@@ -338,16 +338,22 @@ def start_worker_command(
 
 
 def signal_mid_run(
-    server: LiveServer, key: str, run_id: str, process: subprocess.Popen[str], signum: int
+    server: LiveServer,
+    key: str,
+    run_id: str,
+    process: subprocess.Popen[str],
+    signum: int,
+    *,
+    under_way: Callable[[dict[str, Any]], bool] = lambda run: (run["progress"] or 0) > 0,
 ) -> tuple[float, str]:
-    """Once the process's engine is generating the run (progress past 0), send `signum`;
-    the seconds until the process exited, and its output."""
+    """Once the run is under way in the process (by default: its engine is generating it,
+    progress past 0), send `signum`; the seconds until the process exited, and its output."""
     deadline = time.monotonic() + 60
     with server.client(key) as client:
         while True:
             response = client.get(f"/api/v1/runs/{run_id}")
             assert response.status_code == 200, response.text
-            if (response.json()["progress"] or 0) > 0:
+            if under_way(response.json()):
                 break
             assert process.poll() is None, process.communicate()[0]
             assert time.monotonic() < deadline, f"run {run_id} never got under way"

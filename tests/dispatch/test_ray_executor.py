@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+import engine_fixtures
 from runbase.config import Settings
 from runbase.dispatch import executor
 from runbase.media.probe import probe
@@ -278,6 +279,34 @@ def test_dispatcher_hands_its_run_back_on_a_signal(
     [row] = server.admin.runs()
     assert (row.status, row.attempts, row.worker_id) == ("pending", 0, None), output
     assert actor_pids(read_run(server, key, run_id)), output  # it was on an actor
+
+
+def test_dispatcher_stops_while_its_actor_waits_for_resources(
+    start_server: Callable[..., LiveServer], ray_address: str
+) -> None:
+    # Both of the cluster's CPUs taken: the dispatcher's actor cannot be placed.
+    hog = ray.remote(num_cpus=2)(engine_fixtures.Idle).remote()
+    ray.get(hog.ping.remote())
+    try:
+        server = start_server(workers=0, rate_limit="1000/10seconds")
+        key = server.new_key()
+        run_id = create(server, key, generate_audio=False)
+        env = dispatcher_env(ray_address, "engine_fixtures:QuickEngine")
+        process = start_worker_command("dispatcher", server.settings.data_dir, env)
+        seconds, output = signal_mid_run(
+            server,
+            key,
+            run_id,
+            process,
+            signal.SIGINT,
+            under_way=lambda run: run["status"] == "processing",
+        )
+    finally:
+        ray.kill(hog)
+    assert process.returncode == 0, output
+    assert seconds < 5, f"took {seconds:.1f} s to stop:\n{output}"
+    [row] = server.admin.runs()
+    assert (row.status, row.attempts, row.worker_id) == ("pending", 0, None), output
 
 
 def test_without_ray_the_executor_says_how_to_install_it(

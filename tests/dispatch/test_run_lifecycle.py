@@ -189,3 +189,25 @@ def test_worker_command_hands_its_run_back_on_a_signal(
     [row] = server.admin.runs()
     assert row.attempts == 1
     server.admin.check_books(row.account_id)
+
+
+def test_worker_command_stops_while_its_engine_sets_up(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    server = start_server(workers=0, rate_limit="1000/10seconds")
+    key = server.new_key()
+    run_id = create(server, key, generate_audio=False)
+    env = {"RUNBASE_ENGINES": "engine_fixtures:SlowSetupEngine"}
+    process = start_worker_command("worker", server.settings.data_dir, env)
+    seconds, output = signal_mid_run(
+        server,
+        key,
+        run_id,
+        process,
+        signal.SIGTERM,
+        under_way=lambda run: run["status"] == "processing",
+    )
+    assert process.returncode == 0, output
+    assert seconds < 5, f"took {seconds:.1f} s to stop:\n{output}"
+    [row] = server.admin.runs()
+    assert (row.status, row.attempts, row.worker_id) == ("pending", 0, None), output

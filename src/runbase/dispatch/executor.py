@@ -217,7 +217,12 @@ class EngineProcess(EngineHost):
         process.start()
         child_conn.close()
         self._process, self._conn = process, parent_conn
-        message = await self._receive(deadline=time.monotonic() + self._setup_timeout_s)
+        deadline = time.monotonic() + self._setup_timeout_s
+        message = None
+        while message is None and time.monotonic() < deadline:
+            # In short waits: a canceled start (the worker stopping) leaves no thread
+            # blocked on the pipe for the rest of a long set-up.
+            message = await self._receive(deadline=min(deadline, time.monotonic() + 0.25))
         if isinstance(message, Ready):
             self.backend, self.notes = message.backend, message.notes
             return
