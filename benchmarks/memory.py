@@ -18,8 +18,11 @@ the tree costs the machine; the RSS total counts shared pages once per process.
 
 With `--compare-with REV` the same rounds run, interleaved, against the `src/` of another
 git revision (exported to a temporary directory), for before/after figures side by side.
+`--imports` prints instead what each module an engine process may load adds to a fresh
+interpreter's RSS, imported one after the other in the order given.
 
     .venv/bin/python benchmarks/memory.py [--rounds 3] [--compare-with REV] [--json]
+    .venv/bin/python benchmarks/memory.py --imports [MODULE ...]
 """
 
 from __future__ import annotations
@@ -247,6 +250,46 @@ def export_revision(revision: str, into: Path) -> Path:
     return into
 
 
+ENGINE_IMPORTS = (
+    # What the engine process of a default server imports now ...
+    "runbase.config",
+    "runbase.dispatch.executor",
+    "numpy",
+    "PIL.Image",
+    "runbase.engines.preview",
+    "av",
+    "runbase.engines.preview.soundtrack",
+    # ... and what it imported before as well: the command line, which the old `runbase`
+    # script imported (a spawned child runs it again), httpx for images, scipy.
+    "runbase.cli",
+    "runbase.media.images",
+    "scipy.signal",
+    "scipy.ndimage",
+    "pyloudnorm",
+)
+IMPORT_PROBE = """
+import importlib, sys, time
+def rss():
+    with open("/proc/self/status") as status:
+        return next(int(l.split()[1]) for l in status if l.startswith("VmRSS")) / 1024
+before = rss()
+for name in sys.argv[1:]:
+    start = time.perf_counter()
+    importlib.import_module(name)
+    now = rss()
+    print(f"| {name} | {now - before:.1f} | {(time.perf_counter() - start) * 1000:.0f} |")
+    before = now
+"""
+
+
+def print_import_costs(modules: list[str]) -> None:
+    print("| module (imported in this order) | RSS added (MB) | import ms |")
+    print("|---|---|---|")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    probe = [sys.executable, "-c", IMPORT_PROBE, *modules]
+    print(subprocess.run(probe, env=env, check=True, capture_output=True, text=True).stdout, end="")
+
+
 ROWS = (
     ("tree RSS before the engine starts", "before_rss"),
     ("tree PSS before the engine starts", "before_pss"),
@@ -269,7 +312,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--compare-with", metavar="REV", help="a git revision to measure too")
     parser.add_argument("--json", action="store_true", help="print every round as JSON")
+    parser.add_argument(
+        "--imports", nargs="*", metavar="MODULE", help="print what importing each module costs"
+    )
     args = parser.parse_args()
+    if args.imports is not None:
+        print_import_costs(args.imports or list(ENGINE_IMPORTS))
+        return
     if not Path("/proc/self/smaps_rollup").exists():
         raise SystemExit("this benchmark reads /proc/<pid>/smaps_rollup (Linux 4.14 or later)")
     with tempfile.TemporaryDirectory(prefix="runbase-memory-") as tmp:

@@ -337,7 +337,7 @@ def start_worker_command(
     )
 
 
-def signal_mid_run(
+def stop_mid_run(
     server: LiveServer,
     key: str,
     run_id: str,
@@ -345,9 +345,10 @@ def signal_mid_run(
     signum: int,
     *,
     under_way: Callable[[dict[str, Any]], bool] = lambda run: (run["progress"] or 0) > 0,
-) -> tuple[float, str]:
+) -> str:
     """Once the run is under way in the process (by default: its engine is generating it,
-    progress past 0), send `signum`; the seconds until the process exited, and its output."""
+    progress past 0), send `signum`; check that the process exited 0 within 5 s and that
+    the run is pending again with its attempt given back. Returns the process's output."""
     deadline = time.monotonic() + 60
     with server.client(key) as client:
         while True:
@@ -365,4 +366,9 @@ def signal_mid_run(
     except subprocess.TimeoutExpired:
         process.kill()
         raise AssertionError(f"still running 30 s after {signal.Signals(signum).name}") from None
-    return time.monotonic() - sent, output
+    seconds = time.monotonic() - sent
+    assert process.returncode == 0, output
+    assert seconds < 5, f"took {seconds:.1f} s to stop:\n{output}"
+    [row] = server.admin.runs()
+    assert (row.status, row.attempts, row.worker_id) == ("pending", 0, None), output
+    return output
