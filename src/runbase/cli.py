@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -223,6 +224,7 @@ def _run_workers(settings: Settings) -> None:
     async def work(database: Database) -> None:
         blobs = open_blob_store(settings)
         stopping = asyncio.Event()
+        _stop_on_signals(stopping)
         count = max(1, settings.workers)
         workers = [Worker(database=database, blobs=blobs, settings=settings) for _ in range(count)]
         tasks = [reap_forever(database, settings, stopping)]
@@ -230,6 +232,36 @@ def _run_workers(settings: Settings) -> None:
         await asyncio.gather(*tasks)
 
     _with_database(settings, lambda database: asyncio.run(work(database)))
+    if settings.executor == "ray":
+        from runbase.dispatch.ray_executor import disconnect_ray
+
+        disconnect_ray()
+
+
+def _stop_on_signals(stopping: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set `stopping`, as `serve`'s shutdown does: each worker stops its
+    engine, hands its run back to the queue without using up an attempt, closes its engine
+    and returns. A second signal cancels whatever is left.
+
+    Why not asyncio.run's own SIGINT handling (issue #19's hang): it cancels the main task,
+    and `gather` ends that task as soon as its first child, the reaper, is cancelled.
+    asyncio.run then cancels the workers again while they are still cleaning up, and
+    closes the loop: in 10 of 20 tries the engine's Ray actor was never killed, a
+    hand-back write was answered to a closed loop (the writer thread died on it), and the
+    rest was left to Ray's own teardown at interpreter exit. SIGTERM was not handled at
+    all: Ray's crash handler printed a stack trace, the process died, and the run stayed
+    `processing` until its lease expired, losing an attempt.
+    """
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stopping.is_set() and main is not None:
+            main.cancel()
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
 
 
 # ---- accounts and credits: thin callers of core.admin, which the admin API shares ------

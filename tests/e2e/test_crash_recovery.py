@@ -33,8 +33,8 @@ class ServerProcess:
     def __init__(self, data_dir: Path, port: int) -> None:
         env = {
             **os.environ,
-            # The fixtures, and this checkout's sources (conftest.py puts them first).
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ["PYTHONPATH"]])),
+            # The fixture engines, and this checkout's runbase (conftest.py put it there).
+            "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ["PYTHONPATH"]]),
             "RUNBASE_ENGINES": "engine_fixtures:SlowEngine",
             "RUNBASE_TEST_ENGINE_SECONDS": "2",
             "RUNBASE_WORKERS": "2",

@@ -179,7 +179,7 @@ class Worker:
         outcome: Done | RunFailure | EngineLost
         try:
             if not engine.is_alive:
-                await engine.start()
+                await self._start(engine)
                 state.logs.extend(engine.notes)
                 engine_started = time.monotonic()
             # Images stored at creation go back in as the client sent them: every engine
@@ -215,6 +215,24 @@ class Worker:
             self._current = None
         finally:
             await asyncio.to_thread(remove_scratch, scratch)
+
+    async def _start(self, engine: EngineHost) -> None:
+        """Start the engine, unless the worker is told to stop first: set-up can take
+        minutes (weights to load, a Ray actor waiting for a free GPU), and a stopping
+        worker hands its run back at once."""
+        starting = asyncio.create_task(engine.start())
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            await asyncio.to_thread(engine.kill)
+            raise EngineLost("the worker stopped while its engine was starting")
+        starting.result()
 
     async def _finish(
         self, run: Row[Any], backend: str | None, outcome: Done | RunFailure, state: _RunState
