@@ -19,11 +19,13 @@ from runbase.core.clock import new_id, now_ms
 from runbase.core.keys import KeyRecord
 from runbase.core.seedance import MAX_DATA_URI_CHARS
 from runbase.core.webhooks import check_webhook
+from runbase.dispatch.wakeup import announce_work
 from runbase.errors import (
     IdempotencyKeyInUse,
     InvalidJson,
     MissingInput,
     MissingModel,
+    NoEngineAvailable,
     RequestTooLarge,
     RunNotFound,
 )
@@ -122,6 +124,10 @@ async def submit(
         request_hash = idempotency.request_hash(
             prepared.body, options={"cancel_after_ms": cancel_after_ms}
         )
+    if services.pools is not None:  # fail fast: never charge a run nothing can take
+        refusal = services.pools.refusal()
+        if refusal is not None:
+            raise NoEngineAvailable(refusal)
     options = runs.RunOptions(
         deadline_ms=None if cancel_after_ms is None else now_ms() + cancel_after_ms,
         webhook=prepared.webhook,
@@ -129,11 +135,14 @@ async def submit(
         # Only webhooks need it (to sign output URLs in their bodies); it costs a little.
         public_base_url=str(request.base_url) if prepared.webhook else None,
     )
-    return await services.database.write(
+    run, replayed = await services.database.write(
         lambda connection: _create_or_replay(
             connection, key, prepared, options, idempotency_key, request_hash
         )
     )
+    if not replayed:
+        services.work.notify()  # an idle worker of this process claims it at once
+    return run, replayed
 
 
 def _create_or_replay(
@@ -168,4 +177,5 @@ def _create_or_replay(
         run_id=run_id,
         options=options,
     )
+    announce_work(connection)  # PostgreSQL: wakes the workers of other processes
     return run, False

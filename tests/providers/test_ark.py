@@ -1,6 +1,7 @@
-"""The ModelArk engine against the fake ModelArk (tests/fakes/modelark.py), through a live
+"""The ModelArk provider against the fake ModelArk (tests/fakes/modelark.py), through a live
 runbase: success to a probed MP4, failures refunded, expiry, 429 storms, prompt text
-commands, the key kept secret, and a SIGKILL of runbase in the middle of a task."""
+commands, the key kept secret, the attempts table, and a SIGKILL of runbase in the middle
+of a task."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import pytest
 
 import support
 from fakes.modelark import FakeModelArk, RunningFake
-from runbase.engines.ark import strip_text_commands
+from runbase.providers.ark import strip_text_commands
 from runbase.media.probe import probe
 from support import SEEDANCE, Admin, LiveServer, make_settings
 
@@ -194,27 +195,11 @@ def test_a_429_storm_is_ridden_out(
     assert any("retrying" in line for line in run["logs"] or []), run["logs"]
 
 
-def test_old_task_records_are_forgotten(tmp_path: Path) -> None:
-    from runbase.engines.ark import STATE_FILE, forget_old_state
+def test_without_a_key_the_provider_cannot_start(tmp_path: Path) -> None:
+    from runbase.providers import load_provider
 
-    old, recent = tmp_path / "run_old", tmp_path / "run_recent"
-    for run_dir in (old, recent):
-        run_dir.mkdir()
-        (run_dir / STATE_FILE).write_text('{"task_id": "cgt-1"}')
-    eight_days_ago = time.time() - 8 * 24 * 3600
-    os.utime(old / STATE_FILE, (eight_days_ago, eight_days_ago))
-    forget_old_state(tmp_path)
-    assert not old.exists()
-    assert (recent / STATE_FILE).exists()
-
-
-def test_without_a_key_the_engine_is_unavailable(tmp_path: Path) -> None:
-    from runbase.engines import load_engine
-    from runbase.errors import EngineUnavailable
-
-    engine = load_engine("ark", make_settings(tmp_path))
-    with pytest.raises(EngineUnavailable, match="RUNBASE_ARK_API_KEY"):
-        engine.setup()
+    provider = load_provider("ark", make_settings(tmp_path))
+    assert "RUNBASE_ARK_API_KEY" in (provider.configuration_problem() or "")
 
 
 @pytest.mark.slow
