@@ -225,6 +225,10 @@ class Settings(BaseSettings):
     ark_allow_private_hosts: bool = False
     """Let video downloads reach loopback and private addresses (tests only)."""
 
+    ark_submit_retry_seconds: float = 10.0
+    """How long a submit answered with 429 or 5xx (or a refused connection) is retried
+    before the run moves to the next provider of the route (or fails, refunded)."""
+
     ark_max_in_flight: int = Field(default=100, ge=1)
     """ModelArk tasks in flight at once from one process (ModelArk queues at most 120 per
     account; more runs wait here, or go to the next provider of the route)."""

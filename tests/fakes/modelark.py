@@ -14,9 +14,12 @@ passed. Tests move the clock with `advance` instead of sleeping. Like the real s
 reads legacy text commands (`--dur 12`, `--rs 1080p`) from the prompt and lets them
 override the fields, so that an adapter that forgets to strip them makes the wrong video.
 
-Knobs: `too_many_requests(n)` answers the next n API calls with 429; `fail_next(code,
-message)` fails the next task; `sensitive_words` refuses prompts at create; callbacks are
-POSTed on every status change, and `succeeded`/`failed` are retried 3 times.
+Knobs: `too_many_requests(n)` answers the next n API calls with 429; `refuse_creates(status,
+code)` answers creates with an error until `refuse_creates(None)` (an outage, a bad key, an
+unpaid account); `fail_next(code, message)` fails the next task; `sensitive_words` refuses
+prompts at create; callbacks are POSTed on every status change, and `succeeded`/`failed`
+are retried 3 times. `creates` holds every accepted create body: a test counts them to
+prove a run was never submitted twice.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class FakeModelArk:
         """(task id, status, attempt) of every callback POST made."""
         self.sensitive_words: set[str] = set()
         self._throttle = 0
+        self._refusal: tuple[int, str] | None = None
+        self.refused_creates = 0
         self._stall = False
         self._failures: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -111,6 +116,10 @@ class FakeModelArk:
 
     def too_many_requests(self, count: int) -> None:
         self._throttle = count
+
+    def refuse_creates(self, status: int | None, code: str = "InternalServiceError") -> None:
+        """Answer every create with `status` and `code` (None: accept them again)."""
+        self._refusal = None if status is None else (status, code)
 
     def fail_next(self, code: str, message: str) -> None:
         self._failures.append((code, message))
@@ -263,6 +272,10 @@ class FakeModelArk:
             refused = gate(request)
             if refused is not None:
                 return refused
+            if self._refusal is not None:
+                self.refused_creates += 1
+                status, code = self._refusal
+                return error(status, code, "The request was refused.", "Refused")
             try:
                 body = await request.json()
             except ValueError:

@@ -21,8 +21,8 @@ import pytest
 
 import support
 from fakes.modelark import FakeModelArk, RunningFake
-from runbase.providers.ark import strip_text_commands
 from runbase.media.probe import probe
+from runbase.providers.ark import strip_text_commands
 from support import SEEDANCE, Admin, LiveServer, make_settings
 
 ARK_KEY = "ark-secret-key-0123456789abcdef"

@@ -19,19 +19,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal, Protocol
 
+from sqlalchemy import Connection
+
 from runbase.config import Settings
-from runbase.core import claims
+from runbase.core import claims, runs
 from runbase.dispatch.callbacks import CallbackSigner
 from runbase.dispatch.gateway import Gateway
 from runbase.dispatch.held_runs import GatewayObserver, HeldRun
 from runbase.dispatch.routing import Route, check_engines, describe_problems
 from runbase.dispatch.wakeup import WorkListener, WorkSignal
 from runbase.dispatch.worker import ComputeStation, Worker, WorkerObserver, reap_forever
-from runbase.errors import EngineUnavailable
-from runbase.providers import Provider, load_provider
+from runbase.errors import EngineUnavailable, InvalidInput
+from runbase.providers import InputUnsupported, Provider, load_provider
 from runbase.storage.blobs import BlobStore, load_or_create_secret
 from runbase.storage.db import Database
 
@@ -138,6 +140,7 @@ class Pools:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = asyncio.Event()
         self._listener: WorkListener | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     # ---- running -----------------------------------------------------------------------
 
@@ -217,19 +220,60 @@ class Pools:
             if worker is None:
                 await self.work.wait(0.5)
                 continue
-            moved = await self._transfer(held.id, self.gateway.id, worker.id)
+            moved = await self._transfer(held, self.gateway.id, worker.id)
             if moved:
                 worker.take_over(held.run)
             return bool(moved)
         return False
 
-    async def _transfer(self, run_id: str, gateway_id: str, worker_id: str) -> bool:
+    async def _transfer(self, held: HeldRun, gateway_id: str, worker_id: str) -> bool:
+        """Move the run to the worker, with what the gateway logged for it (its path)."""
         lease_ms = int(self.settings.lease_seconds * 1000)
-        return await self.database.write(
-            lambda connection: claims.transfer_run(
-                connection, run_id, from_worker=gateway_id, to_worker=worker_id, lease_ms=lease_ms
+        logs = tuple(held.logs)
+        held.logs.clear()
+
+        def transfer(connection: Connection) -> bool:
+            if logs:
+                update_ = runs.ProgressUpdate(None, logs)
+                runs.heartbeat_run(
+                    connection, held.id, worker_id=gateway_id, lease_ms=lease_ms, update_=update_
+                )
+            return claims.transfer_run(
+                connection, held.id, from_worker=gateway_id, to_worker=worker_id, lease_ms=lease_ms
             )
-        )
+
+        return await self.database.write(transfer)
+
+    def probe_compute(self) -> None:
+        """Start the compute engine in the background, once, if nobody has yet: /readyz
+        calls this, so that a load balancer's first check learns whether it starts."""
+        if (
+            self._probe is None
+            and self.route.compute
+            and self.workers
+            and not self.station.is_known
+        ):
+            self._probe = asyncio.create_task(self.workers[0].probe_engine())
+
+    def check_input(self, model: str, validated_input: Mapping[str, Any]) -> None:
+        """At creation: refuse (`InvalidInput`, nothing charged) an input that no station
+        of the route can honour. A compute station honours every input of the catalog."""
+        if self.gateway is None:
+            return
+        stations = self.gateway.stations()
+        reasons = []
+        for station in stations:
+            if station is None:
+                return
+            try:
+                self.gateway.providers[station].check_input(model, validated_input)
+                return
+            except InputUnsupported as refusal:
+                reasons.append(refusal.message)
+        if reasons:
+            raise InvalidInput(
+                "no provider of this server can make this video: " + "; ".join(reasons)
+            )
 
     # ---- health ------------------------------------------------------------------------
 

@@ -133,6 +133,7 @@ class Worker:
         self._current: str | None = None
         self._inbox: list[Row[Any]] = []
         self._stopping = asyncio.Event()
+        self._engine_lock = asyncio.Lock()  # one start at a time (a probe, a run)
         self.probe_at_start = False
         """Start the engine before the first run, to learn whether the station works."""
 
@@ -153,8 +154,9 @@ class Worker:
     async def probe_engine(self) -> None:
         """Start the engine now, to learn whether the compute station works."""
         try:
-            if not self._engine.is_alive:
-                await self._engine.start()
+            async with self._engine_lock:
+                if not self._engine.is_alive:
+                    await self._engine.start()
             self.station.report(None)
         except Exception as exc:
             logger.warning("the compute engine did not start: %s", exc)
@@ -185,7 +187,8 @@ class Worker:
                     await self._work.wait(self._settings.poll_interval_seconds)
         finally:
             await asyncio.shield(self._release_current())
-            await asyncio.to_thread(self._engine.close)
+            async with self._engine_lock:  # a probe still starting it: wait, then close
+                await asyncio.to_thread(self._engine.close)
             if self._test_engine is not None:
                 await asyncio.to_thread(self._test_engine.close)
 
@@ -252,17 +255,18 @@ class Worker:
         engine_started = time.monotonic()
         outcome: Done | RunFailure | EngineLost
         try:
-            if not engine.is_alive:
-                try:
-                    await engine.start()
-                except Exception as exc:
+            async with self._engine_lock:
+                if not engine.is_alive:
+                    try:
+                        await engine.start()
+                    except Exception as exc:
+                        if engine is self._engine:
+                            self.station.report(_engine_problem(exc))
+                        raise
                     if engine is self._engine:
-                        self.station.report(_engine_problem(exc))
-                    raise
-                if engine is self._engine:
-                    self.station.report(None)
-                state.logs.extend(engine.notes)
-                engine_started = time.monotonic()
+                        self.station.report(None)
+                    state.logs.extend(engine.notes)
+                    engine_started = time.monotonic()
             outcome = await engine.run(
                 RunTask(run.id, run.model, run.input, scratch, fail_with=fail_with),
                 deadline=deadline,

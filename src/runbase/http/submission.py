@@ -91,6 +91,8 @@ def prepare(services: Services, body: dict[str, Any]) -> Prepared:
     if not isinstance(raw_input, dict):
         raise MissingInput()
     validated = spec.validate_input(raw_input)
+    if services.pools is not None:  # what no provider of the route can make is refused now
+        services.pools.check_input(model_id, validated)
     webhook, events = None, None
     if body.get("webhook") is not None or body.get("webhookEventsFilter") is not None:
         settings = services.settings

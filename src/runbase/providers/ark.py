@@ -60,7 +60,6 @@ logger = logging.getLogger(__name__)
 
 TASKS_PATH: Final = "/contents/generations/tasks"
 _PROGRESS: Final = {"queued": 0.1, "running": 0.5}
-_SUBMIT_BUDGET_S: Final = 60.0
 _POLL_BUDGET_S: Final = 20.0
 
 # The legacy "text commands", long and short forms. Upstream reads them from the prompt and
@@ -100,6 +99,7 @@ class ArkProvider:
         poll_interval_s: float = 2.0,
         max_poll_interval_s: float = 10.0,
         timeout_s: float = 1800.0,
+        submit_retry_s: float = 10.0,
         allow_private_hosts: bool = False,
     ) -> None:
         self._api_key = api_key
@@ -110,6 +110,7 @@ class ArkProvider:
         self.poll_interval_s = poll_interval_s
         self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
         self.timeout_s = timeout_s
+        self.submit_retry_s = submit_retry_s
         self.allow_private_hosts = allow_private_hosts
         self._client: httpx.AsyncClient | None = None
         self._finished: dict[str, dict[str, Any]] = {}
@@ -129,6 +130,7 @@ class ArkProvider:
             poll_interval_s=settings.ark_poll_interval_seconds,
             max_poll_interval_s=settings.ark_max_poll_interval_seconds,
             timeout_s=settings.ark_timeout_seconds,
+            submit_retry_s=settings.ark_submit_retry_seconds,
             allow_private_hosts=settings.ark_allow_private_hosts,
         )
 
@@ -190,7 +192,7 @@ class ArkProvider:
         if removed:
             log.log(f"text commands removed from the prompt: {' '.join(removed)}")
         log.progress(0.05, "submitting")
-        policy = RetryPolicy(_SUBMIT_BUDGET_S, self.poll_interval_s, retry_unsent_only=True)
+        policy = RetryPolicy(self.submit_retry_s, self.poll_interval_s, retry_unsent_only=True)
         try:
             response = await call(
                 self._api,

@@ -50,6 +50,7 @@ async def read_readiness(request: Request) -> JSONResponse:
     if any(task.done() for task in services.worker_tasks):  # reaper, workers, gateway
         is_ready = False
     if services.pools is not None:
+        services.pools.probe_compute()
         checks.update(services.pools.readiness())
         refusal = services.pools.refusal()
         if refusal is not None:
