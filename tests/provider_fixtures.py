@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runbase.config import Settings
-from runbase.providers import InputUnsupported
+from runbase.providers import InputUnsupported, ProviderJob
 from runbase.providers.ark import ArkProvider
 
 
@@ -45,3 +45,16 @@ class SmallArk(ArkB):
     def check_input(self, model: str, validated_input: Mapping[str, Any]) -> None:
         if validated_input.get("resolution") == "1080p":
             raise InputUnsupported("Small ModelArk makes at most 720p")
+
+
+class KeyedArk(ArkB):
+    """ModelArk as if it took an idempotency key (the fake's test extension): shows the
+    gateway's replay of an interrupted submit, as for providers that do take one."""
+
+    name = "keyed-ark"
+    display_name = "Keyed ModelArk"
+    accepts_idempotency_key = True
+    HEADER = "X-Test-Idempotency-Key"
+
+    def submit_headers(self, job: ProviderJob) -> dict[str, str] | None:
+        return {self.HEADER: job.idempotency_key}

@@ -105,6 +105,10 @@ class FakeModelArk:
         self._throttle = 0
         self._refusal: tuple[int, str] | None = None
         self.refused_creates = 0
+        self.idempotency_header: str | None = None
+        """A test extension, not ModelArk's (it takes no idempotency key): when set, a create
+        carrying this header with a key seen before answers the first task's id again."""
+        self._keyed: dict[str, str] = {}
         self._stall = False
         self._failures: list[tuple[str, str]] = []
         self._lock = threading.Lock()
@@ -290,6 +294,9 @@ class FakeModelArk:
                     "InputTextSensitiveContentDetected",
                     "The request failed because the input text may contain sensitive information.",
                 )
+            key = request.headers.get(self.idempotency_header or "", "")
+            if key and key in self._keyed:
+                return JSONResponse({"id": self._keyed[key]})
             self.creates.append(body)
             # Legacy text commands override the fields, as upstream does.
             options = {m.group(1).lower(): m.group(2) for m in _COMMAND.finditer(text)}
@@ -312,6 +319,8 @@ class FakeModelArk:
                 stalled=self._stall,
             )
             self._stall = False
+            if key:
+                self._keyed[key] = task_id
             return JSONResponse({"id": task_id})
 
         @app.get(prefix + "/{task_id}")

@@ -187,6 +187,11 @@ class ArkProvider:
             body["callback_url"] = job.callback_url
         return body
 
+    def submit_headers(self, job: ProviderJob) -> dict[str, str] | None:
+        """Extra headers of the create request: none (ModelArk takes no idempotency key;
+        a subclass for an upstream that does would send `job.idempotency_key` here)."""
+        return None
+
     async def submit(self, job: ProviderJob, log: RunLog) -> str:
         _, removed = strip_text_commands(job.prompt)
         if removed:
@@ -202,6 +207,7 @@ class ArkProvider:
                 log=log,
                 provider=self.display_name,
                 json=self.create_body(job),
+                headers=self.submit_headers(job),
             )
         except CallFailed as failed:
             if failed.maybe_sent:
