@@ -194,7 +194,7 @@ def test_the_breaker_skips_a_failing_provider_then_probes_it(
 ) -> None:
     fakes["ark"].refuse_creates(503, "ServiceUnavailable")
     server = start(
-        start_server, fakes, ["ark", B], breaker_failures=2, breaker_cooldown_seconds=3.0
+        start_server, fakes, ["ark", B], breaker_failures=2, breaker_cooldown_seconds=8.0
     )
     key = server.new_key(balance_usd=50)
     done = [server.wait_for_run(key, create(server, key)) for _ in range(4)]
@@ -212,7 +212,7 @@ def test_the_breaker_skips_a_failing_provider_then_probes_it(
     assert ready["checks"]["providers"]["ark-b"]["usable"] is True
 
     fakes["ark"].refuse_creates(None)  # ModelArk is back
-    time.sleep(3.2)  # the cool-down ends: one run probes it, and closes the breaker
+    time.sleep(8.2)  # the cool-down ends: one run probes it, and closes the breaker
     assert fakes["ark"].refused_creates == refused  # skipped: not even asked
     probe = server.wait_for_run(key, create(server, key))
     assert probe["backend"] == "ark"

@@ -16,8 +16,8 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 

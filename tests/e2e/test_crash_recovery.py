@@ -33,7 +33,8 @@ class ServerProcess:
     def __init__(self, data_dir: Path, port: int) -> None:
         env = {
             **os.environ,
-            "PYTHONPATH": str(TESTS_DIR),
+            # this checkout first (conftest put its src/ there), then the fixtures
+            "PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(TESTS_DIR)]),
             "RUNBASE_ENGINES": "engine_fixtures:SlowEngine",
             "RUNBASE_TEST_ENGINE_SECONDS": "2",
             "RUNBASE_WORKERS": "2",

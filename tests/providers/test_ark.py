@@ -23,6 +23,7 @@ import support
 from fakes.modelark import FakeModelArk, RunningFake
 from runbase.media.probe import probe
 from runbase.providers.ark import strip_text_commands
+from runbase.storage.tables import UpstreamAttemptRow
 from support import SEEDANCE, Admin, LiveServer, make_settings
 
 ARK_KEY = "ark-secret-key-0123456789abcdef"
@@ -240,6 +241,11 @@ def test_sigkill_mid_task_resumes_the_same_upstream_task(ark: FakeModelArk, tmp_
     [row] = admin.runs()
     assert row.attempts == 2
     admin.check_books(row.account_id)
+    # One upstream attempt, resumed from the database by the restarted server.
+    [attempt] = admin.select(UpstreamAttemptRow.__table__)
+    assert attempt.state == "succeeded" and attempt.provider == "ark"
+    assert attempt.task_id == next(iter(ark.tasks))
+    assert any("resuming task" in line for line in run["logs"]), run["logs"]
 
 
 # ---- helpers ---------------------------------------------------------------------------
@@ -255,7 +261,7 @@ def _serve(data_dir: Path, port: int, fake: FakeModelArk) -> _Served:
     env = {
         **os.environ,
         **database_env(data_dir),
-        "PYTHONPATH": str(TESTS_DIR),
+        "PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(TESTS_DIR)]),
         "RUNBASE_ENGINES": "ark",
         "RUNBASE_ARK_API_KEY": ARK_KEY,
         "RUNBASE_ARK_BASE_URL": fake.base_url + "/api/v3",
