@@ -155,7 +155,11 @@ class ArkProvider:
             headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}"},
             timeout=30.0,
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
+            # A connection for every run in flight: a submit never waits for a connection
+            # while its attempt says "submitting" (the window a crash makes uncertain).
+            limits=httpx.Limits(
+                max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
+            ),
         )
 
     async def close(self) -> None:
