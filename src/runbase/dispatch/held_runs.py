@@ -10,12 +10,18 @@ GatewayObserver  who hears about the gateway's runs (the server's waiters, metri
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import Row
 
+from runbase.config import Settings
+from runbase.dispatch.routing import Breaker
 from runbase.dispatch.wakeup import WorkSignal
+from runbase.providers import Provider
+from runbase.storage.blobs import BlobStore
+from runbase.storage.db import Database
 
 
 class GatewayObserver(Protocol):
@@ -80,3 +86,23 @@ class Slots:
 
     async def changed(self, timeout: float) -> None:
         await self._changed.wait(timeout)
+
+
+class RunHost(Protocol):
+    """What a run needs from the gateway that carries it (`dispatch.gateway.Gateway`)."""
+
+    id: str
+    database: Database
+    blobs: BlobStore
+    settings: Settings
+    providers: dict[str, Provider]
+    slots: Slots
+    breakers: dict[str, Breaker]
+    observer: GatewayObserver
+    stopping: asyncio.Event
+    hand_to_compute: Callable[[HeldRun], Awaitable[bool]] | None
+    callback_url: Callable[[str, str], str | None]
+
+    def stations(self) -> tuple[str | None, ...]: ...
+
+    def usable(self, name: str) -> bool: ...

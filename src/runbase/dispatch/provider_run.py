@@ -23,18 +23,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from runbase.config import Settings
 from runbase.core import attempts, runs
 from runbase.core.attempts import Attempt
 from runbase.dispatch.executor import check_output, output_key, remove_scratch
-from runbase.dispatch.held_runs import GatewayObserver, HeldRun, Slots
+from runbase.dispatch.held_runs import HeldRun, RunHost
 from runbase.dispatch.provider_jobs import JobBasis, failure_of, job_basis, label, make_job
-from runbase.dispatch.routing import Breaker
 from runbase.errors import GenerationFailed, RunFailure, RunTimedOut, UpstreamError
 from runbase.providers import (
     AttemptState,
@@ -49,30 +46,8 @@ from runbase.providers import (
     TaskFailed,
 )
 from runbase.providers.download import download_video
-from runbase.storage.blobs import BlobStore
-from runbase.storage.db import Database
 
 logger = logging.getLogger(__name__)
-
-
-class Gateway(Protocol):
-    """What a run needs from the gateway that carries it (`dispatch.gateway.Gateway`)."""
-
-    id: str
-    database: Database
-    blobs: BlobStore
-    settings: Settings
-    providers: dict[str, Provider]
-    slots: Slots
-    breakers: dict[str, Breaker]
-    observer: GatewayObserver
-    stopping: asyncio.Event
-    hand_to_compute: Callable[[HeldRun], Awaitable[bool]] | None
-    callback_url: Callable[[str, str], str | None]
-
-    def stations(self) -> tuple[str | None, ...]: ...
-
-    def usable(self, name: str) -> bool: ...
 
 
 class _Stop(Enum):
@@ -86,7 +61,7 @@ _ENDS_RUN = (ContentRefused, SubmitUncertain)
 
 
 class ProviderRun:
-    def __init__(self, gateway: Gateway, held: HeldRun, history: list[Attempt]) -> None:
+    def __init__(self, gateway: RunHost, held: HeldRun, history: list[Attempt]) -> None:
         self.gw = gateway
         self.held = held
         self.run = held.run
@@ -279,6 +254,8 @@ class ProviderRun:
         """Poll until the task is finished (None), failed, or the run must stop."""
         interval = provider.poll_interval_s
         reported_error = False
+        if attempt.submitted_ms is None:  # just submitted: it is queued, no need to ask
+            await self._sleep(interval)
         while True:
             if self._interrupted():
                 if self.held.cancel_reason is not None:
@@ -303,10 +280,14 @@ class ProviderRun:
                 self.held.progress(state.fraction, state.stage)
                 if state.retry_after_s is not None:
                     wait = max(wait, state.retry_after_s)
-            self.held.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.held.wake.wait(), wait)
+            await self._sleep(wait)
             interval = min(interval * 1.5, provider.max_poll_interval_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait between polls; a callback, a cancel or shutdown cuts it short."""
+        self.held.wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.held.wake.wait(), seconds)
 
     async def _deliver(
         self, provider: Provider, job: ProviderJob, attempt: Attempt, task_id: str
@@ -494,4 +475,4 @@ def _succeed(
     )
 
 
-__all__ = ["Gateway", "ProviderRun"]
+__all__ = ["ProviderRun"]

@@ -47,7 +47,7 @@ from runbase.providers.base import (
     TokenPrices,
     video_tokens,
 )
-from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
+from runbase.providers.transport import CallFailed, ClientPool, RetryPolicy, call, json_object
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -112,7 +112,7 @@ class ArkProvider:
         self.timeout_s = timeout_s
         self.submit_retry_s = submit_retry_s
         self.allow_private_hosts = allow_private_hosts
-        self._client: httpx.AsyncClient | None = None
+        self._client: ClientPool | None = None
         self._finished: dict[str, dict[str, Any]] = {}
         """Succeeded task objects read by `poll`, until `result` takes them."""
 
@@ -150,16 +150,9 @@ class ArkProvider:
         if problem is not None:
             raise NotAccepted(problem)
         assert self._api_key is not None
-        self._client = httpx.AsyncClient(
+        self._client = ClientPool(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}"},
-            timeout=30.0,
-            follow_redirects=False,
-            # A connection for every run in flight: a submit never waits for a connection
-            # while its attempt says "submitting" (the window a crash makes uncertain).
-            limits=httpx.Limits(
-                max_connections=self.max_in_flight, max_keepalive_connections=self.max_in_flight
-            ),
         )
 
     async def close(self) -> None:
@@ -200,7 +193,6 @@ class ArkProvider:
         _, removed = strip_text_commands(job.prompt)
         if removed:
             log.log(f"text commands removed from the prompt: {' '.join(removed)}")
-        log.progress(0.05, "submitting")
         policy = RetryPolicy(self.submit_retry_s, self.poll_interval_s, retry_unsent_only=True)
         try:
             response = await call(
@@ -269,7 +261,7 @@ class ArkProvider:
     async def cancel(self, task_id: str) -> bool:
         """Only a queued task can be cancelled (free); a running one goes on (billed)."""
         try:
-            response = await self._api.delete(f"{TASKS_PATH}/{task_id}")
+            response = await self._api.request("DELETE", f"{TASKS_PATH}/{task_id}")
         except httpx.HTTPError as exc:
             logger.warning("canceling ModelArk task %s failed: %s", task_id, type(exc).__name__)
             return False
@@ -303,7 +295,7 @@ class ArkProvider:
         return task_id if isinstance(task_id, str) and task_id else None
 
     @property
-    def _api(self) -> httpx.AsyncClient:
+    def _api(self) -> ClientPool:
         if self._client is None:
             raise NotAccepted("the ark provider was not started")
         return self._client
