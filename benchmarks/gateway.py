@@ -40,11 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from api import free_port, wait_for  # noqa: E402
 
-from runbase.providers.transport import ClientPool  # noqa: E402
+from runbase.providers.http_pool import ClientPool  # noqa: E402
 
 ARK_KEY = "bench-ark-key"
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
+POLL_RUNBASE_S = float(os.environ.get("BENCH_POLL_RUNBASE_S", "2"))
 INPUT = {"prompt": "a lighthouse at dusk", "resolution": "480p", "generate_audio": False}
 
 
@@ -126,6 +127,13 @@ def serve_fake(port: int, videos: Path, seconds: float) -> None:
         ARK_KEY, videos, queued_seconds=seconds / 6, running_seconds=seconds * 5 / 6
     )
     fake.base_url = f"http://127.0.0.1:{port}"
+
+    def tick() -> None:  # callbacks, for runs that asked for them (--callbacks)
+        while True:
+            fake.tick()
+            time.sleep(0.02)
+
+    threading.Thread(target=tick, daemon=True).start()
     uvicorn.run(fake.app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -200,7 +208,7 @@ async def drive_runbase(base: str, key: str, runs: int) -> None:
                     continue
                 if run["status"] in ("succeeded", "failed", "canceled"):
                     return str(run["status"])
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(POLL_RUNBASE_S)
 
         statuses = await asyncio.gather(*(wait(run_id) for run_id in ids))
     finally:
@@ -217,7 +225,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--poll", type=float, default=1.0)
-    parser.add_argument("--max-poll", type=float, default=2.0)
+    parser.add_argument("--max-poll", type=float, default=3.0)
+    parser.add_argument(
+        "--callbacks",
+        action="store_true",
+        help="give runbase a public URL, so that the fake calls back (polling goes on)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--role", choices=["fake", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -250,6 +263,8 @@ def main() -> None:
         "RUNBASE_RATE_LIMIT": "1000000/second",
         "RUNBASE_STARTING_BALANCE_USD": "1000000",
     }
+    if args.callbacks:
+        env["RUNBASE_PUBLIC_URL"] = f"http://127.0.0.1:{server_port}"
     server = subprocess.Popen(
         [
             sys.executable,
@@ -335,7 +350,9 @@ def report(
         print(json.dumps({"load_before": load, **summary}, indent=2))
         return
     print(
-        f"{args.runs} runs of {args.seconds:g} s, {args.rounds} rounds; load average before: "
+        f"{args.runs} runs of {args.seconds:g} s, {args.rounds} rounds, polls every "
+        f"{args.poll:g} s growing to {args.max_poll:g} s"
+        f"{', callbacks to runbase' if args.callbacks else ''}; load average before: "
         f"{load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
     print("| side | wall s (median) | x ideal | peak RSS MB | CPU ms/run | rounds |")

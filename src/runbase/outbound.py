@@ -210,14 +210,14 @@ def checked_pool(
 ) -> httpcore.ConnectionPool:
     """A connection pool whose every connection goes through `CheckedBackend(check)`."""
     return httpcore.ConnectionPool(
-        ssl_context=_ssl_context(),
+        ssl_context=shared_ssl_context(),
         network_backend=CheckedBackend(check, deadline),
         retries=0,
     )
 
 
 @functools.cache
-def _ssl_context() -> ssl.SSLContext:
+def shared_ssl_context() -> ssl.SSLContext:
     """certifi's roots, or the bundle named by SSL_CERT_FILE (as everywhere in httpx).
 
     Built once: loading the roots costs about 30 ms of CPU, more than a whole small

@@ -235,12 +235,16 @@ class Gateway:
             fraction = held.fraction if held.fraction != held.sent_fraction else None
             if fraction is not None or held.logs:
                 updates[held.id] = runs.ProgressUpdate(fraction, tuple(held.logs))
-                held.sent_fraction = held.fraction
-                held.logs.clear()
         lease_ms = int(self.settings.lease_seconds * 1000)
         leases = await self.database.write(
             lambda connection: _renew(connection, self.id, lease_ms, updates)
         )
+        for run_id, update_ in updates.items():  # written: drop what was sent, keep what came since
+            sent = self.held.get(run_id)
+            if sent is not None:
+                del sent.logs[: len(update_.new_logs)]
+                if update_.fraction is not None:
+                    sent.sent_fraction = update_.fraction
         now = now_ms()
         for held in list(self.held.values()):
             if held.id not in leases.held:

@@ -42,8 +42,9 @@ class HeldRun:
 
     run: Row[Any]
     logs: list[str] = field(default_factory=list)
-    fraction: float | None = None
-    sent_fraction: float | None = None
+    fraction: float = 0.0
+    sent_fraction: float = 0.0
+    """Progress as last written (a claim sets it to 0): only a change is written."""
     cancel_reason: str | None = None
     is_lost: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)

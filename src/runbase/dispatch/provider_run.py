@@ -234,11 +234,12 @@ class ProviderRun:
                 logger.exception("provider %s failed on the submit of run %s", name, job.run_id)
                 broken = NotAccepted(f"{label(provider)} failed while taking the run")
                 return await self._close(provider, job, attempt, broken)
+            self.held.log(f"{label(provider)}: accepted as task {task_id}")
+            logs = self._take_logs()  # the path so far, in the same transaction
             await self.gw.database.write(
-                lambda connection: attempts.accept_attempt(connection, attempt.id, task_id=task_id)
+                lambda connection: _accept(connection, self.gw, attempt, task_id, logs)
             )
             self.gw.observer.provider_submitted(name, time.monotonic() - started)
-            self.held.log(f"{label(provider)}: accepted as task {task_id}")
         else:
             self.held.log(f"{label(provider)}: resuming task {task_id}")
         self.held.task_id = task_id
@@ -450,6 +451,19 @@ class ProviderRun:
 _ENDS_RUN_CLASSES = frozenset(
     {ContentRefused.error_class, SubmitUncertain.error_class, "not_configured"}
 )
+
+
+def _accept(
+    connection: Any, gateway: RunHost, attempt: Attempt, task_id: str, logs: list[str]
+) -> None:
+    """Record the task id (whoever holds the run now must find it) and the run's logs."""
+    attempts.accept_attempt(connection, attempt.id, task_id=task_id)
+    if logs:
+        lease_ms = int(gateway.settings.lease_seconds * 1000)
+        update_ = runs.ProgressUpdate(None, tuple(logs))
+        runs.heartbeat_run(
+            connection, attempt.run_id, worker_id=gateway.id, lease_ms=lease_ms, update_=update_
+        )
 
 
 def _succeed(

@@ -47,7 +47,8 @@ from runbase.providers.base import (
     TokenPrices,
     video_tokens,
 )
-from runbase.providers.transport import CallFailed, ClientPool, RetryPolicy, call, json_object
+from runbase.providers.http_pool import ClientPool
+from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -59,7 +60,7 @@ __all__ = ["ArkProvider", "strip_text_commands"]
 logger = logging.getLogger(__name__)
 
 TASKS_PATH: Final = "/contents/generations/tasks"
-_PROGRESS: Final = {"queued": 0.1, "running": 0.5}
+_PROGRESS: Final = {"queued": 0.0, "running": 0.5}
 _POLL_BUDGET_S: Final = 20.0
 
 # The legacy "text commands", long and short forms. Upstream reads them from the prompt and
@@ -242,7 +243,7 @@ class ArkProvider:
         if status in ("failed", "expired", "cancelled"):
             raise _task_failure(task_id, str(status), task.get("error"))
         stage = str(status) if isinstance(status, str) else "unknown"
-        return Running(_PROGRESS.get(stage, 0.1), stage)
+        return Running(_PROGRESS.get(stage, 0.0), stage)
 
     async def result(self, task_id: str, log: RunLog) -> Output:
         task = self._finished.pop(task_id, None)

@@ -2,9 +2,7 @@
 
     call(client, method, path, ...)   one API call; 429, 5xx and transport errors retried
                                       with backoff (Retry-After honoured) within a budget
-    ClientPool                        a few small httpx clients that carry every call of
-                                      many runs in flight, each call waiting for a free
-                                      connection here rather than in httpcore's queue
+    ClientPool (providers/http_pool)  the connections that carry every call of many runs
 
 A call that gives up raises `CallFailed`, which says whether the request may have reached
 the provider (`maybe_sent`): a refused connection never did, a timeout after the request
@@ -25,6 +23,7 @@ from typing import Any, Final
 import httpx
 
 from runbase.providers.base import RunLog
+from runbase.providers.http_pool import ClientPool
 
 logger = logging.getLogger(__name__)
 
@@ -32,61 +31,6 @@ RETRYABLE_STATUSES: Final = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF_S: Final = 30.0
 # Errors raised before a byte of the request left: repeating the request is always safe.
 _UNSENT: Final = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-class ClientPool:
-    """`shards` httpx clients of `per_shard` connections each; `request` like httpx's.
-
-    httpcore's pool does work in the square of its connections, and in their product with
-    the requests queued, on every request: with hundreds of runs polling through one
-    client, the pool costs more than the calls. Small shards, and a semaphore per shard so
-    that no request ever queues inside httpcore, keep each call's overhead small and flat.
-    Idle connections close after 4 s, before the 5 s after which many servers drop them,
-    so that a submit never goes out on a connection the server is closing.
-    """
-
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        headers: Mapping[str, str],
-        timeout: float = 30.0,
-        shards: int = 8,
-        per_shard: int = 4,
-    ) -> None:
-        limits = httpx.Limits(
-            max_connections=per_shard, max_keepalive_connections=per_shard, keepalive_expiry=4.0
-        )
-        self._shards = [
-            (
-                httpx.AsyncClient(
-                    base_url=base_url,
-                    headers=dict(headers),
-                    timeout=timeout,
-                    follow_redirects=False,
-                    limits=limits,
-                ),
-                asyncio.Semaphore(per_shard),
-            )
-            for _ in range(shards)
-        ]
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """One request on the shard with the most free connections."""
-        client, free = max(self._shards, key=lambda shard: shard[1]._value)
-        async with free:
-            return await client.request(method, path, json=json, headers=headers)
-
-    async def aclose(self) -> None:
-        for client, _ in self._shards:
-            await client.aclose()
 
 
 class CallFailed(Exception):
