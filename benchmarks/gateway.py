@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -179,17 +181,19 @@ async def bare_client(base: str, runs: int, poll: float, max_poll: float, out: P
 # ---- rounds ----------------------------------------------------------------------------
 
 
-def measured(pid: int, work: Callable[[], None]) -> dict[str, float]:
+def measured(pid: int, work: Callable[[], float]) -> dict[str, float]:
+    """Run `work` (it answers the wall time it measured) while watching process `pid`."""
     cpu_before = cpu_seconds(pid)
     with PeakRss(pid) as peak:
-        started = time.monotonic()
-        work()
-        wall = time.monotonic() - started
+        wall = work()
     return {"wall_s": wall, "cpu_s": cpu_seconds(pid) - cpu_before, "peak_rss": peak.peak}
 
 
-async def drive_runbase(base: str, key: str, runs: int) -> None:
-    """Create `runs` runs at once, then poll each every 2 s until all are terminal."""
+async def drive_runbase(base: str, key: str, runs: int) -> float:
+    """Create `runs` runs at once, then poll each every 2 s until all are terminal; answers
+    the wall time from the first create until the last run's `completedAt` (the server's
+    record, so that the client's poll interval does not count)."""
+    started = time.time()
     api = ClientPool(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60)
     try:
         body = {"model": "bytedance/seedance-1.5-pro", "input": INPUT}
@@ -198,6 +202,7 @@ async def drive_runbase(base: str, key: str, runs: int) -> None:
         )
         ids = [response.json()["id"] for response in created]
         stale: list[str] = []
+        completed: list[float] = []
 
         async def wait(run_id: str) -> str:
             while True:
@@ -207,6 +212,7 @@ async def drive_runbase(base: str, key: str, runs: int) -> None:
                     stale.append(run_id)
                     continue
                 if run["status"] in ("succeeded", "failed", "canceled"):
+                    completed.append(datetime.fromisoformat(run["completedAt"]).timestamp())
                     return str(run["status"])
                 await asyncio.sleep(POLL_RUNBASE_S)
 
@@ -217,6 +223,7 @@ async def drive_runbase(base: str, key: str, runs: int) -> None:
         print(f"{len(stale)} polls of runbase retried after a transport error")
     failed = [s for s in statuses if s != "succeeded"]
     assert not failed, f"{len(failed)} runs did not succeed: {set(failed)}"
+    return max(completed) - started
 
 
 def main() -> None:
@@ -285,7 +292,7 @@ def main() -> None:
         assert server.stdout is not None
         key = ""
         for line in server.stdout:
-            key = key or next((w for w in line.split() if w.startswith("sk-")), "")
+            key = key or next(iter(re.findall(r"sk-[A-Za-z0-9_-]+", line)), "")
             if "serving on" in line:
                 break
         wait_for(f"http://127.0.0.1:{server_port}/healthz")
