@@ -3,13 +3,17 @@
 One `runbase serve` (RUNBASE_ENGINES=ark, SQLite) forwards runs to a fake ModelArk
 (tests/fakes/modelark.py, in a process of its own) whose every task takes `--seconds`
 (queued a sixth of it, then running). Each round creates `--runs` runs at once and waits
-until all are terminal; beside it, in the same invocation and rounds interleaved, a bare
-asyncio client (httpx, nothing else) submits the same number of tasks straight to the same
+until all are terminal (runbase's wall: from the first create to the last run's
+`completedAt`; the client polls each run every 2 s meanwhile); beside it, in the same
+invocation and rounds interleaved, a bare asyncio client (a process of its own, on the same
+HTTP client as runbase's providers) submits the same number of tasks straight to the same
 fake, polls them on the same schedule and downloads every video: the floor for a gateway's
-own work. Reported per side: median wall time over the rounds against the ideal (the
-fake's task time), peak RSS of the process tree, CPU seconds per run.
+own work (its wall is the process's whole life). Reported per side: median wall time over
+the rounds against the ideal (the fake's task time), peak RSS of the process tree, CPU
+seconds per run (user + system, the server's whole process tree).
 
-    python benchmarks/gateway.py [--runs 1000] [--seconds 30] [--rounds 3] [--json]
+    python benchmarks/gateway.py [--runs 1000] [--seconds 30] [--rounds 3] [--poll 1]
+                                 [--max-poll 3] [--callbacks] [--src PATH] [--json]
 
 runbase polls upstream every `--poll` seconds, growing 1.5x to `--max-poll` (its
 defaults are 2 and 10 s, set for real tasks of minutes); the bare client polls on the
@@ -238,6 +242,9 @@ def main() -> None:
         action="store_true",
         help="give runbase a public URL, so that the fake calls back (polling goes on)",
     )
+    parser.add_argument(
+        "--src", type=Path, default=ROOT / "src", help="run the server from this checkout's src/"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--role", choices=["fake", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -259,6 +266,7 @@ def main() -> None:
     )
     env = {
         **os.environ,
+        "PYTHONPATH": str(args.src),
         "RUNBASE_ENGINES": "ark",
         "RUNBASE_ARK_API_KEY": ARK_KEY,
         "RUNBASE_ARK_BASE_URL": f"http://127.0.0.1:{fake_port}/api/v3",
