@@ -11,11 +11,6 @@ fal fake, a Replicate fake) by adding an entry; the route is the list, in order.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +22,8 @@ import pytest
 
 from fakes.modelark import FakeModelArk, RunningFake
 from runbase.storage.tables import UpstreamAttemptRow
-from support import SEEDANCE, Admin, database_env, make_settings
+from server_process import ServerProcess, free_port
+from support import SEEDANCE, Admin, make_settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 ARK_KEY = "ark-secret-key-0123456789abcdef"
@@ -67,68 +63,19 @@ PROVIDERS = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    def __init__(self, data_dir: Path, port: int, env: dict[str, str]) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
-        full_env = {
-            **os.environ,
-            **database_env(data_dir),
-            **env,
-            "PYTHONPATH": os.pathsep.join([os.environ["PYTHONPATH"], str(TESTS_DIR)]),
-            "RUNBASE_ENGINES": ",".join(kind.engine for kind in PROVIDERS),
-            "RUNBASE_ARK_API_KEY": ARK_KEY,
-            "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
-            "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.5",
-            "RUNBASE_ARK_MAX_POLL_INTERVAL_SECONDS": "1",
-            "RUNBASE_ARK_MAX_IN_FLIGHT": str(RUNS // len(PROVIDERS)),
-            "RUNBASE_LEASE_SECONDS": "2",
-            "RUNBASE_RATE_LIMIT": "100000/10seconds",
-            "RUNBASE_ACCESS_LOG": "false",
-            "RUNBASE_STARTING_BALANCE_USD": "1000",
-        }
-        command = [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
-        self.process = subprocess.Popen(
-            [*command, "--data-dir", str(data_dir)],
-            env=full_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # SIGKILL to the group: nothing survives, as a power cut
-        )
-        self.output: list[str] = []
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line)
-            if "serving on" in line:
-                break
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(self.base_url + "/healthz", timeout=1)
-                return
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "".join(self.output)
-                time.sleep(0.1)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+def server_env(env: dict[str, str]) -> dict[str, str]:
+    return {
+        **env,
+        "RUNBASE_ENGINES": ",".join(kind.engine for kind in PROVIDERS),
+        "RUNBASE_ARK_API_KEY": ARK_KEY,
+        "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
+        "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.5",
+        "RUNBASE_ARK_MAX_POLL_INTERVAL_SECONDS": "1",
+        "RUNBASE_ARK_MAX_IN_FLIGHT": str(RUNS // len(PROVIDERS)),
+        "RUNBASE_LEASE_SECONDS": "2",
+        "RUNBASE_ACCESS_LOG": "false",
+        "RUNBASE_STARTING_BALANCE_USD": "1000",
+    }
 
 
 @pytest.fixture
@@ -174,9 +121,10 @@ def test_sigkill_with_200_runs_in_flight_at_two_providers(
 ) -> None:
     env, prompts_of = fakes
     data_dir, port = tmp_path / "data", free_port()
-    server = Server(data_dir, port, env)
+    server = ServerProcess(data_dir, port, server_env(env))
     try:
-        key = next(w for line in server.output for w in line.split() if w.startswith("sk-"))
+        key = server.printed_key
+        assert key is not None
         run_ids = asyncio.run(create_all(server.base_url, key))
         deadline = time.monotonic() + 60
         while sum(len(p()) for p in prompts_of) < RUNS:  # all are upstream
@@ -187,7 +135,7 @@ def test_sigkill_with_200_runs_in_flight_at_two_providers(
     finally:
         server.stop()
 
-    server = Server(data_dir, port, env)
+    server = ServerProcess(data_dir, port, server_env(env))
     try:
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
