@@ -56,13 +56,13 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start runbase (create_app + uvicorn) in a thread on 127.0.0.1 and a free port."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(**overrides: Any) -> LiveServer:
+    def start(port: int = 0, **overrides: Any) -> LiveServer:
         settings = make_settings(tmp_path / "data", **overrides)
         admin = Admin(settings)
         config = uvicorn.Config(
             create_app(settings),
             host="127.0.0.1",
-            port=0,
+            port=port,
             log_level="warning",
             lifespan="on",
             proxy_headers=False,  # as `runbase serve` runs it

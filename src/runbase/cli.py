@@ -145,6 +145,7 @@ def serve(
     from runbase.logs import logging_config
 
     settings = _settings(data_dir)
+    _check_engines(settings)
     secret = _with_database(settings, lambda db: ensure_default_account(db, settings))
     typer.echo(_key_notice(secret, settings, data_dir))
     if settings.admin:
@@ -214,22 +215,40 @@ def dispatcher(data_dir: DataDir = None) -> None:
     _run_workers(_settings(data_dir).model_copy(update={"executor": "ray"}))
 
 
+def _check_engines(settings: Settings) -> None:
+    """Fail fast: refuse to start when no engine of RUNBASE_ENGINES can start."""
+    from runbase.dispatch.routing import check_engines, describe_problems
+
+    problems = check_engines(settings)
+    if settings.workers > 0 and settings.engines and all(problems.values()):
+        _fail("no engine of RUNBASE_ENGINES can start: " + describe_problems(problems))
+
+
 def _run_workers(settings: Settings) -> None:
-    from runbase.dispatch.worker import Worker, reap_forever
+    from runbase.dispatch.pools import Pools, QuietObserver
+    from runbase.dispatch.wakeup import WorkSignal
     from runbase.logs import configure_logging
     from runbase.storage.s3 import open_blob_store
 
     configure_logging(settings.log_format)
+    _check_engines(settings.model_copy(update={"workers": max(1, settings.workers)}))
 
     async def work(database: Database) -> None:
         blobs = open_blob_store(settings)
         stopping = asyncio.Event()
         _stop_on_signals(stopping)
-        count = max(1, settings.workers)
-        workers = [Worker(database=database, blobs=blobs, settings=settings) for _ in range(count)]
-        tasks = [reap_forever(database, settings, stopping)]
-        tasks += [w.run_forever(stopping) for w in workers]
-        await asyncio.gather(*tasks)
+        pools = Pools(
+            database=database,
+            blobs=blobs,
+            settings=settings,
+            work=WorkSignal(),
+            observer=QuietObserver(),
+            worker_count=max(1, settings.workers),
+        )
+        try:
+            await asyncio.gather(*pools.start(stopping))
+        finally:
+            pools.close()
 
     _with_database(settings, lambda database: asyncio.run(work(database)))
     if settings.executor == "ray":

@@ -228,7 +228,7 @@ class Settings(BaseSettings):
     allow_downloads: bool = False
     """Let engines download model weights at start-up when they are not found locally."""
 
-    # ModelArk engine (engines/ark.py)
+    # ModelArk provider (providers/ark.py)
     ark_api_key: SecretStr | None = None
     """BytePlus ModelArk (or Volcengine Ark) API key; never logged, never in run objects."""
 
@@ -246,6 +246,33 @@ class Settings(BaseSettings):
 
     ark_allow_private_hosts: bool = False
     """Let video downloads reach loopback and private addresses (tests only)."""
+
+    ark_submit_retry_seconds: float = 10.0
+    """How long a submit answered with 429 or 5xx (or a refused connection) is retried
+    before the run moves to the next provider of the route (or fails, refunded)."""
+
+    ark_max_in_flight: int = Field(default=100, ge=1)
+    """ModelArk tasks in flight at once from one process (ModelArk queues at most 120 per
+    account; more runs wait here, or go to the next provider of the route)."""
+
+    ark_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of one task (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    ark_price_silent_per_million_tokens: int = 1_200_000
+    """What ModelArk charges runbase, in micro-USD per million video tokens, without audio
+    (its published online price); recorded on each attempt as its upstream cost."""
+
+    ark_price_audio_per_million_tokens: int = 2_400_000
+    """The same, with audio."""
+
+    # Provider routing (dispatch/gateway.py)
+    breaker_failures: int = Field(default=5, ge=1)
+    """A provider that fails this many runs in a row (its own faults, not the users') is
+    skipped for `breaker_cooldown_seconds` (circuit breaker)."""
+
+    breaker_cooldown_seconds: float = 30.0
+    """How long a tripped provider is skipped before one run probes it again."""
 
     # Scale-out (storage, shared limits)
     storage_url: str | None = None

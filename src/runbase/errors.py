@@ -30,6 +30,10 @@ docstring is the default message. Only `runbase.http.errors` turns them into the
     │   ├── IdempotencyKeyInUse       409 idempotency_key_in_use
     │   ├── RunAlreadyFinished        409 run_already_finished (cancel came too late)
     │   ├── CancelTimedOut            409 cancel_timeout (the engine did not stop in time)
+    │   ├── InvalidCallbackSignature  403 invalid_signature (a provider callback not signed
+    │   │                             by runbase)
+    │   ├── NoEngineAvailable         503 engine_unavailable (nothing of RUNBASE_ENGINES can
+    │   │                             take runs; refused before any charge)
     │   │   the admin API (README "Administration"):
     │   ├── InvalidFields             400 invalid_request, with `fields` {name: problem}
     │   └── AdminError                refusals of the admin API alone
@@ -247,6 +251,20 @@ class CancelTimedOut(ApiError):
 
     code = "cancel_timeout"
     http_status = 409
+
+
+class InvalidCallbackSignature(ApiError):
+    """This callback URL is not one that runbase signed."""
+
+    code = "invalid_signature"
+    http_status = 403
+
+
+class NoEngineAvailable(ApiError):
+    """No engine can take runs now; nothing was charged. Try again later."""
+
+    code = "engine_unavailable"
+    http_status = 503
 
 
 class RunFailure(RunbaseError):

@@ -50,7 +50,10 @@ def test_the_engine_process_holds_no_server_modules_and_no_scipy(tmp_path: Path)
     try:
         assert server.stdout is not None
         key = next(
-            word for line in server.stdout for word in line.split() if word.startswith("sk-")
+            word
+            for line in server.stdout
+            for word in line.replace("=", " ").split()  # export RUNBASE_API_KEY=sk-...
+            if word.startswith("sk-")
         )
         base_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

@@ -74,13 +74,17 @@ def test_run_succeeds_with_a_signed_seekable_mp4(
     ("engine", "code", "message"),
     [
         ("FailingEngine", "generation_failed", "refused to generate"),
-        ("BuggyEngine", "generation_failed", "ZeroDivisionError"),
+        ("BuggyEngine", "generation_failed", "failed unexpectedly while making the video"),
         ("CrashingEngine", "generation_failed", "exit code 3"),
         ("BadFileEngine", "generation_failed", "96 frames"),
     ],
 )
 def test_engine_failures_fail_the_run_and_refund_it(
-    start_server: Callable[..., LiveServer], engine: str, code: str, message: str
+    start_server: Callable[..., LiveServer],
+    engine: str,
+    code: str,
+    message: str,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     server = start_server(engines=[f"engine_fixtures:{engine}"])
     key = server.new_key(balance_usd=1.0)
@@ -91,9 +95,15 @@ def test_engine_failures_fail_the_run_and_refund_it(
         assert run["error"]["code"] == code
         assert message in run["error"]["message"]
         assert run["output"] is None and run["completedAt"]
+        assert "Traceback" not in run["error"]["message"]
+        assert "ZeroDivisionError" not in run["error"]["message"]  # internals stay in the log
     account = account_of(server, first)
     assert server.admin.balance(account) == 1_000_000
     server.admin.check_books(account)
+    if engine == "BuggyEngine":  # the engine's exception is in the server log, in full
+        server.stop()
+        logged = capfd.readouterr().err
+        assert "Traceback" in logged and "ZeroDivisionError: division by zero" in logged
 
 
 def test_hanging_engine_times_out_and_is_refunded(start_server: Callable[..., LiveServer]) -> None:

@@ -413,9 +413,9 @@ def generate_run(
         return Done(tuple(result.files), dict(result.metadata))
     except RunFailure as failure:
         return Failed(failure.code, failure.message)
-    except Exception as exc:
+    except Exception:  # a bug: the traceback goes to the server log, plain words to the user
         logger.exception("engine failed on run %s", task.run_id)
-        return Failed("generation_failed", f"the engine failed: {type(exc).__name__}: {exc}")
+        return Failed("generation_failed", "the engine failed unexpectedly while making the video")
 
 
 def _fetch_images(urls: list[str], settings: Settings) -> tuple[Any, ...]:

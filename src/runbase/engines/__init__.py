@@ -31,8 +31,8 @@ __all__ = [
 BUILTIN_ENGINES = {
     "preview": "runbase.engines.preview:PreviewEngine",
     "ltx2": "runbase.engines.ltx2:LTX2Engine",
-    "ark": "runbase.engines.ark:ArkEngine",
 }
+"""Compute engines. Providers (ark, ...) are in `runbase.providers`."""
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,12 @@ from runbase.core.clock import new_id, now_ms
 from runbase.core.keys import KeyRecord
 from runbase.core.seedance import MAX_DATA_URI_CHARS
 from runbase.core.webhooks import check_webhook
+from runbase.dispatch.wakeup import announce_work
 from runbase.errors import (
     IdempotencyKeyInUse,
     MissingInput,
     MissingModel,
+    NoEngineAvailable,
     RequestTooLarge,
     RunNotFound,
 )
@@ -91,6 +93,8 @@ def prepare(services: Services, body: dict[str, Any]) -> Prepared:
     if not isinstance(raw_input, dict):
         raise MissingInput()
     validated = spec.validate_input(raw_input)
+    if services.pools is not None:  # what no provider of the route can make is refused now
+        services.pools.check_input(model_id, validated)
     webhook, events = None, None
     if body.get("webhook") is not None or body.get("webhookEventsFilter") is not None:
         settings = services.settings
@@ -125,6 +129,10 @@ async def submit(
         request_hash = idempotency.request_hash(
             prepared.body, options={"cancel_after_ms": cancel_after_ms}
         )
+    if services.pools is not None:  # fail fast: never charge a run nothing can take
+        refusal = services.pools.refusal()
+        if refusal is not None:
+            raise NoEngineAvailable(refusal)
     # Images in data URIs go to the blob store now: every poll would otherwise carry them.
     stored_input = await inputs.store_images(services.blobs, prepared.validated)
     options = runs.RunOptions(
@@ -134,11 +142,14 @@ async def submit(
         # Only webhooks need it (to sign output URLs in their bodies); it costs a little.
         public_base_url=str(request.base_url) if prepared.webhook else None,
     )
-    return await services.database.write(
+    run, replayed = await services.database.write(
         lambda connection: _create_or_replay(
             connection, key, prepared, stored_input, options, idempotency_key, request_hash
         )
     )
+    if not replayed:
+        services.work.notify()  # an idle worker of this process claims it at once
+    return run, replayed
 
 
 def _create_or_replay(
@@ -174,4 +185,5 @@ def _create_or_replay(
         run_id=run_id,
         options=options,
     )
+    announce_work(connection)  # PostgreSQL: wakes the workers of other processes
     return run, False
