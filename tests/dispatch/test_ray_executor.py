@@ -22,7 +22,7 @@ import pytest
 
 import engine_fixtures
 from runbase.config import Settings
-from runbase.dispatch import executor
+from runbase.dispatch import engine_hosts
 from runbase.media.probe import probe
 from support import (
     RAY_LOOPBACK_ENV,
@@ -308,7 +308,7 @@ def test_without_ray_the_executor_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     monkeypatch.delitem(sys.modules, "runbase.dispatch.ray_executor", raising=False)
     with pytest.raises(RuntimeError, match=r"pip install 'runbase\[ray\]'"):
-        executor.open_engine(Settings(data_dir=tmp_path, executor="ray"))
+        engine_hosts.open_engine(Settings(data_dir=tmp_path, executor="ray"))
 
 
 def test_engine_actors_ask_for_the_gpus_their_engine_needs(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@
     ├── EngineProcess  the default: the engine in a spawned child process of the worker
     └── RayEngine      RUNBASE_EXECUTOR=ray: the engine in a Ray actor (dispatch/ray_executor.py)
 
-`open_engine(settings)` picks one. Either way a crash, a leak or a hang in an engine never
-takes the server down. The worker and the engine exchange small frozen dataclasses:
+`engine_hosts.open_engine(settings)` picks one. Either way a crash, a leak or a hang in an
+engine never takes the server down. The worker and the engine exchange small frozen dataclasses:
 
     parent -> child   RunTask, or None to shut down
     child  -> parent  Ready | SetupFailed          once, after engine set-up
@@ -179,15 +179,6 @@ class EngineHost:
                 raise _failure_from(message)
             else:
                 raise GenerationFailed(f"unexpected message from the engine: {message!r}")
-
-
-def open_engine(settings: Settings) -> EngineHost:
-    """The engine host that `settings.executor` names, not started yet."""
-    if settings.executor == "ray":
-        from runbase.dispatch.ray_executor import RayEngine  # the optional `ray` extra
-
-        return RayEngine(settings)
-    return EngineProcess(settings)
 
 
 class EngineProcess(EngineHost):

@@ -43,10 +43,10 @@ from runbase.dispatch.executor import (
     EngineLost,
     Log,
     RunTask,
-    open_engine,
     output_key,
     remove_scratch,
 )
+from runbase.dispatch.engine_hosts import open_engine
 from runbase.dispatch.wakeup import WorkSignal, announce_work
 from runbase.errors import EngineUnavailable, GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
