@@ -59,9 +59,7 @@ def import_graph() -> dict[str, set[str]]:
         for imported in named_imports(tree, name, path.name == "__init__.py"):
             parts = imported.split(".")
             # The longest prefix that is a module: `a.b.name` is a name in module `a.b`.
-            depth = next(
-                (d for d in range(len(parts), 0, -1) if ".".join(parts[:d]) in modules), 0
-            )
+            depth = next((d for d in range(len(parts), 0, -1) if ".".join(parts[:d]) in modules), 0)
             if not depth:
                 continue
             target = ".".join(parts[:depth])
@@ -137,9 +135,7 @@ def one_cycle(graph: dict[str, set[str]], component: list[str]) -> list[str]:
 
 
 def test_no_module_is_over_500_lines() -> None:
-    lengths = {
-        name: len(path.read_text().splitlines()) for name, path in all_modules().items()
-    }
+    lengths = {name: len(path.read_text().splitlines()) for name, path in all_modules().items()}
     assert len(lengths) > 100
     too_long = {name: n for name, n in lengths.items() if n > MAX_LINES}
     assert not too_long, too_long

@@ -55,7 +55,7 @@ from runbase.dispatch.executor import (
     set_up_engine,
 )
 from runbase.errors import EngineUnavailable
-from runbase.storage.blobs import BlobStore
+from runbase.storage.blobs import BlobStore, open_blob_store
 
 try:
     import ray
@@ -168,8 +168,6 @@ class EngineActor:
         if not self._settings.storage_url:
             shipped = tuple((path.name, path.read_bytes()) for path in done.files)
             return ShippedFiles(shipped, dict(done.metadata))
-        from runbase.storage.s3 import open_blob_store
-
         try:
             if self._store is None:
                 self._store = open_blob_store(self._settings)

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Row
 from runbase.config import Settings
 from runbase.core import claims, idempotency, reaper, runs, testmode
 from runbase.core.clock import new_id, now_ms
+from runbase.dispatch.engine_hosts import open_engine
 from runbase.dispatch.executor import (
     ChildEvent,
     Done,
@@ -46,7 +47,6 @@ from runbase.dispatch.executor import (
     output_key,
     remove_scratch,
 )
-from runbase.dispatch.engine_hosts import open_engine
 from runbase.dispatch.wakeup import WorkSignal, announce_work
 from runbase.errors import EngineUnavailable, GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
