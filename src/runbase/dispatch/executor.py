@@ -375,7 +375,7 @@ def generate_run(
                 Failed(task.fail_with, f"failed on purpose: the prompt asks for {task.fail_with}")
             )
         spec = find_model(task.model)
-        images = _fetch_images(task.input.get("image_urls") or [], settings)
+        images = _fetch_images(task.input.get("image_urls") or [], spec.max_image_bytes, settings)
         ratio = task.input.get("aspect_ratio")
         if ratio is None and images:
             ratio = spec.nearest_aspect_ratio(*images[0].size)
@@ -409,12 +409,14 @@ def generate_run(
         return Failed("generation_failed", "the engine failed unexpectedly while making the video")
 
 
-def _fetch_images(urls: list[str], settings: Settings) -> tuple[Any, ...]:
+def _fetch_images(urls: list[str], max_bytes: int, settings: Settings) -> tuple[Any, ...]:
     if not urls:
         return ()
     from runbase.media.images import FetchPolicy, fetch_image  # httpx: only runs with images
 
-    policy = FetchPolicy(allow_private_hosts=settings.allow_private_image_hosts)
+    policy = FetchPolicy(
+        max_bytes=max_bytes, allow_private_hosts=settings.allow_private_image_hosts
+    )
     return tuple(fetch_image(url, policy, index=index) for index, url in enumerate(urls))
 
 

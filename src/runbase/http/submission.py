@@ -104,7 +104,7 @@ def prepare(services: Services, body: dict[str, Any]) -> Prepared:
             http_hosts=settings.webhook_http_hosts,
             allow_private_hosts=settings.allow_private_webhook_hosts,
         )
-    cost = spec.price_micros(validated, services.settings.price_rates)
+    cost = spec.price_micros(validated, services.price_rates)
     return Prepared(body, model_id, validated, cost, webhook, events)
 
 
