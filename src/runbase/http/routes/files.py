@@ -1,9 +1,7 @@
 """`GET /files/{key}` (and `HEAD`): output files behind signed, expiring URLs.
 
-Files speak HTTP as players and download tools expect: `HEAD` answers as `GET` without the
-body, and `Range` is read strictly (`parsing.byte_ranges`, RFC 9110): a satisfiable one
-gets 206, one of which no part is in the file 416 with `Content-Range: bytes */size`, and
-a malformed one is ignored (the whole file, 200), as RFC 9110 allows.
+Files speak HTTP as players and download tools expect (`http/file_response.py`): `HEAD`
+answers as `GET` without the body, and `Range` is read strictly.
 
 The blob store checks the link (`BlobStore.verify`) and says where the file is
 (`BlobStore.locate`). With S3 storage, output URLs are presigned links to the bucket and
@@ -17,11 +15,11 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from starlette.types import Receive, Scope, Send
 
 from runbase.errors import RouteNotFound
 from runbase.http.deps import get_services
-from runbase.parsing import INT64_MAX, byte_ranges, parse_int
+from runbase.http.file_response import RangeFileResponse
+from runbase.parsing import INT64_MAX, parse_int
 from runbase.storage.blob_location import LocalFile
 
 router = APIRouter(tags=["files"])
@@ -31,28 +29,6 @@ class FileNotFound(RouteNotFound):
     """No such file, or the link has expired."""
 
     code = "file_not_found"
-
-
-class RangeFileResponse(FileResponse):
-    """A file whose `Range` header is read by `parsing.byte_ranges` before Starlette sends
-    it: Starlette's own reading answers a malformed header with a plain-text 400.
-
-    Raises `RangeNotSatisfiable` (answered in the route's envelope) at construction, so
-    build it inside the route's handler.
-    """
-
-    def __init__(self, request: Request, file: LocalFile) -> None:
-        media_type = "video/mp4" if file.path.suffix == ".mp4" else None
-        super().__init__(file.path, media_type=media_type)
-        parts = byte_ranges(request.headers.get("range"), file.size)
-        # Starlette reads what is left: the ranges asked for, written plainly, or none.
-        self._range = None if parts is None else "bytes=" + ",".join(f"{a}-{b}" for a, b in parts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(name, value) for name, value in scope["headers"] if name != b"range"]
-        if self._range is not None:
-            headers.append((b"range", self._range.encode()))
-        await super().__call__({**scope, "headers": headers}, receive, send)
 
 
 _FILE_PARAMETERS = [

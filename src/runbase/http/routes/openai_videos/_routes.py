@@ -19,8 +19,8 @@ from runbase.core import listing, runs
 from runbase.errors import RunNotFound, ServerError
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
+from runbase.http.file_response import RangeFileResponse
 from runbase.http.ratelimit import rate_limit_headers
-from runbase.http.routes.files import RangeFileResponse
 from runbase.http.routes.openai_videos import _create, _video
 from runbase.http.routes.openai_videos._errors import (
     OpenAIRoute,
