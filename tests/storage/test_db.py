@@ -16,7 +16,7 @@ from runbase.core import billing, listing, runs
 from runbase.core.keys import create_key, find_key
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import AccountRow, RunRow
 from support import TEST_DATABASE_URL, database_url_for
 
@@ -112,9 +112,9 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
         assert prepared_read.logs == [] and prepared_read.output_keys is None
         assert prepared_read.queue_position == 0
 
-        count = Prepared(select(func.count()).select_from(_RUNS))
+        count = PreparedStatement(select(func.count()).select_from(_RUNS))
         assert count.execute(connection, {}).scalar_one() == 1
-        take = Prepared(
+        take = PreparedStatement(
             update(_ACCOUNTS)
             .where(
                 _ACCOUNTS.c.id == bindparam("account"), _ACCOUNTS.c.balance_micros >= bindparam("n")
@@ -125,7 +125,7 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
         assert take.execute(connection, {"account": account.id, "n": 4}).one().balance_micros == 3
         refused = take.execute(connection, {"account": account.id, "n": 4})
         assert refused.rows == [] and refused.rowcount == 0
-        Prepared(insert(_ACCOUNTS)).execute(
+        PreparedStatement(insert(_ACCOUNTS)).execute(
             connection,
             {"id": "acct_x", "name": "x", "balance_micros": 0, "created_ms": 1},
         )
