@@ -7,6 +7,7 @@ with SIGKILL by the process id that each run logs, as when a Ray worker or node 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -140,6 +141,9 @@ def test_runs_succeed_on_ray_actors_with_real_mp4s(
         assert run["status"] == "succeeded", run
         assert run["backend"] == "preview"
         assert actor_pids(run), run["logs"]  # rendered by an actor, not in this process
+        # The engine's metadata came back from the actor as the run's last log line.
+        details = json.loads(run["logs"][-1].removeprefix("preview details: "))
+        assert details["preview"] is True and details["music"] is False
         [url] = run["output"]["urls"]
         assert url.startswith(f"{server.base_url}/files/runs/{run['id']}/")
         video = tmp_path / f"{run['id']}.mp4"

@@ -26,13 +26,14 @@ import contextlib
 import ctypes
 import functools
 import gc
+import json
 import logging
 import multiprocessing
 import random
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
@@ -82,7 +83,6 @@ class Log:
 class Done:
     files: tuple[Path, ...]
     """Files for the worker to store (in a scratch directory on its machine)."""
-    metadata: Mapping[str, Any] = field(default_factory=dict)
     stored_keys: tuple[str, ...] = ()
     """Files the engine's host already put in the blob store (a Ray actor on S3)."""
 
@@ -401,7 +401,10 @@ def generate_run(
         )
         result = engine.generate(request, sink)
         check_output(result.files[0] if result.files else None, request)
-        return Done(tuple(result.files), dict(result.metadata))
+        if result.metadata:  # the engine's account of the run, kept in its logs
+            details = json.dumps(result.metadata, ensure_ascii=False, default=str)
+            sink.log(f"{engine.name} details: {details}")
+        return Done(tuple(result.files))
     except RunFailure as failure:
         return Failed(failure.code, failure.message)
     except Exception:  # a bug: the traceback goes to the server log, plain words to the user
