@@ -4,8 +4,10 @@ and on PostgreSQL when RUNBASE_TEST_DATABASE_URL names one)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,6 +16,7 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 
 from runbase.core import billing, listing, runs
 from runbase.core.keys import create_key, find_key
+from runbase.storage import prepared
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
 from runbase.storage.prepared import PreparedStatement
@@ -136,6 +139,16 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
             == "x"
         )
     del key
+
+
+def test_sqlalchemy_is_held_below_3_while_prepared_statements_use_its_private_parts() -> None:
+    """The parity test above checks today's SQLAlchemy; the pin keeps a major release, which
+    may rename what `storage/prepared.py` calls, from installing unchecked."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    server = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["server"]
+    [requirement] = [r for r in server if re.match(r"sqlalchemy\b", r, re.IGNORECASE)]
+    if "._cached_" in Path(prepared.__file__).read_text():
+        assert "<3" in requirement.replace(" ", ""), requirement
 
 
 async def test_scans_run_off_the_event_loop(database: Database) -> None:

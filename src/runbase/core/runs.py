@@ -4,11 +4,15 @@ Reads live in `core.listing`, claims and leases in `core.claims`, the reaper's p
 (what to do with lost and overdue runs) in `core.reaper`. Every other change of a run's
 status is a function of this module.
 
-    pending ──claim──> processing ──finish──> succeeded
-       ^                  │  │  └──cancel───> canceled (refunded)
-       └──requeue (lost)──┘  └──fail──────> failed (refunded)
-    pending ──fail (timeout)──> failed (refunded)
+    pending ──claim──> processing ──succeed──> succeeded
+       ^                  │  │  └──cancel────> canceled (refunded)
+       └──requeue (lost)──┘  └──fail───────> failed (refunded)
     pending ──cancel (owner, Cancel-After)──> canceled (refunded)
+
+A processing run fails when its engine or provider fails, when the reaper finds it
+processing longer than the maximum (`timeout`), or when its worker is lost once too often
+(`worker_lost`); a lost run with attempts left is requeued. A pending run never times out
+and never fails: it waits for a worker, or is canceled.
 
 Each change is one guarded `UPDATE ... WHERE id = :id AND status IN (...)`; zero rows means
 another process moved the run first, and the change is dropped, never forced. The status

@@ -8,6 +8,10 @@ compiles its statement once, keeps the column types' own bind and result convert
 values go in and come out exactly as SQLAlchemy would convert them), and calls the driver
 directly.
 On other databases it simply runs the statement through SQLAlchemy.
+
+The converters come from SQLAlchemy's private `_cached_bind_processor` and
+`_cached_result_processor`, so pyproject.toml keeps SQLAlchemy below 3, and
+tests/storage/test_db.py checks what it reads against what SQLAlchemy reads.
 """
 
 from __future__ import annotations
