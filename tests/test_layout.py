@@ -2,8 +2,9 @@
 them. An import counts wherever it is written: at the top, inside a function (a lazy import
 still ties the two modules together) or under `if TYPE_CHECKING:`.
 
-Importing `a.b.c` also runs `a/__init__.py` and `a/b/__init__.py`, so a package's
-`__init__` that imports its own modules is part of every path through that package.
+Importing `a.b.c` also runs `a/__init__.py` and `a/b/__init__.py`, so those count as
+imported too, except for a module's own packages: they have begun running before it does,
+so they count only where it reads a name defined in their `__init__`.
 """
 
 from __future__ import annotations
