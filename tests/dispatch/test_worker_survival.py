@@ -28,8 +28,8 @@ from sqlalchemy.exc import OperationalError
 from runbase.dispatch.pools import Pools, QuietObserver
 from runbase.dispatch.wakeup import WorkSignal
 from runbase.dispatch.worker import Worker
-from runbase.storage.blobs import LocalBlobStore
 from runbase.storage.db import Database
+from runbase.storage.local_blobs import LocalBlobStore
 from support import SEEDANCE, Admin, LiveServer, database_env, make_settings
 
 T = TypeVar("T")
