@@ -9,20 +9,20 @@ that rolled back).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select
 
 from runbase.core import webhooks
 from runbase.core.clock import now_ms
+from runbase.core.run_view import RUN_COLUMNS, Run
 from runbase.storage.prepared import PreparedStatement
-from runbase.storage.tables import RunEventRow, RunRow
+from runbase.storage.tables import RunEventRow
 
 _EVENTS = cast(Table, RunEventRow.__table__)
 MAX_SEQ = 2**31 - 1  # run_events.seq is a 32-bit integer
-_RUN_COLUMNS = tuple(column.name for column in cast(Table, RunRow.__table__).columns)
+_RUN_COLUMNS = tuple(column.name for column in RUN_COLUMNS)  # a snapshot has no queue_position
 _INSERT_EVENT = PreparedStatement(insert(_EVENTS))
 _NEXT_SEQ = select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
     _EVENTS.c.run_id == bindparam("run_id")
@@ -39,26 +39,9 @@ class EventKind(StrEnum):
     PROGRESS = "progress"  # the engine reported progress while processing
 
 
-class EventSubject(Protocol):
-    """What an event needs to know about its run: the row of a guarded update's RETURNING."""
-
-    @property
-    def id(self) -> str: ...
-    @property
-    def account_id(self) -> str: ...
-    @property
-    def status(self) -> str: ...
-    @property
-    def progress(self) -> float: ...
-    @property
-    def webhook(self) -> str | None: ...
-    @property
-    def webhook_events(self) -> Sequence[str] | None: ...
-
-
 def record_event(
     connection: Connection,
-    run: EventSubject,
+    run: Run,
     kind: EventKind,
     *,
     webhook_event: webhooks.WebhookEvent | None = None,
@@ -95,12 +78,9 @@ def record_event(
         )
 
 
-def _snapshot(run: EventSubject) -> dict[str, Any]:
-    """The run's columns as a JSON-ready dict (a RETURNING row has them all)."""
-    mapping = getattr(run, "_mapping", None)
-    if mapping is None:  # an ORM row: its columns by name
-        mapping = {name: getattr(run, name) for name in _RUN_COLUMNS}
-    return {name: mapping[name] for name in _RUN_COLUMNS if name in mapping}
+def _snapshot(run: Run) -> dict[str, Any]:
+    """The run's columns as a JSON-ready dict (`run_view.run_from_snapshot` reads it back)."""
+    return dict(zip(_RUN_COLUMNS, run, strict=False))
 
 
 def events_after(connection: Connection, run_id: str, after: int) -> list[Row[Any]]:

@@ -9,6 +9,10 @@ values go in and come out exactly as SQLAlchemy would convert them), and calls t
 directly.
 On other databases it simply runs the statement through SQLAlchemy.
 
+Rows come back as named tuples, or, given `row`, as `row(*values)` on every database (the
+layer above hands its own row type down, e.g. `core.run_view.Run`, so that no second object
+is built per row).
+
 The converters come from SQLAlchemy's private `_cached_bind_processor` and
 `_cached_result_processor`, so pyproject.toml keeps SQLAlchemy below 3, and
 tests/storage/test_db.py checks what it reads against what SQLAlchemy reads.
@@ -61,14 +65,19 @@ class _Compiled:
 class PreparedStatement:
     """One statement of a hot path; on SQLite compiled once per set of parameter names."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement, *, row: Callable[..., Any] | None = None) -> None:
         self.statement = statement
+        self._row = row
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> Rows:
         if connection.dialect.name != "sqlite":
             result = connection.execute(cast(Executable, self.statement), dict(params))
-            return Rows(list(result) if result.returns_rows else [], result.rowcount)
+            if not result.returns_rows:
+                return Rows([], result.rowcount)
+            make = self._row
+            answer = list(result) if make is None else [make(*values) for values in result]
+            return Rows(answer, result.rowcount)
         compiled = self._compiled.get(tuple(params))
         if compiled is None:
             compiled = self._compile(connection.dialect, params)
@@ -82,11 +91,14 @@ class PreparedStatement:
         rows: list[Any] = []
         if compiled.row_type is not None:
             converters = compiled.result_converters
+            row = self._row or compiled.row_type
             for raw in cursor.fetchall():
                 rows.append(
-                    compiled.row_type._make(  # type: ignore[attr-defined]
-                        value if convert is None else convert(value)
-                        for value, convert in zip(raw, converters, strict=True)
+                    row(
+                        *[
+                            value if convert is None else convert(value)
+                            for value, convert in zip(raw, converters, strict=True)
+                        ]
                     )
                 )
         return Rows(rows, cursor.rowcount)
