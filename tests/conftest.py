@@ -19,6 +19,7 @@ import uvicorn
 
 import runbase
 from runbase.http.app import create_app
+from runbase.storage import write_check
 from support import (
     RAY_LOOPBACK_ENV,
     S3_BUCKET,
@@ -35,6 +36,9 @@ if not Path(runbase.__file__).resolve().is_relative_to(_SOURCE):
     raise pytest.UsageError(
         f"runbase is imported from outside this checkout; set PYTHONPATH={_SOURCE}"
     )
+# A write function that does anything but database work fails the test that makes it do
+# so (group commit may run a write function twice).
+write_check.enable()
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")])
 )

@@ -109,7 +109,11 @@ def run_in(connection: Connection, status: RunStatus, **columns: Any) -> Run:
 
 def move(connection: Connection, transition: Transition, run: Run) -> Run | None:
     return transitions.apply(
-        connection, transition, run.id, worker_id=WORKER, now=now_ms() if transition.guards else None
+        connection,
+        transition,
+        run.id,
+        worker_id=WORKER,
+        now=now_ms() if transition.guards else None,
     )
 
 
@@ -121,9 +125,7 @@ def satisfying(transition: Transition) -> dict[str, Any]:
 
 
 def test_the_table_is_the_diagram() -> None:
-    table = {
-        (t.name, source, t.target) for t in transitions.TRANSITIONS for source in t.sources
-    }
+    table = {(t.name, source, t.target) for t in transitions.TRANSITIONS for source in t.sources}
     assert table == EDGES
     # Only a move to a final failure or cancel refunds; every move to a final status sends
     # `completed`, a claim `start`, a move back to the queue nothing.
