@@ -27,9 +27,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
 from runbase.dispatch.pools import Pools
-from runbase.http.provider_metrics import ProviderMetrics
 from runbase.dispatch.wakeup import WorkSignal
 from runbase.dispatch.worker import Worker
+from runbase.http.provider_metrics import ProviderMetrics
 from runbase.storage.db import Database
 from runbase.storage.local_blobs import LocalBlobStore
 from support import SEEDANCE, Admin, LiveServer, database_env, make_settings
