@@ -20,11 +20,14 @@ import uvicorn
 import runbase
 from runbase.http.app import create_app
 from runbase.storage import write_check
+from runbase.storage.db import Database
+from runbase.storage.migrate import upgrade_database
 from support import (
     RAY_LOOPBACK_ENV,
     S3_BUCKET,
     Admin,
     LiveServer,
+    database_url_for,
     drop_test_databases,
     make_settings,
 )
@@ -53,6 +56,16 @@ def _drop_test_databases() -> Iterator[None]:
     """On PostgreSQL, each test's databases are dropped when it ends (see support.py)."""
     yield
     drop_test_databases()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    """A migrated test database (SQLite, or PostgreSQL under `make test-postgres`)."""
+    url = database_url_for(tmp_path)
+    upgrade_database(url)
+    db = Database(url)
+    yield db
+    db.dispose()
 
 
 @pytest.fixture

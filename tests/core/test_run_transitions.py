@@ -6,30 +6,16 @@ SQLite, or PostgreSQL under `make test-postgres`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Connection, select
 
 from runbase.core import billing, claims, creation, keys, reaper, runs
 from runbase.errors import GenerationFailed
 from runbase.storage.db import Database
-from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import ApiKeyRow, LedgerEntryRow, RunRow
-from support import database_url_for
 
 INPUT = {"prompt": "x", "aspect_ratio": "16:9", "resolution": "480p", "duration": "4"}
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    url = database_url_for(tmp_path)
-    upgrade_database(url)
-    db = Database(url)
-    yield db
-    db.dispose()
 
 
 def new_run(db: Database, cost: int = 1000) -> Any:

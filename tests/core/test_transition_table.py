@@ -8,8 +8,6 @@ status the row does not leave, or a guard that does not hold) changes nothing at
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, NamedTuple, cast
 
 import pytest
@@ -20,9 +18,7 @@ from runbase.core.clock import new_id, now_ms
 from runbase.core.run_view import Run
 from runbase.core.transitions import Guard, RunStatus, Transition
 from runbase.storage.db import Database
-from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import LedgerEntryRow, RunEventRow, RunRow, WebhookDeliveryRow
-from support import database_url_for
 
 _RUNS = cast(Table, RunRow.__table__)
 _LEDGER = cast(Table, LedgerEntryRow.__table__)
@@ -46,15 +42,6 @@ EDGES = {
     ("hand_back", Q, P),
     ("requeue_lost", Q, P),
 }
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    url = database_url_for(tmp_path)
-    upgrade_database(url)
-    db = Database(url)
-    yield db
-    db.dispose()
 
 
 class Trace(NamedTuple):

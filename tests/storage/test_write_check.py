@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +15,7 @@ import pytest
 from sqlalchemy import Connection, text
 
 from runbase.storage.db import Database
-from runbase.storage.migrate import upgrade_database
 from runbase.storage.write_check import NotDatabaseWork
-from support import database_url_for
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    url = database_url_for(tmp_path)
-    upgrade_database(url)
-    db = Database(url)
-    yield db
-    db.dispose()
 
 
 def then(effect: Callable[[], Any]) -> Callable[[Connection], Any]:
