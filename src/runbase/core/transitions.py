@@ -49,12 +49,15 @@ class RunStatus(StrEnum):
 class Guard(StrEnum):
     """What a move checks beyond the run's status."""
 
-    HOLDER = "holder"  # the worker that moves it still holds it (a worker that lost its
-    # lease must not overwrite what the reaper decided)
-    LEASE_EXPIRED = "lease_expired"  # its lease is still expired (a late heartbeat wins
-    # over the reaper)
-    NOT_CANCELING = "not_canceling"  # its owner has not asked to cancel it
-    BEFORE_DEADLINE = "before_deadline"  # its Cancel-After has not passed
+    HOLDER = "holder"
+    """The worker that moves it still holds it: one that lost its lease must not overwrite
+    what the reaper decided."""
+    LEASE_EXPIRED = "lease_expired"
+    """Its lease is still expired: a late heartbeat wins over the reaper."""
+    NOT_CANCELING = "not_canceling"
+    """Its owner has not asked to cancel it: such a run must not run again."""
+    BEFORE_DEADLINE = "before_deadline"
+    """Its Cancel-After has not passed: the reaper cancels it instead."""
 
 
 @dataclass(frozen=True)
@@ -91,26 +94,27 @@ class Transition:
 
 
 _P, _Q = RunStatus.PENDING, RunStatus.PROCESSING
-_DONE = WebhookEvent.COMPLETED
-CLAIM = Transition("claim", (_P,), _Q, (Guard.BEFORE_DEADLINE,), webhook=WebhookEvent.START)
-SUCCEED = Transition("succeed", (_Q,), RunStatus.SUCCEEDED, (Guard.HOLDER,), webhook=_DONE)
-FAIL = Transition("fail", (_Q,), RunStatus.FAILED, (Guard.HOLDER,), True, _DONE)
+_SUCCEEDED, _FAILED, _CANCELED = RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED
+_START, _DONE = WebhookEvent.START, WebhookEvent.COMPLETED
+_HOLDER, _EXPIRED = (Guard.HOLDER,), (Guard.LEASE_EXPIRED,)
+
+CLAIM = Transition("claim", (_P,), _Q, (Guard.BEFORE_DEADLINE,), webhook=_START)
+SUCCEED = Transition("succeed", (_Q,), _SUCCEEDED, _HOLDER, webhook=_DONE)
+FAIL = Transition("fail", (_Q,), _FAILED, _HOLDER, refund=True, webhook=_DONE)
 """The engine or provider failed (or storing its output did)."""
-TIME_OUT = Transition("time_out", (_Q,), RunStatus.FAILED, (), True, _DONE)
+TIME_OUT = Transition("time_out", (_Q,), _FAILED, (), refund=True, webhook=_DONE)
 """The reaper: processing longer than the maximum."""
-FAIL_LOST = Transition("fail_lost", (_Q,), RunStatus.FAILED, (Guard.LEASE_EXPIRED,), True, _DONE)
+FAIL_LOST = Transition("fail_lost", (_Q,), _FAILED, _EXPIRED, refund=True, webhook=_DONE)
 """The reaper: its worker was lost once too often (`worker_lost`)."""
-CANCEL = Transition("cancel", (_Q,), RunStatus.CANCELED, (Guard.HOLDER,), True, _DONE)
+CANCEL = Transition("cancel", (_Q,), _CANCELED, _HOLDER, refund=True, webhook=_DONE)
 """Its worker stopped it, as its owner (or its Cancel-After) asked."""
-CANCEL_QUEUED = Transition("cancel_queued", (_P,), RunStatus.CANCELED, (), True, _DONE)
+CANCEL_QUEUED = Transition("cancel_queued", (_P,), _CANCELED, (), refund=True, webhook=_DONE)
 """Its owner, or its Cancel-After, canceled it before any worker took it."""
-CANCEL_LOST = Transition(
-    "cancel_lost", (_Q,), RunStatus.CANCELED, (Guard.LEASE_EXPIRED,), True, _DONE
-)
+CANCEL_LOST = Transition("cancel_lost", (_Q,), _CANCELED, _EXPIRED, refund=True, webhook=_DONE)
 """The reaper: its worker was lost after its owner asked to cancel it."""
 HAND_BACK = Transition("hand_back", (_Q,), _P, (Guard.HOLDER, Guard.NOT_CANCELING))
 """A worker shutting down returns it to the queue."""
-REQUEUE_LOST = Transition("requeue_lost", (_Q,), _P, (Guard.LEASE_EXPIRED,))
+REQUEUE_LOST = Transition("requeue_lost", (_Q,), _P, _EXPIRED)
 """The reaper: its worker vanished and it has attempts left."""
 
 TRANSITIONS: tuple[Transition, ...] = (
