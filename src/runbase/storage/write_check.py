@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, SupportsIndex
 
 __all__ = ["NotDatabaseWork", "check_result", "enable", "inside_write"]
 
@@ -90,7 +90,7 @@ def check_result(result: Any) -> None:
 _sleep = time.sleep
 
 
-def _audited_sleep(seconds: float) -> None:
+def _audited_sleep(seconds: float | SupportsIndex) -> None:
     _hook("time.sleep", (seconds,))
     _sleep(seconds)
 
