@@ -58,7 +58,9 @@ class _Compiled:
     names: tuple[str, ...]
     defaults: dict[str, Any]
     bind_converters: tuple[Converter, ...]
-    result_converters: tuple[Converter, ...]
+    result_converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """(position, converter) of the result columns that have one: most (strings,
+    integers) need none, and are not touched."""
     row_type: type[tuple[Any, ...]] | None
 
 
@@ -93,14 +95,10 @@ class PreparedStatement:
             converters = compiled.result_converters
             row = self._row or compiled.row_type
             for raw in cursor.fetchall():
-                rows.append(
-                    row(
-                        *[
-                            value if convert is None else convert(value)
-                            for value, convert in zip(raw, converters, strict=True)
-                        ]
-                    )
-                )
+                values = list(raw)
+                for position, convert in converters:
+                    values[position] = convert(values[position])
+                rows.append(row(*values))
         return Rows(rows, cursor.rowcount)
 
     def _compile(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
@@ -120,7 +118,9 @@ class PreparedStatement:
                 binds[name].type._cached_bind_processor(dialect) for name in names
             ),
             result_converters=tuple(
-                column.type._cached_result_processor(dialect, None) for column in columns
+                (position, convert)
+                for position, column in enumerate(columns)
+                if (convert := column.type._cached_result_processor(dialect, None)) is not None
             ),
             row_type=_row_type(column.key for column in columns) if columns else None,
         )
