@@ -6,6 +6,11 @@ concurrency, interleaving rounds so that machine noise hits both alike. Reports 
 over rounds and the ratios runbase / bare.
 
     python benchmarks/api.py [--connections 50] [--seconds 5] [--rounds 3] [--json]
+                             [--baseline-src OTHER_CHECKOUT/src]
+
+With `--baseline-src`, a second runbase from that source tree (another branch's checkout)
+is measured in the same interleaved rounds, so that a change's effect on the ratios is read
+side by side rather than across runs on a noisy machine.
 
 Needs `wrk` (Debian package `wrk`).
 """
@@ -55,27 +60,43 @@ def wait_for(url: str) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
-def runbase_cli(data_dir: Path, *args: str) -> str:
+def runbase_cli(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
     command = [sys.executable, "-m", "runbase", *args, "--data-dir", str(data_dir)]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
 
 
-def start_servers(data_dir: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str]:
-    runbase_cli(data_dir, "accounts", "create", "bench", "--balance-usd", "1000000")
+def start_runbase(
+    data_dir: Path, src: str | None = None
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`runbase serve` (workers off) on a fresh data directory, from `src` if given; its
+    process, URL and an API key."""
+    # Without access logs: the benchmark measures the API, not the log.
+    env = {**os.environ, "RUNBASE_WORKERS": "0", "RUNBASE_ACCESS_LOG": "false"}
+    if src is not None:
+        env["PYTHONPATH"] = src
+    runbase_cli(data_dir, "accounts", "create", "bench", "--balance-usd", "1000000", env=env)
     created = runbase_cli(
-        data_dir, "keys", "create", "--account", "bench", "--rate-limit", "1000000/second", "--json"
+        data_dir,
+        *("keys", "create", "--account", "bench", "--rate-limit", "1000000/second", "--json"),
+        env=env,
     )
     key = json.loads(created)["key"]
-    # Both servers without access logs: the benchmark measures the API, not the log.
-    env = {**os.environ, "RUNBASE_WORKERS": "0", "RUNBASE_ACCESS_LOG": "false"}
-    runbase_port, bare_port = free_port(), free_port()
+    port = free_port()
     runbase = subprocess.Popen(
-        [sys.executable, "-m", "runbase", "serve", "--port", str(runbase_port)]
+        [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
         + ["--data-dir", str(data_dir)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/healthz")
+    return runbase, url, key
+
+
+def start_servers(data_dir: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str]:
+    runbase, runbase_url, key = start_runbase(data_dir)
+    bare_port = free_port()
     bare = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port)]
         + ["--log-level", "warning", "--no-access-log"],
@@ -83,9 +104,7 @@ def start_servers(data_dir: Path) -> tuple[list[subprocess.Popen[bytes]], str, s
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    runbase_url = f"http://127.0.0.1:{runbase_port}"
     bare_url = f"http://127.0.0.1:{bare_port}"
-    wait_for(runbase_url + "/healthz")
     wait_for(bare_url + "/bare/x")
     return [runbase, bare], runbase_url, bare_url, key
 
@@ -145,6 +164,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--baseline-src", help="also measure runbase from this source tree")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
@@ -152,17 +172,24 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         data_dir = Path(scratch) / "data"
         processes, runbase_url, bare_url, key = start_servers(data_dir)
+        runbases = {"runbase": (runbase_url, key)}
         post_script = write_post_script(Path(scratch))
         try:
-            with httpx.Client(headers={"Authorization": f"Bearer {key}"}) as client:
-                run_id = client.post(runbase_url + "/api/v1/runs", json=BODY).json()["id"]
-            auth = {"Authorization": f"Bearer {key}"}
-            targets = {
-                ("GET", "bare"): (f"{bare_url}/bare/{run_id}", {}, None),
-                ("GET", "runbase"): (f"{runbase_url}/api/v1/runs/{run_id}", auth, None),
-                ("POST", "bare"): (f"{bare_url}/bare", {}, post_script),
-                ("POST", "runbase"): (f"{runbase_url}/api/v1/runs", auth, post_script),
-            }
+            if args.baseline_src:
+                baseline, url, baseline_key = start_runbase(
+                    Path(scratch) / "baseline", args.baseline_src
+                )
+                processes.append(baseline)
+                runbases["baseline"] = (url, baseline_key)
+            targets: dict[tuple[str, str], tuple[str, dict[str, str], str | None]] = {}
+            for server, (url, server_key) in runbases.items():
+                auth = {"Authorization": f"Bearer {server_key}"}
+                with httpx.Client(headers=auth) as client:
+                    run_id = client.post(url + "/api/v1/runs", json=BODY).json()["id"]
+                targets[("GET", server)] = (f"{url}/api/v1/runs/{run_id}", auth, None)
+                targets[("POST", server)] = (f"{url}/api/v1/runs", auth, post_script)
+                targets.setdefault(("GET", "bare"), (f"{bare_url}/bare/{run_id}", {}, None))
+                targets.setdefault(("POST", "bare"), (f"{bare_url}/bare", {}, post_script))
             medians = interleaved_medians(
                 {
                     case: functools.partial(
@@ -184,24 +211,35 @@ def main() -> None:
 
     results = {f"{method} {server}": value for (method, server), value in medians.items()}
     for method in ("GET", "POST"):
-        results[f"{method} ratio"] = {
-            "rps": results[f"{method} runbase"]["rps"] / results[f"{method} bare"]["rps"]
-        }
+        for server in runbases:
+            suffix = "" if server == "runbase" else f" {server}"
+            results[f"{method} ratio{suffix}"] = {
+                "rps": results[f"{method} {server}"]["rps"] / results[f"{method} bare"]["rps"]
+            }
     if args.json:
         print(json.dumps(results, indent=2))
         return
     command = f"python benchmarks/api.py --connections {args.connections} "
     command += f"--seconds {args.seconds} --rounds {args.rounds}"
+    if args.baseline_src:
+        command += f" --baseline-src {args.baseline_src}"
     print(f"`{command}`\n")
     print("| endpoint | requests/s (median) | p50 ms | p99 ms |")
     print("|---|---|---|---|")
-    for name in ("GET bare", "GET runbase", "POST bare", "POST runbase"):
-        r = results[name]
-        print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
+    for method in ("GET", "POST"):
+        for server in ("bare", *runbases):
+            r = results[f"{method} {server}"]
+            name = f"{method} {server}"
+            print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
     print(
         f"\nGET runbase/bare throughput: {results['GET ratio']['rps']:.2f}x; "
         f"POST: {results['POST ratio']['rps']:.2f}x"
     )
+    if args.baseline_src:
+        print(
+            f"baseline/bare, same rounds: GET {results['GET ratio baseline']['rps']:.2f}x; "
+            f"POST: {results['POST ratio baseline']['rps']:.2f}x"
+        )
 
 
 if __name__ == "__main__":
