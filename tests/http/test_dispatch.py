@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from envelopes import error_of
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runbase.core.admin_token import load_admin_token
 from runbase.http.app import create_app
+from runbase.http.hot_routes import HotRoutes
+from runbase.http.routes import runs
 from support import SEEDANCE, Admin, LiveServer, make_settings
 
 BODY = {"model": SEEDANCE, "input": {"prompt": "A lamp on a desk"}}
@@ -170,3 +175,15 @@ def test_the_admin_document_declares_the_admin_token_on_every_route(
         public = anonymous.get("/openapi.json").json()
     assert not [path for path in public["paths"] if path.startswith("/admin")]
     assert "AdminToken" not in public["components"]["securitySchemes"]
+
+
+def test_a_hot_route_must_take_the_key_and_nothing_else(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hot path calls the endpoint with the key only: a dependency added to a hot route
+    (which FastAPI would solve and document, and the hot path would skip) stops start-up."""
+    [route] = [r for r in runs.router.routes if getattr(r, "endpoint", None) is runs.read_run]
+    assert isinstance(route, APIRoute)
+    HotRoutes(runs.router)  # as declared: accepted
+    extra = Dependant(call=lambda: None)
+    monkeypatch.setattr(route.dependant, "dependencies", [*route.dependant.dependencies, extra])
+    with pytest.raises(TypeError, match=r"must depend on deps\.ApiKey and nothing else"):
+        HotRoutes(runs.router)
