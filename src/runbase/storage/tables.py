@@ -178,3 +178,41 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_ms: Mapped[int] = mapped_column(BigInteger)
     completed_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UpstreamAttemptRow(Base):
+    """One try of a run at one provider (`providers/`), written before and after its submit.
+
+    A run retried on any machine reads its attempts here: an `accepted` attempt is resumed
+    (its task polled, never submitted again); a `submitting` one was interrupted mid-submit
+    (submitted again with the same idempotency key where the provider takes one, else the
+    run fails refunded). `cost_micros` is what the attempt cost upstream, from the
+    provider's price table: the usage report reads it beside the run's price.
+    """
+
+    __tablename__ = "upstream_attempts"
+    __table_args__ = (
+        UniqueConstraint("run_id", "number", name="uq_upstream_attempts_run_number"),
+        Index("ix_upstream_attempts_provider_created", "provider", "created_ms"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"))
+    number: Mapped[int] = mapped_column(Integer)
+    """1 for the run's first provider, 2 for the next one it failed over to, ..."""
+    provider: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16))
+    """providers.AttemptState: submitting, accepted, succeeded, failed, canceled, uncertain."""
+    task_id: Mapped[str | None] = mapped_column(String(200))
+    """The provider's id for the task, once it accepted it."""
+    error_class: Mapped[str | None] = mapped_column(String(32))
+    """How it failed (providers.ProviderFailure.error_class: not_accepted, task_failed,
+    content_refused, input_unsupported, submit_uncertain), or timeout, canceled."""
+    error_message: Mapped[str | None] = mapped_column(String(2000))
+    cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    """Upstream cost of this attempt (price table); set when it ends."""
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    """Written, before the submit was sent."""
+    submitted_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """The provider accepted the task (its id recorded)."""
+    finished_ms: Mapped[int | None] = mapped_column(BigInteger)
