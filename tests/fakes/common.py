@@ -13,6 +13,7 @@ official clients that only speak https).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import threading
@@ -23,20 +24,23 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
 import numpy as np
 import uvicorn
+from fastapi.responses import Response
 
 from runbase.core.seedance import FPS, SIZES
 from runbase.media.video import write_mp4
 
 __all__ = [
     "CREATE_FAULTS",
+    "DroppedConnection",
     "FakeClock",
     "FakeServer",
     "Fault",
     "FaultPlan",
     "VideoLibrary",
-    "drop_connection",
+    "deliver",
     "self_signed_certificate",
 ]
 
@@ -158,13 +162,33 @@ class FaultPlan:
             return planned.fault
 
 
-async def drop_connection(send: Callable[[dict[str, Any]], Any]) -> None:
-    """Start an answer and leave it unfinished: uvicorn closes the connection, and the
-    client sees a transport error (as when a provider's edge drops the connection)."""
-    await send(
-        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"100")]}
-    )
-    await send({"type": "http.response.body", "body": b"{", "more_body": True})
+class DroppedConnection(Response):
+    """An answer started and left unfinished: uvicorn closes the connection, and the client
+    sees a transport error (as when a provider's edge drops the connection)."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        start = {"type": "http.response.start", "status": 200}
+        await send(start | {"headers": [(b"content-length", b"100")]})
+        await send({"type": "http.response.body", "body": b"{", "more_body": True})
+
+
+def deliver(
+    url: str,
+    body: bytes,
+    sign: Callable[[], dict[str, str]],
+    attempts: int,
+    on_attempt: Callable[[int, int], None],
+) -> None:
+    """POST a provider's callback, signed afresh each time, until it is answered 2xx or
+    `attempts` are spent; `on_attempt(attempt, status or 0)` records each try."""
+    for attempt in range(1, attempts + 1):
+        status = 0
+        with contextlib.suppress(httpx.HTTPError):
+            status = httpx.post(url, content=body, headers=sign(), timeout=5).status_code
+        on_attempt(attempt, status)
+        if 200 <= status < 300:
+            return
+        time.sleep(0.2 * attempt)
 
 
 class ServedFake(Protocol):
@@ -184,9 +208,7 @@ class FakeServer:
         options: dict[str, Any] = {}
         if tls is not None:
             options = {"ssl_keyfile": str(tls[0]), "ssl_certfile": str(tls[1])}
-        config = uvicorn.Config(
-            fake.app, host="127.0.0.1", port=0, log_level="critical", **options
-        )
+        config = uvicorn.Config(fake.app, host="127.0.0.1", port=0, log_level="critical", **options)
         self._scheme = "https" if tls else "http"
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -38,13 +38,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from fakes.common import CREATE_FAULTS, FakeClock, Fault, FaultPlan, VideoLibrary, drop_connection
+from fakes.common import (
+    CREATE_FAULTS,
+    DroppedConnection,
+    FakeClock,
+    Fault,
+    FaultPlan,
+    VideoLibrary,
+    deliver,
+)
 
 APP = "fal-ai/bytedance"
 TEXT_TO_VIDEO = "fal-ai/bytedance/seedance/v1.5/pro/text-to-video"
@@ -175,7 +182,11 @@ class FakeFal:
 
     def _urls(self, request_id: str) -> dict[str, str]:
         base = f"{self.base_url}/{APP}/requests/{request_id}"
-        return {"response_url": base, "status_url": base + "/status", "cancel_url": base + "/cancel"}
+        return {
+            "response_url": base,
+            "status_url": base + "/status",
+            "cancel_url": base + "/cancel",
+        }
 
     # ---- webhooks ---------------------------------------------------------------------
 
@@ -209,25 +220,21 @@ class FakeFal:
 
     def tick(self) -> None:
         for request in list(self.requests.values()):
-            if request.webhook and not request.webhook_sent:
-                if self.status_of(request) == "COMPLETED":
-                    request.webhook_sent = True
-                    threading.Thread(target=self._post_webhook, args=(request,)).start()
+            completed = self.status_of(request) == "COMPLETED"
+            if request.webhook and not request.webhook_sent and completed:
+                request.webhook_sent = True
+                threading.Thread(target=self._post_webhook, args=(request,)).start()
 
     def _post_webhook(self, request: QueuedRequest) -> None:
         assert request.webhook is not None
         body = self.webhook_body(request)
-        for attempt in range(1, self.webhook_attempts + 1):
-            status = 0
-            try:
-                headers = self.sign(request.id, body)
-                status = httpx.post(request.webhook, content=body, headers=headers).status_code
-            except httpx.HTTPError:
-                pass
-            self.webhooks.append((request.id, attempt, status))
-            if 200 <= status < 300:
-                return
-            time.sleep(0.2 * attempt)
+        deliver(
+            request.webhook,
+            body,
+            lambda: self.sign(request.id, body),
+            self.webhook_attempts,
+            lambda attempt, status: self.webhooks.append((request.id, attempt, status)),
+        )
 
     # ---- HTTP -------------------------------------------------------------------------
 
@@ -271,8 +278,12 @@ class FakeFal:
                     seed=seed if isinstance(seed, int) and seed >= 0 else secrets.randbelow(2**31),
                 )
                 self.creates.append(
-                    {"endpoint": endpoint, "input": arguments, "webhook": webhook,
-                     "request_id": request_id}
+                    {
+                        "endpoint": endpoint,
+                        "input": arguments,
+                        "webhook": webhook,
+                        "request_id": request_id,
+                    }
                 )
             body = {"request_id": request_id, **self._urls(request_id), "queue_position": 0}
             if webhook:
@@ -382,7 +393,7 @@ def _validate(endpoint: str, arguments: Any) -> Response | None:
 async def _refuse_create(fault: Fault | None, request: Request) -> Response:
     if fault is Fault.CONNECTION:
         # A raw ASGI answer left unfinished: the client's connection drops.
-        return _Dropped()
+        return DroppedConnection()
     if fault is Fault.SERVER_ERROR:
         return JSONResponse({"detail": "Internal Server Error"}, status_code=500)
     if fault is Fault.RATE_LIMITED:
@@ -392,12 +403,9 @@ async def _refuse_create(fault: Fault | None, request: Request) -> Response:
     if fault is Fault.AUTH:
         return JSONResponse({"detail": "Invalid API key"}, status_code=401)
     return JSONResponse(
-        {"detail": "User is locked. Reason: Exhausted balance. Top up your balance at "
-         "fal.ai/dashboard/billing."},
+        {
+            "detail": "User is locked. Reason: Exhausted balance. Top up your balance at "
+            "fal.ai/dashboard/billing."
+        },
         status_code=403,
     )
-
-
-class _Dropped(Response):
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await drop_connection(send)
