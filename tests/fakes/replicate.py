@@ -28,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import hashlib
-import hmac
 import io
 import json
 import secrets
@@ -53,6 +51,7 @@ from fakes.common import (
     VideoLibrary,
     deliver,
 )
+from runbase.core.webhooks import sign
 
 MODEL = "bytedance/seedance-1.5-pro"
 VERSION = "78c1986fecf4df185593bbf148a0ed5b4b18b7e0e0f34cc3e32c68cdfa9536ba"
@@ -181,9 +180,7 @@ class FakeReplicate:
     # ---- webhooks ---------------------------------------------------------------------
 
     def sign(self, webhook_id: str, timestamp: int, body: bytes) -> str:
-        key = base64.b64decode(self.secret.removeprefix("whsec_"))
-        signed = f"{webhook_id}.{timestamp}.".encode() + body
-        return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        return sign(self.secret, webhook_id, timestamp, body)  # the Standard Webhooks scheme
 
     def tick(self) -> None:
         for prediction in list(self.predictions.values()):
