@@ -24,7 +24,9 @@ class KeptLog:
         self.stages.append(stage)
 
 
-def make_job(run_id: str = "run_test1", *, callback_url: str | None = None, **input: Any) -> ProviderJob:
+def make_job(
+    run_id: str = "run_test1", *, callback_url: str | None = None, **input: Any
+) -> ProviderJob:
     values: dict[str, Any] = {
         "prompt": "a red fox",
         "aspect_ratio": "16:9",

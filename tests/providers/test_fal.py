@@ -11,11 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from provider_support import KeptLog, make_job, run_to_end
 from pydantic import SecretStr
 
 from fakes.common import FakeServer, Fault
 from fakes.fal import IMAGE_TO_VIDEO, TEXT_TO_VIDEO, FakeFal
-from provider_support import KeptLog, make_job, run_to_end
 from runbase.providers import (
     AttemptState,
     CallbackRequest,
@@ -57,15 +57,26 @@ async def provider(fal: FakeFal) -> AsyncIterator[FalProvider]:
 
 
 async def test_text_to_video_maps_the_contract(fal: FakeFal, provider: FalProvider) -> None:
-    job = make_job(aspect_ratio="21:9", resolution="720p", duration="12", seed=77,
-                   camera_fixed=True, generate_audio=False)
+    job = make_job(
+        aspect_ratio="21:9",
+        resolution="720p",
+        duration="12",
+        seed=77,
+        camera_fixed=True,
+        generate_audio=False,
+    )
     log = KeptLog()
     task = await provider.submit(job, log)
     output = await run_to_end(provider, task, log)
     assert fal.creates[0]["endpoint"] == TEXT_TO_VIDEO
     assert fal.creates[0]["input"] == {
-        "prompt": "a red fox", "aspect_ratio": "21:9", "resolution": "720p", "duration": "12",
-        "generate_audio": False, "seed": 77, "camera_fixed": True,
+        "prompt": "a red fox",
+        "aspect_ratio": "21:9",
+        "resolution": "720p",
+        "duration": "12",
+        "generate_audio": False,
+        "seed": 77,
+        "camera_fixed": True,
     }
     assert httpx.get(output.video_url).headers["content-type"] == "video/mp4"
     # 1470 x 630 x 24 x 12 / 1024 = 260,466 tokens at $1.2 per million, without audio.
@@ -113,7 +124,11 @@ async def test_a_429_is_retried_then_accepted(fal: FakeFal, provider: FalProvide
 
 @pytest.mark.parametrize(
     ("fault", "expected"),
-    [(Fault.FAILED, TaskFailed), (Fault.EXPIRED, TaskFailed), (Fault.CONTENT_POLICY, ContentRefused)],
+    [
+        (Fault.FAILED, TaskFailed),
+        (Fault.EXPIRED, TaskFailed),
+        (Fault.CONTENT_POLICY, ContentRefused),
+    ],
 )
 async def test_accepted_then_failed(
     fal: FakeFal, provider: FalProvider, fault: Fault, expected: type[Exception]

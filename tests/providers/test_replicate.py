@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
+from provider_support import KeptLog, make_job, run_to_end
 from pydantic import SecretStr
 
 from fakes.common import FakeServer, Fault
 from fakes.replicate import MODEL, FakeReplicate
-from provider_support import KeptLog, make_job, run_to_end
 from runbase.media.images import FetchPolicy
 from runbase.providers import (
     AttemptState,
@@ -73,10 +73,18 @@ async def test_the_contract_in_the_models_spelling(
     log = KeptLog()
     task = await provider.submit(job, log)
     output = await run_to_end(provider, task, log)
-    assert fake.creates[0] == {"input": {
-        "prompt": "a red fox", "aspect_ratio": "9:16", "resolution": "480p", "duration": 8,
-        "fps": 24, "generate_audio": True, "seed": 5, "camera_fixed": True,
-    }}
+    assert fake.creates[0] == {
+        "input": {
+            "prompt": "a red fox",
+            "aspect_ratio": "9:16",
+            "resolution": "480p",
+            "duration": 8,
+            "fps": 24,
+            "generate_audio": True,
+            "seed": 5,
+            "camera_fixed": True,
+        }
+    }
     assert httpx.get(output.video_url).headers["content-type"] == "video/mp4"
     assert provider.cost_micros(job, output, AttemptState.SUCCEEDED) > 0
     assert provider.cost_micros(job, None, AttemptState.CANCELED) == 0
@@ -96,7 +104,9 @@ async def test_images_are_cropped_to_the_runs_ratio(
             assert image.size == (864, 496)
 
 
-async def test_a_broken_image_is_the_users(fake: FakeReplicate, provider: ReplicateProvider) -> None:
+async def test_a_broken_image_is_the_users(
+    fake: FakeReplicate, provider: ReplicateProvider
+) -> None:
     with pytest.raises(ContentRefused):
         await provider.submit(make_job(image_urls=["data:image/png;base64,AAAA"]), KeptLog())
     assert fake.creates == []
@@ -123,7 +133,11 @@ async def test_refused_creates(
 
 @pytest.mark.parametrize(
     ("fault", "expected"),
-    [(Fault.FAILED, TaskFailed), (Fault.EXPIRED, TaskFailed), (Fault.CONTENT_POLICY, ContentRefused)],
+    [
+        (Fault.FAILED, TaskFailed),
+        (Fault.EXPIRED, TaskFailed),
+        (Fault.CONTENT_POLICY, ContentRefused),
+    ],
 )
 async def test_accepted_then_failed(
     fake: FakeReplicate, provider: ReplicateProvider, fault: Fault, expected: type[Exception]
@@ -149,8 +163,11 @@ async def test_webhooks_are_checked_with_the_default_secret(
 ) -> None:
     body = json.dumps({"id": "p-1", "status": "succeeded"}).encode()
     stamp = int(time.time())
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(stamp),
-               "webhook-signature": fake.sign("msg_1", stamp, body)}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": fake.sign("msg_1", stamp, body),
+    }
     assert await provider.read_callback(CallbackRequest(headers, body)) == "p-1"
     assert await provider.read_callback(CallbackRequest(headers, body + b" ")) is None
     forged = dict(headers, **{"webhook-signature": "v1,AAAA"})

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
-
 from provider_support import KeptLog, make_job, run_to_end
+from pydantic import SecretStr
+from upstream_runbase import Upstream, upstream_runbase
+
 from runbase.core.webhooks import sign
 from runbase.media.probe import probe
-from runbase.providers import AttemptState, CallbackRequest, ContentRefused, TaskFailed
+from runbase.providers import AttemptState, CallbackRequest, ContentRefused
 from runbase.providers.runbase import RunbaseProvider
-from upstream_runbase import Upstream, upstream_runbase
 
 pytestmark = pytest.mark.slow
 
@@ -98,13 +98,6 @@ async def test_failures_keep_their_class(provider: RunbaseProvider) -> None:
     # The upstream's QuickEngine succeeds; an image it cannot read is the user's fault.
     with pytest.raises(ContentRefused):
         await one_run(provider, "run_badimage", image_urls=["http://127.0.0.1:9/missing.png"])
-    log = KeptLog()
-    task = await provider.submit(make_job("run_canceled"), log)
-    await provider.cancel(task)
-    try:
-        await run_to_end(provider, task, log)
-    except TaskFailed:
-        pass  # canceled before it finished
     assert provider.cost_micros(make_job(), None, AttemptState.FAILED) == 0
 
 
@@ -117,8 +110,11 @@ async def test_callbacks_are_checked_with_the_upstream_secret(
     ).json()["key"]
     body = json.dumps({"id": "run_x", "status": "succeeded"}).encode()
     stamp = int(time.time())
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(stamp),
-               "webhook-signature": sign(secret, "msg_1", stamp, body)}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(secret, "msg_1", stamp, body),
+    }
     assert await provider.read_callback(CallbackRequest(headers, body)) == "run_x"
     forged = dict(headers, **{"webhook-signature": sign("whsec_" + "A" * 44, "msg_1", stamp, body)})
     assert await provider.read_callback(CallbackRequest(forged, body)) is None

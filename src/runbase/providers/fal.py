@@ -219,7 +219,9 @@ class FalProvider:
             return Finished()
         if status == "IN_QUEUE":
             position = body.get("queue_position")
-            stage = f"queued at fal (position {position})" if isinstance(position, int) else "queued"
+            stage = (
+                f"queued at fal (position {position})" if isinstance(position, int) else "queued"
+            )
             return Running(_PROGRESS["IN_QUEUE"], stage)
         return Running(_PROGRESS.get(str(status), 0.1), "running at fal")
 
@@ -356,4 +358,3 @@ def _task_failure(task_id: str, kind: Any, message: Any) -> Exception:
     if kind == "request_cancelled":
         return TaskFailed(f"fal request {task_id} was cancelled")
     return TaskFailed(f"fal request {task_id} failed ({kind or 'unknown'}): {text}")
-

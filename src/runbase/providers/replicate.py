@@ -89,7 +89,7 @@ class ReplicateProvider:
         poll_interval_s: float = 2.0,
         timeout_s: float = 1800.0,
         allow_private_hosts: bool = False,
-        image_policy: FetchPolicy = FetchPolicy(),
+        image_policy: FetchPolicy | None = None,
         submit_budget_s: float = 60.0,
     ) -> None:
         self._api_token = api_token
@@ -101,7 +101,7 @@ class ReplicateProvider:
         self.max_poll_interval_s = poll_interval_s * 5
         self.timeout_s = timeout_s
         self.allow_private_hosts = allow_private_hosts
-        self.image_policy = image_policy
+        self.image_policy = image_policy or FetchPolicy()
         self.submit_budget_s = submit_budget_s
         self._client: httpx.AsyncClient | None = None
         self._secret: str | None = None
@@ -280,10 +280,8 @@ class ReplicateProvider:
         framed = []
         for index, url in enumerate(job.image_urls):
             try:
-                framed.append(
-                    await asyncio.to_thread(_framed, url, index, job.width, job.height,
-                                            self.image_policy)  # fmt: skip
-                )
+                size = (job.width, job.height)
+                framed.append(await asyncio.to_thread(_framed, url, index, size, self.image_policy))
             except InvalidImage as exc:
                 raise ContentRefused(exc.message) from None
         return framed
@@ -306,8 +304,8 @@ class ReplicateProvider:
         return self._client
 
 
-def _framed(url: str, index: int, width: int, height: int, policy: FetchPolicy) -> str:
-    pixels = fit_image(fetch_image(url, policy, index=index), width, height)
+def _framed(url: str, index: int, size: tuple[int, int], policy: FetchPolicy) -> str:
+    pixels = fit_image(fetch_image(url, policy, index=index), *size)
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()

@@ -246,7 +246,9 @@ class RunbaseProvider:
         """The contract's own body: nothing to translate, only the derived values pinned (the
         ratio worked out from the image, the drawn seed) so that the upstream makes exactly
         the video that was priced here."""
-        data: dict[str, Any] = {name: job.input[name] for name in _PUBLIC_FIELDS if name in job.input}
+        data: dict[str, Any] = {
+            name: job.input[name] for name in _PUBLIC_FIELDS if name in job.input
+        }
         data |= {"aspect_ratio": job.aspect_ratio, "duration": str(job.duration_seconds)}
         data["generate_audio"] = job.audio
         if job.image_urls:
@@ -334,7 +336,9 @@ class RunbaseProvider:
             raise TaskFailed(f"the upstream run {task_id} succeeded without an output URL")
         cost = run.get("costUsd")
         usage = {"cost_micros": cost} if isinstance(cost, int) else {}
-        return Output(url, usage, {"upstream_task_id": task_id, "upstream_backend": run.get("backend")})
+        return Output(
+            url, usage, {"upstream_task_id": task_id, "upstream_backend": run.get("backend")}
+        )
 
     async def cancel(self, task_id: str) -> bool:
         """A runbase cancels and refunds in full; runbase.net has no cancel (billed)."""
