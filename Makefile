@@ -14,9 +14,10 @@ $(VENV)/bin/python:
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 
-# The server alone: the package and its core dependencies (no torch, no test tools).
+# The server: the package with its `server` extra (no torch, no test tools). The package
+# without extras is the client alone (`pip install runbase`: the SDK and client commands).
 $(SERVE_STAMP): pyproject.toml | $(VENV)/bin/python
-	$(VENV)/bin/pip install --quiet -e .
+	$(VENV)/bin/pip install --quiet -e '.[server]'
 	touch $@
 
 # Tests: every extra. torch goes in first, pinned: 2.13.0 is the CPU wheel on this machine's
@@ -24,7 +25,7 @@ $(SERVE_STAMP): pyproject.toml | $(VENV)/bin/python
 # On GPU hosts install the CUDA torch of your choice before `make`.
 $(TEST_STAMP): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install --quiet torch==2.13.0
-	$(VENV)/bin/pip install --quiet -e '.[dev,ltx2,postgres,s3,redis,ray]'
+	$(VENV)/bin/pip install --quiet -e '.[server,dev,ltx2,postgres,s3,redis,ray]'
 	touch $@ $(SERVE_STAMP)
 
 system-deps:
@@ -41,6 +42,7 @@ test-system-deps: system-deps
 	fi
 
 serve: $(SERVE_STAMP) system-deps
+	@echo "The runbase command is $(VENV)/bin/runbase (or run: source $(VENV)/bin/activate)."
 	$(VENV)/bin/runbase serve --host $(HOST) --port $(PORT)
 
 test: $(TEST_STAMP) test-system-deps

@@ -1,16 +1,17 @@
 """LTX-2 on one GPU: seconds per clip and peak GPU memory, each speed option on and off.
 
-Builds the full-size LTX-2 (19B) transformer, text connectors, video and audio VAEs, vocoder
-and x2 latent upsampler from their published configurations (diffusers' defaults for these
-classes are the Lightricks/LTX-2 configuration), plus a Gemma-3-12B text encoder from its
-published configuration, all with random weights: speed does not depend on weight values,
-and nothing is downloaded. The pipeline then runs through runbase's own `LTX2Engine`, as the
-server runs it, for a 4 s clip (97 frames, audio on) at 480p, 720p and 1080p (16:9), and the
-result goes through the real MP4 writer.
+Builds the engine's default checkpoint, LTX-2.5 (the 19 B transformer and 3 B text
+connectors of the "22B" model, the Gemma 4 12B text encoder, video and audio VAEs, the
+48 kHz vocoder, the x2 latent upsampler), from the configuration in ltx2_5_config.py (with
+where each value comes from, and what could not be confirmed), with random weights: speed
+does not depend on weight values, and nothing is downloaded (ltx2_model.py). The pipeline
+then runs through runbase's own `LTX2Engine`, as the server runs it, for a 4 s clip (97
+frames, audio on) at 480p, 720p and 1080p (16:9), and the result goes through the real MP4
+writer.
 
     python benchmarks/ltx2_gpu.py                      # every variant, 480p/720p/1080p
     python benchmarks/ltx2_gpu.py --variants baseline,fp8 --resolutions 1080p --runs 3
-    python benchmarks/ltx2_gpu.py --dry-run            # no GPU needed: configs and the plan
+    python benchmarks/ltx2_gpu.py --dry-run            # no GPU: parameters per component, plan
     python benchmarks/ltx2_gpu.py --json results.json
     python benchmarks/ltx2_gpu.py --context-parallel 4 --variants baseline  # 4 GPUs per clip
 
@@ -32,7 +33,7 @@ the others share one. Each measurement is one warm-up clip, then `--runs` timed 
 (median reported); peak memory is `torch.cuda.max_memory_allocated` over the timed clips.
 
 `--context-parallel N` runs every clip on N GPUs (ltx2_context_parallel): each rank process
-builds its own copy of the random model on its GPU (seeded alike), since a 19B model cannot
+builds its own copy of the random model on its GPU (seeded alike), since a 36 B model cannot
 be sent to it. Peak memory is then not measured (it is in the rank processes): "nan".
 """
 
@@ -50,6 +51,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from ltx2_model import RandomWeights, build_components, describe_components
 
 from runbase.core.seedance import SIZES
 from runbase.engines.base import GenerationRequest
@@ -77,120 +80,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 # Variants that change the model in place get a process each; the rest share one.
 SHARED = ("baseline", "tiling-on", "tiling-off", "two-stage-on", "two-stage-off", "guided")
-
-# google/gemma-3-12b-it, as published (the LTX-2 text encoder). Rope details are left to
-# transformers' defaults: they cost nothing and do not change the speed.
-GEMMA3_12B_TEXT = {
-    "vocab_size": 262_208,
-    "hidden_size": 3840,
-    "intermediate_size": 15_360,
-    "num_hidden_layers": 48,
-    "num_attention_heads": 16,
-    "num_key_value_heads": 8,
-    "head_dim": 256,
-    "query_pre_attn_scalar": 256,
-    "sliding_window": 1024,
-    "max_position_embeddings": 131_072,
-}
-GEMMA3_12B_VISION = {
-    "hidden_size": 1152,
-    "intermediate_size": 4304,
-    "num_hidden_layers": 27,
-    "num_attention_heads": 16,
-    "image_size": 896,
-    "patch_size": 14,
-    "vision_use_head": False,
-}
-# LTX-2's published scheduler configuration (the distilled variants replace it anyway).
-SCHEDULER = {
-    "use_dynamic_shifting": True,
-    "base_shift": 0.95,
-    "max_shift": 2.05,
-    "base_image_seq_len": 1024,
-    "max_image_seq_len": 4096,
-    "shift_terminal": 0.1,
-}
-
-
-# ---- the model -----------------------------------------------------------------------------
-
-
-def build_components(device: str, dtype: Any) -> tuple[dict[str, Any], Any]:
-    """Every LTX-2 component with random weights, created directly on `device` in `dtype`.
-
-    On the "meta" device nothing is allocated: the dry run uses that to check the configs.
-    """
-    import torch
-    from diffusers import (
-        AutoencoderKLLTX2Audio,
-        AutoencoderKLLTX2Video,
-        FlowMatchEulerDiscreteScheduler,
-        LTX2VideoTransformer3DModel,
-    )
-    from diffusers.pipelines.ltx2 import LTX2LatentUpsamplerModel, LTX2TextConnectors
-    from diffusers.pipelines.ltx2.vocoder import LTX2Vocoder
-    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
-
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)  # weights are born in bf16: 19B fp32 would not fit
-    try:
-        with torch.device(device):
-            text_encoder = Gemma3ForConditionalGeneration(
-                Gemma3Config(
-                    text_config=GEMMA3_12B_TEXT,
-                    vision_config=GEMMA3_12B_VISION,
-                    mm_tokens_per_image=256,
-                )
-            ).eval()
-            components = {
-                "transformer": LTX2VideoTransformer3DModel().eval(),
-                "connectors": LTX2TextConnectors().eval(),
-                "vae": AutoencoderKLLTX2Video().eval(),
-                "audio_vae": AutoencoderKLLTX2Audio().eval(),
-                "vocoder": LTX2Vocoder().eval(),
-                "text_encoder": text_encoder,
-            }
-            upsampler = LTX2LatentUpsamplerModel().eval()
-    finally:
-        torch.set_default_dtype(previous)
-    components.update(
-        scheduler=FlowMatchEulerDiscreteScheduler(**SCHEDULER),
-        tokenizer=byte_tokenizer(),
-        processor=None,
-        prompt_enhancer=None,
-        duration_head=None,
-    )
-    return components, upsampler
-
-
-def byte_tokenizer() -> Any:
-    """A Gemma tokenizer built in memory (byte fallback): any prompt, no download. The text
-    encoder pads every prompt to the same length, so its cost does not depend on the ids."""
-    from transformers import GemmaTokenizer
-
-    vocab = {"<pad>": 0, "<eos>": 1, "<bos>": 2, "<unk>": 3, "<mask>": 4}
-    vocab.update({f"<0x{b:02X}>": 5 + b for b in range(256)})
-    return GemmaTokenizer(vocab=vocab, merges=[])
-
-
-def check_components(components: dict[str, Any], upsampler: Any) -> list[str]:
-    """Parameter counts, and the shapes the components must agree on."""
-    lines = []
-    for name, module in [*components.items(), ("latent_upsampler", upsampler)]:
-        if hasattr(module, "parameters"):
-            count = sum(p.numel() for p in module.parameters())
-            lines.append(f"  {name:<17} {count / 1e9:7.3f} B parameters")
-    text = components["text_encoder"].config.text_config
-    connectors = components["connectors"].config
-    transformer = components["transformer"].config
-    if connectors.caption_channels != text.hidden_size:
-        raise SystemExit("connectors.caption_channels must equal the text hidden size")
-    if connectors.text_proj_in_factor != text.num_hidden_layers + 1:
-        raise SystemExit("connectors.text_proj_in_factor must be the text layers + 1")
-    if transformer.in_channels != components["vae"].config.latent_channels:
-        raise SystemExit("the transformer's channels must match the video VAE's latents")
-    return lines
-
 
 # ---- one measurement -----------------------------------------------------------------------
 
@@ -231,34 +120,6 @@ def make_request(resolution: str, scratch: Path) -> GenerationRequest:
 
 def options_for(variant: str, context_parallel: int = 1) -> LTX2Options:
     return LTX2Options(**VARIANTS[variant], context_parallel=context_parallel)
-
-
-_BUILT: dict[str, Any] = {}
-
-
-def build_on_this_gpu(part: str) -> Any:
-    """The random-weight pipeline or upsampler, built once per process on its current GPU."""
-    import torch
-    from diffusers import LTX2Pipeline
-
-    if not _BUILT:
-        torch.manual_seed(0)  # the same weights on every rank
-        components, upsampler = build_components(
-            f"cuda:{torch.cuda.current_device()}", torch.bfloat16
-        )
-        _BUILT.update(pipeline=LTX2Pipeline(**components), upsampler=upsampler)
-    return _BUILT[part]
-
-
-class RandomWeights:
-    """Stands for the random model in a context-parallel run: pickled to each rank, it is
-    built there, on the rank's GPU."""
-
-    def __init__(self, part: str) -> None:
-        self.part = part
-
-    def __reduce__(self) -> tuple[Any, tuple[str]]:
-        return (build_on_this_gpu, (self.part,))
 
 
 def same_as_baseline(variant: str, resolution: str) -> bool:
@@ -321,14 +182,11 @@ def run_worker(variants: Sequence[str], args: argparse.Namespace) -> list[dict[s
 
     started = time.perf_counter()
     if args.context_parallel > 1:
-        # Pickled by module name (not __main__), which the rank processes can import.
+        # Pickled by module name, which the rank processes import from this folder.
         here = str(Path(__file__).resolve().parent)
-        sys.path.insert(0, here)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [here, os.getenv("PYTHONPATH")]))
-        import ltx2_gpu
-
-        pipeline: Any = ltx2_gpu.RandomWeights("pipeline")
-        upsampler: Any = ltx2_gpu.RandomWeights("upsampler")
+        pipeline: Any = RandomWeights("pipeline")
+        upsampler: Any = RandomWeights("upsampler")
     else:
         components, upsampler = build_components("cuda", torch.bfloat16)
         pipeline = LTX2Pipeline(**components)
@@ -401,11 +259,15 @@ def dry_run(args: argparse.Namespace) -> None:
     import torch
 
     components, upsampler = build_components("meta", torch.bfloat16)
-    print("LTX-2 components (random weights, built on the meta device: no memory used)")
-    for line in check_components(components, upsampler):
+    print("LTX-2.5 as configured in benchmarks/ltx2_5_config.py, built on the meta device (no")
+    print("memory used): parameters, bf16 size, and the values no published file confirmed")
+    for line in describe_components(components, upsampler):
         print(line)
     print(f"\nclip: {NUM_FRAMES} frames at 24 fps, {RATIO}, audio on; prompt {len(PROMPT)} chars")
-    print(f"{'variant':<14} {'res':<6} {'output':<10} {'stages (w x h, steps)':<34} tokens")
+    print(
+        f"{'variant':<14} {'res':<6} {'output':<10} {'stages (w x h, steps)':<34} {'tiled':<6}"
+        " tokens"
+    )
     for variant in args.variants:
         for resolution in args.resolutions:
             if same_as_baseline(variant, resolution):
@@ -421,7 +283,8 @@ def dry_run(args: argparse.Namespace) -> None:
             described = ", ".join(f"{w}x{h} x{steps}" for w, h, steps in stages)
             tokens = ", ".join(str(latent_frames * (h // 32) * (w // 32)) for w, h, _ in stages)
             output = f"{request.width}x{request.height}"
-            print(f"{variant:<14} {resolution:<6} {output:<10} {described:<34} {tokens}")
+            tiled = "yes" if plan.tiled_decode else "no"
+            print(f"{variant:<14} {resolution:<6} {output:<10} {described:<34} {tiled:<6} {tokens}")
     print("\nprocesses:", " | ".join("+".join(group) for group in groups(args.variants)))
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,7 +19,14 @@ import uvicorn
 
 import runbase
 from runbase.http.app import create_app
-from support import S3_BUCKET, Admin, LiveServer, drop_test_databases, make_settings
+from support import (
+    RAY_LOOPBACK_ENV,
+    S3_BUCKET,
+    Admin,
+    LiveServer,
+    drop_test_databases,
+    make_settings,
+)
 
 # The tests run the checkout they live in, here and in every `python -m runbase` they start:
 # with several checkouts beside one virtualenv, the installed path may name another one.
@@ -30,6 +38,10 @@ if not Path(runbase.__file__).resolve().is_relative_to(_SOURCE):
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")])
 )
+# Every Ray the tests start, here or in a process they start, stays on 127.0.0.1. Ray reads
+# this when it is imported, so it is set before any test module imports ray.
+assert "ray" not in sys.modules, "ray was imported before conftest.py could pin it to loopback"
+os.environ.update(RAY_LOOPBACK_ENV)
 
 
 @pytest.fixture(autouse=True)
@@ -44,13 +56,13 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
     """Start runbase (create_app + uvicorn) in a thread on 127.0.0.1 and a free port."""
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(**overrides: Any) -> LiveServer:
+    def start(port: int = 0, **overrides: Any) -> LiveServer:
         settings = make_settings(tmp_path / "data", **overrides)
         admin = Admin(settings)
         config = uvicorn.Config(
             create_app(settings),
             host="127.0.0.1",
-            port=0,
+            port=port,
             log_level="warning",
             lifespan="on",
             proxy_headers=False,  # as `runbase serve` runs it

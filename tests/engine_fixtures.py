@@ -6,12 +6,15 @@ process, exactly like a real engine; `pyproject.toml` puts `tests/` on the path.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 import time
 
 import numpy as np
 
 from runbase.engines.base import GenerationRequest, GenerationResult, ProgressSink
+from runbase.engines.preview import PreviewEngine
 from runbase.errors import GenerationFailed, RunCanceled
 from runbase.media.video import write_mp4
 
@@ -71,6 +74,18 @@ class SlowEngine(QuickEngine):
         return write_flat_video(request)
 
 
+class InputEchoEngine(QuickEngine):
+    """Succeeds, logging the SHA-256 of each `image_urls` entry exactly as it received it
+    (what a provider engine would send upstream)."""
+
+    name = "echo"
+
+    def generate(self, request: GenerationRequest, progress: ProgressSink) -> GenerationResult:
+        for url in request.input.get("image_urls") or []:
+            progress.log("image_urls sha256 " + hashlib.sha256(url.encode()).hexdigest())
+        return write_flat_video(request)
+
+
 class FailingEngine(QuickEngine):
     """The model fails: a GenerationFailed with a message."""
 
@@ -118,6 +133,15 @@ class BadFileEngine(QuickEngine):
         return write_flat_video(request, num_frames=request.num_frames - 1)
 
 
+class SlowSetupEngine(QuickEngine):
+    """Takes a minute to set up (as a large model's weights do)."""
+
+    name = "slow-setup"
+
+    def setup(self) -> None:
+        time.sleep(60)
+
+
 class BrokenSetupEngine(QuickEngine):
     """Cannot start (as when weights or a GPU are missing)."""
 
@@ -125,3 +149,40 @@ class BrokenSetupEngine(QuickEngine):
 
     def setup(self) -> None:
         raise RuntimeError("weights not found at /nowhere")
+
+
+WATCHED_MODULES = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "sqlalchemy",
+    "alembic",
+    "typer",
+    "runbase.cli",
+    "runbase.http",
+    "scipy",
+    "pyloudnorm",
+    "httpx",
+)
+"""Modules an engine process has no use for on a text-to-video run: the server's, and the
+heavy ones the preview engine once pulled in."""
+
+
+class ImportsEngine(PreviewEngine):
+    """The preview engine; after a run it logs which WATCHED_MODULES its process holds."""
+
+    def __init__(self) -> None:
+        super().__init__(preset="superfast")
+
+    def generate(self, request: GenerationRequest, progress: ProgressSink) -> GenerationResult:
+        result = super().generate(request, progress)
+        loaded = [name for name in WATCHED_MODULES if name in sys.modules]
+        progress.log(f"engine process holds: {', '.join(loaded) or 'none of them'}")
+        return result
+
+
+class Idle:
+    """Not an engine: a Ray actor that only holds the resources it was given."""
+
+    def ping(self) -> int:
+        return 1

@@ -8,8 +8,12 @@ copied from a migrated template (about 20 ms) and dropped when the test ends.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import psutil
 from PIL import Image
 from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
@@ -33,6 +38,46 @@ from runbase.storage.tables import AccountRow, LedgerEntryRow, RunRow
 T = TypeVar("T")
 SEEDANCE = "bytedance/seedance-1.5-pro"
 S3_BUCKET = "runbase-outputs"  # the bucket that the s3_endpoint fixture creates
+TESTS_DIR = Path(__file__).resolve().parent
+
+RAY_LOOPBACK_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+}
+"""Ray on 127.0.0.1 only, with no usage stats and no token file in $HOME.
+
+On Linux Ray takes the machine's outside address for its node, its GCS and its workers,
+and turns even an explicit `127.0.0.1` (`--node-ip-address`, `_node_ip_address`) into that
+address, unless RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER is 0. Ray reads it once, when it is
+imported: conftest.py sets these before any test module imports ray, and each Ray process
+a test starts inherits them."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address (IPv4, IPv6 or IPv4-mapped IPv6) is on loopback."""
+    address = ipaddress.ip_address(host)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def listeners_off_loopback(pid: int) -> list[str]:
+    """TCP sockets listening on anything but loopback, in a process and its descendants."""
+    root = psutil.Process(pid)
+    found = []
+    for process in (root, *root.children(recursive=True)):
+        try:
+            sockets = process.net_connections(kind="tcp")
+            name = process.name()
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # gone meanwhile
+        found += [
+            f"{name} (pid {process.pid}) on {sock.laddr.ip}:{sock.laddr.port}"
+            for sock in sockets
+            if sock.status == psutil.CONN_LISTEN and not is_loopback(sock.laddr.ip)
+        ]
+    return found
 
 
 TEST_DATABASE_URL = os.environ.get("RUNBASE_TEST_DATABASE_URL") or None
@@ -213,14 +258,22 @@ class LiveServer:
         import time
 
         deadline = time.monotonic() + timeout
+        # Waiting for an end, the server holds each poll (Prefer: wait), so a long run costs
+        # a few requests of the key's rate limit, and the test's next request still passes.
+        terminal = set(until) <= {"succeeded", "failed", "canceled"}
+        headers = {"Prefer": "wait=5"} if terminal else {}
         with self.client(api_key) as client:
             while True:
-                run: dict[str, Any] = client.get(f"/api/v1/runs/{run_id}").json()
+                answer = client.get(f"/api/v1/runs/{run_id}", headers=headers)
+                if answer.status_code == 429:
+                    time.sleep(float(answer.headers.get("retry-after", "1")))
+                    continue
+                run: dict[str, Any] = answer.json()
                 if run.get("status") in until:
                     return run
                 if time.monotonic() > deadline:
                     raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout}s")
-                time.sleep(0.1)
+                time.sleep(0.05 if terminal else 0.1)
 
 
 class RecordingSink:
@@ -277,3 +330,53 @@ def engine_request(
         images=tuple(images),
         scratch_dir=scratch,
     )
+
+
+def start_worker_command(
+    command: str, data_dir: Path, env: dict[str, str]
+) -> subprocess.Popen[str]:
+    """`runbase worker` or `runbase dispatcher` on a data directory, output captured; the
+    fixture engines (tests/engine_fixtures.py) on its path."""
+    argv = [sys.executable, "-m", "runbase", command, "--data-dir", str(data_dir)]
+    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    environment = {**os.environ, "PYTHONPATH": path, **database_env(data_dir), **env}
+    return subprocess.Popen(
+        argv, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def stop_mid_run(
+    server: LiveServer,
+    key: str,
+    run_id: str,
+    process: subprocess.Popen[str],
+    signum: int,
+    *,
+    under_way: Callable[[dict[str, Any]], bool] = lambda run: (run["progress"] or 0) > 0,
+) -> str:
+    """Once the run is under way in the process (by default: its engine is generating it,
+    progress past 0), send `signum`; check that the process exited 0 within 5 s and that
+    the run is pending again with its attempt given back. Returns the process's output."""
+    deadline = time.monotonic() + 60
+    with server.client(key) as client:
+        while True:
+            response = client.get(f"/api/v1/runs/{run_id}")
+            assert response.status_code == 200, response.text
+            if under_way(response.json()):
+                break
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, f"run {run_id} never got under way"
+            time.sleep(0.05)
+    process.send_signal(signum)
+    sent = time.monotonic()
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise AssertionError(f"still running 30 s after {signal.Signals(signum).name}") from None
+    seconds = time.monotonic() - sent
+    assert process.returncode == 0, output
+    assert seconds < 5, f"took {seconds:.1f} s to stop:\n{output}"
+    [row] = server.admin.runs()
+    assert (row.status, row.attempts, row.worker_id) == ("pending", 0, None), output
+    return output

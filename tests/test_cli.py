@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +80,38 @@ def test_usage_errors_exit_2_with_a_message(
     result = runbase(tmp_path, *args, check=False)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def _serve_until_listening(data_dir: Path, port: int) -> str:
+    """Start `runbase serve`, read what it prints until it listens, and stop it."""
+    command = [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
+    command += ["--data-dir", str(data_dir)]
+    env = {**os.environ, **database_env(data_dir), "RUNBASE_WORKERS": "0"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    printed = []
+    try:
+        for line in process.stdout:
+            printed.append(line)
+            if "serving on" in line:
+                break
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    return "".join(printed)
+
+
+@pytest.mark.slow
+def test_a_restart_prints_the_command_that_makes_a_key(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    first = _serve_until_listening(tmp_path, port)
+    assert re.search(r"export RUNBASE_API_KEY=sk-\w{40}", first)
+    second = _serve_until_listening(tmp_path, port)
+    assert "RUNBASE_API_KEY=sk-" not in second
+    [hint] = [line.strip() for line in second.splitlines() if "keys create" in line]
+    assert hint == f"runbase keys create --account default --data-dir {tmp_path}"
+    # The command works as printed (here through `python -m`, as `runbase` is not on PATH).
+    made = runbase(tmp_path, *shlex.split(hint)[1:-2])
+    assert made.stdout.startswith("sk-")

@@ -1,4 +1,4 @@
-"""The `runbase` command: the server, a standalone worker, and admin commands.
+"""The server's commands of `runbase`: the server, a standalone worker, and admin commands.
 
     runbase serve      [--host] [--port] [--data-dir]
     runbase worker     [--data-dir]
@@ -6,39 +6,48 @@
     runbase accounts   create NAME [--balance-usd X] | show NAME
     runbase credits    add NAME --usd X
     runbase keys       create --account NAME [...] | list --account NAME | disable ID | enable ID
+    runbase admin      token
 
 Admin commands work on the database directly (like `manage.py`), so they need no key and
 can run beside a live server. Every one takes `--data-dir` and `--json`.
+
+They need the `server` extra; `runbase.commands` adds them to the client's commands when it
+is installed (`pip install 'runbase[server]'`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shlex
+import signal
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row
+from sqlalchemy.exc import IntegrityError
 
-from runbase.client.cli import generate, runs_app
 from runbase.config import Settings
-from runbase.core import billing, keys
-from runbase.core.clock import format_timestamp
+from runbase.core import admin, billing, keys
+from runbase.core.admin_token import load_admin_token
+from runbase.core.audit import Actor
+from runbase.errors import RunbaseError
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
-from runbase.storage.tables import ApiKeyRow
 
 app = typer.Typer(help="runbase: a self-hostable Runbase runs API server.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 credits_app = typer.Typer(help="Add credits to an account.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+admin_app = typer.Typer(help="The admin API and console.", no_args_is_help=True)
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(credits_app, name="credits")
 app.add_typer(keys_app, name="keys")
-app.add_typer(runs_app, name="runs")
-app.command("generate")(generate)
+app.add_typer(admin_app, name="admin")
 
 DataDir = Annotated[
     Path | None,
@@ -77,61 +86,49 @@ def _usd(micros: int) -> str:
     return f"${micros / billing.MICROS_PER_USD:,.6f}".rstrip("0").rstrip(".")
 
 
-def _account_data(account: Row[Any]) -> dict[str, Any]:
-    return {
-        "id": account.id,
-        "name": account.name,
-        "balanceMicroUsd": account.balance_micros,
-        "balanceUsd": account.balance_micros / billing.MICROS_PER_USD,
-        "createdAt": format_timestamp(account.created_ms),
-    }
+def _cli_actor() -> Actor:
+    """Who runs the command, for the audit log: the OS user and host."""
+    import pwd
+    import socket
+
+    return Actor(f"cli:{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()}")
 
 
-def _key_data(key: Row[Any]) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "prefix": key.prefix,
-        "enabled": key.is_enabled,
-        "spendLimitCents": key.spend_limit_cents,
-        "spentMicroUsd": key.spent_micros,
-        "dailyRunQuota": key.daily_run_quota,
-        "allowedIps": key.allowed_ips,
-        "rateLimit": key.rate_limit,
-        "isTest": bool(key.is_test),
-        "createdAt": format_timestamp(key.created_ms),
-    }
+def _admin(data_dir: Path | None, work: Callable[[Connection], T], *, write: bool = True) -> T:
+    """Run one `core.admin` operation in a transaction; its refusals exit 2 with the message."""
 
+    def run(database: Database) -> T:
+        with database.transaction() if write else database.connect() as connection:
+            return work(connection)
 
-def _require_account(database: Database, name: str) -> Row[Any]:
-    with database.connect() as connection:
-        account = billing.find_account(connection, name)
-    if account is None:
-        _fail(f"no account named {name!r}")
-    assert account is not None
-    return account
-
-
-def _keys_of(connection: Connection, account_id: str) -> list[Row[Any]]:
-    keys_table = ApiKeyRow.__table__
-    query = select(keys_table).where(keys_table.c.account_id == account_id)
-    return list(connection.execute(query.order_by(keys_table.c.created_ms)).all())
+    try:
+        return _with_database(_settings(data_dir), run)
+    except RunbaseError as exc:
+        _fail(exc.message)
+        raise  # unreachable: _fail exits
 
 
 # ---- serve and worker -------------------------------------------------------------------
 
 
 def ensure_default_account(database: Database, settings: Settings) -> str | None:
-    """On first start, create the `default` account and one key; returns the key, once."""
-    with database.transaction() as connection:
-        if billing.find_account(connection, "default") is not None:
-            return None
-        account = billing.create_account(
-            connection,
-            name="default",
-            balance_micros=billing.usd_to_micros(settings.starting_balance_usd),
-        )
-        _, secret = keys.create_key(connection, account_id=account.id, name="default")
+    """On first start, create the `default` account and one key; returns the key, once.
+
+    Replicas starting together on a fresh database all try: the unique account name lets
+    one win, and the others go on without a key to show.
+    """
+    try:
+        with database.transaction() as connection:
+            if billing.find_account(connection, "default") is not None:
+                return None
+            account = billing.create_account(
+                connection,
+                name="default",
+                balance_micros=billing.usd_to_micros(settings.starting_balance_usd),
+            )
+            _, secret = keys.create_key(connection, account_id=account.id, name="default")
+    except IntegrityError:
+        return None  # another replica created it a moment ago
     return secret
 
 
@@ -142,23 +139,32 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Run the API server with in-process workers (migrates the database first)."""
-    import uvicorn
-
     from runbase.http.app import create_app
+    from runbase.http.serving import admin_address
+    from runbase.http.serving import serve as serve_app
     from runbase.logs import logging_config
 
     settings = _settings(data_dir)
+    _check_engines(settings)
     secret = _with_database(settings, lambda db: ensure_default_account(db, settings))
-    if secret is not None:
-        typer.echo(
-            "Created account 'default' with "
-            f"${settings.starting_balance_usd:.2f} and this API key (shown only once):\n\n"
-            f"    {secret}\n\n"
-            f"    export RUNBASE_API_KEY={secret}\n"
-        )
+    typer.echo(_key_notice(secret, settings, data_dir))
+    if settings.admin:
+        configured = settings.admin_token.get_secret_value() if settings.admin_token else None
+        token = load_admin_token(configured, settings.data_dir)
+        if token.created:
+            typer.echo(
+                "The admin token, for the console at /admin and the admin API (shown only "
+                f"once; `runbase admin token` prints it again):\n\n    {token.value}\n"
+            )
     typer.echo(f"runbase serving on http://{host}:{port} (data in {settings.data_dir})")
-    uvicorn.run(
+    address = admin_address(settings, port)
+    if address is not None:
+        typer.echo(f"admin console on http://{address[0]}:{address[1]}/admin")
+    import uvicorn
+
+    serve_app(
         create_app(settings),
+        settings,
         host=host,
         port=port,
         log_level="info",
@@ -171,6 +177,28 @@ def serve(
         # runbase decides whom to believe (Settings.trusted_proxies); uvicorn's own proxy
         # handling would trust X-Forwarded-For from 127.0.0.1 and defeat IP allowlists.
         proxy_headers=False,
+    )
+
+
+def _key_notice(secret: str | None, settings: Settings, data_dir: Path | None) -> str:
+    """What `serve` says about keys: the new key on first start, else how to make one.
+
+    The commands are spelled as this `runbase` was started (`.venv/bin/runbase` under
+    `make serve`), so that they work when pasted into the same shell.
+    """
+    command = sys.argv[0] if Path(sys.argv[0]).name == "runbase" else "runbase"
+    options = f" --data-dir {shlex.quote(str(data_dir))}" if data_dir is not None else ""
+    if secret is None:
+        return (
+            "Account 'default' exists; its keys were shown when they were made. "
+            "A new key:\n\n"
+            f"    {command} keys create --account default{options}\n"
+        )
+    return (
+        "Created account 'default' with "
+        f"${settings.starting_balance_usd:.2f} and this API key (shown only once):\n\n"
+        f"    export RUNBASE_API_KEY={secret}\n\n"
+        f"Then, in that shell: {command} generate 'A red kite over a beach' -o kite.mp4\n"
     )
 
 
@@ -187,26 +215,75 @@ def dispatcher(data_dir: DataDir = None) -> None:
     _run_workers(_settings(data_dir).model_copy(update={"executor": "ray"}))
 
 
+def _check_engines(settings: Settings) -> None:
+    """Fail fast: refuse to start when no engine of RUNBASE_ENGINES can start."""
+    from runbase.dispatch.routing import check_engines, describe_problems
+
+    problems = check_engines(settings)
+    if settings.workers > 0 and settings.engines and all(problems.values()):
+        _fail("no engine of RUNBASE_ENGINES can start: " + describe_problems(problems))
+
+
 def _run_workers(settings: Settings) -> None:
-    from runbase.dispatch.worker import Worker, reap_forever
+    from runbase.dispatch.pools import Pools, QuietObserver
+    from runbase.dispatch.wakeup import WorkSignal
     from runbase.logs import configure_logging
     from runbase.storage.s3 import open_blob_store
 
     configure_logging(settings.log_format)
+    _check_engines(settings.model_copy(update={"workers": max(1, settings.workers)}))
 
     async def work(database: Database) -> None:
         blobs = open_blob_store(settings)
         stopping = asyncio.Event()
-        count = max(1, settings.workers)
-        workers = [Worker(database=database, blobs=blobs, settings=settings) for _ in range(count)]
-        tasks = [reap_forever(database, settings, stopping)]
-        tasks += [w.run_forever(stopping) for w in workers]
-        await asyncio.gather(*tasks)
+        _stop_on_signals(stopping)
+        pools = Pools(
+            database=database,
+            blobs=blobs,
+            settings=settings,
+            work=WorkSignal(),
+            observer=QuietObserver(),
+            worker_count=max(1, settings.workers),
+        )
+        try:
+            await asyncio.gather(*pools.start(stopping))
+        finally:
+            pools.close()
 
     _with_database(settings, lambda database: asyncio.run(work(database)))
+    if settings.executor == "ray":
+        from runbase.dispatch.ray_executor import disconnect_ray
+
+        disconnect_ray()
 
 
-# ---- accounts and credits -------------------------------------------------------------
+def _stop_on_signals(stopping: asyncio.Event) -> None:
+    """SIGINT and SIGTERM set `stopping`, as `serve`'s shutdown does: each worker stops its
+    engine, hands its run back to the queue without using up an attempt, closes its engine
+    and returns. A second signal cancels whatever is left.
+
+    Why not asyncio.run's own SIGINT handling (issue #19's hang): it cancels the main task,
+    and `gather` ends that task as soon as its first child, the reaper, is cancelled.
+    asyncio.run then cancels the workers again while they are still cleaning up, and
+    closes the loop: in 10 of 20 tries the engine's Ray actor was never killed, a
+    hand-back write was answered to a closed loop (the writer thread died on it), and the
+    rest was left to Ray's own teardown at interpreter exit. SIGTERM was not handled at
+    all: Ray's crash handler printed a stack trace, the process died, and the run stayed
+    `processing` until its lease expired, losing an attempt.
+    """
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stopping.is_set() and main is not None:
+            main.cancel()
+        stopping.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+
+
+# ---- accounts and credits: thin callers of core.admin, which the admin API shares ------
 
 
 @accounts_app.command("create")
@@ -217,32 +294,28 @@ def create_account(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an account."""
-
-    def work(database: Database) -> Row[Any]:
-        with database.transaction() as connection:
-            if billing.find_account(connection, name) is not None:
-                _fail(f"an account named {name!r} already exists")
-            return billing.create_account(
-                connection, name=name, balance_micros=billing.usd_to_micros(balance_usd)
-            )
-
-    if balance_usd < 0:
-        _fail("--balance-usd cannot be negative")
-    account = _with_database(_settings(data_dir), work)
-    _emit(as_json, _account_data(account), f"Created account {name} ({account.id}).")
+    account = _admin(
+        data_dir,
+        lambda connection: admin.create_account(
+            connection,
+            _cli_actor(),
+            name=name,
+            balance_micros=admin.usd_to_micros("--balance-usd", balance_usd, allow_zero=True),
+        ),
+    )
+    _emit(as_json, admin.describe_account(account), f"Created account {name} ({account.id}).")
 
 
 @accounts_app.command("show")
 def show_account(name: str, data_dir: DataDir = None, as_json: JsonFlag = False) -> None:
     """Show an account's balance and keys."""
 
-    def work(database: Database) -> tuple[Row[Any], list[Row[Any]]]:
-        account = _require_account(database, name)
-        with database.connect() as connection:
-            return account, _keys_of(connection, account.id)
+    def work(connection: Connection) -> tuple[Row[Any], list[Row[Any]]]:
+        account = admin.find_account(connection, name)
+        return account, admin.list_keys(connection, account.id)
 
-    account, key_rows = _with_database(_settings(data_dir), work)
-    data = {**_account_data(account), "keys": [_key_data(k) for k in key_rows]}
+    account, key_rows = _admin(data_dir, work, write=False)
+    data = {**admin.describe_account(account), "keys": [admin.describe_key(k) for k in key_rows]}
     _emit(
         as_json,
         data,
@@ -255,23 +328,26 @@ def show_account(name: str, data_dir: DataDir = None, as_json: JsonFlag = False)
 def add_credits(
     name: str,
     usd: Annotated[float, typer.Option("--usd", help="Amount to add, in USD.")],
+    note: Annotated[str | None, typer.Option(help="Why (kept in the ledger).")] = None,
     data_dir: DataDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Add credits to an account's balance."""
-    if usd <= 0:
-        _fail("--usd must be positive")
-
-    def work(database: Database) -> Row[Any]:
-        account = _require_account(database, name)
-        with database.transaction() as connection:
-            billing.add_credits(
-                connection, account_id=account.id, amount_micros=billing.usd_to_micros(usd)
-            )
-        return _require_account(database, name)
-
-    account = _with_database(_settings(data_dir), work)
-    _emit(as_json, _account_data(account), f"{name}: balance {_usd(account.balance_micros)}")
+    account = _admin(
+        data_dir,
+        lambda connection: admin.add_credits(
+            connection,
+            _cli_actor(),
+            name,
+            amount_micros=admin.usd_to_micros("--usd", usd, allow_zero=False),
+            note=note,
+        ),
+    )
+    _emit(
+        as_json,
+        admin.describe_account(account),
+        f"{account.name}: balance {_usd(account.balance_micros)}",
+    )
 
 
 # ---- keys -------------------------------------------------------------------------------
@@ -301,34 +377,18 @@ def create_key(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an API key and print it (it is shown only this once)."""
-    try:
-        allowed = keys.normalize_allowlist(allow_ip or [])
-        if rate_limit is not None:
-            from limits import parse
-
-            parse(rate_limit)
-    except ValueError as exc:
-        _fail(str(exc))
-    if spend_limit_cents is not None and spend_limit_cents < 0:
-        _fail("--spend-limit-cents cannot be negative")
-
-    def work(database: Database) -> tuple[Row[Any], str]:
-        owner = _require_account(database, account)
-        with database.transaction() as connection:
-            row, secret = keys.create_key(
-                connection,
-                account_id=owner.id,
-                name=name,
-                spend_limit_cents=spend_limit_cents,
-                allowed_ips=allowed,
-                daily_run_quota=daily_run_quota,
-                rate_limit=rate_limit,
-                is_test=test,
-            )
-        return row, secret
-
-    row, secret = _with_database(_settings(data_dir), work)
-    _emit(as_json, {**_key_data(row), "key": secret}, secret)
+    options = admin.KeyOptions(
+        name=name,
+        spend_limit_cents=spend_limit_cents,
+        allowed_ips=tuple(allow_ip or ()),
+        daily_run_quota=daily_run_quota,
+        rate_limit=rate_limit,
+        is_test=test,
+    )
+    row, secret = _admin(
+        data_dir, lambda connection: admin.create_key(connection, _cli_actor(), account, options)
+    )
+    _emit(as_json, {**admin.describe_key(row), "key": secret}, secret)
 
 
 @keys_app.command("list")
@@ -338,27 +398,25 @@ def list_keys(
     as_json: JsonFlag = False,
 ) -> None:
     """List an account's keys (prefixes only; secrets are never stored)."""
-
-    def work(database: Database) -> list[Row[Any]]:
-        owner = _require_account(database, account)
-        with database.connect() as connection:
-            return _keys_of(connection, owner.id)
-
-    rows = _with_database(_settings(data_dir), work)
+    rows = _admin(
+        data_dir,
+        lambda connection: admin.list_keys(connection, admin.find_account(connection, account).id),
+        write=False,
+    )
     lines = [
         f"{k.id}  {k.prefix}...  {k.name}  {'enabled' if k.is_enabled else 'disabled'}"
         for k in rows
     ]
-    _emit(as_json, {"keys": [_key_data(k) for k in rows]}, "\n".join(lines) or "(no keys)")
+    _emit(as_json, {"keys": [admin.describe_key(k) for k in rows]}, "\n".join(lines) or "(no keys)")
 
 
 def _set_enabled(key_id: str, data_dir: Path | None, as_json: bool, *, is_enabled: bool) -> None:
-    def work(database: Database) -> bool:
-        with database.transaction() as connection:
-            return keys.set_key_enabled(connection, key_id, is_enabled=is_enabled)
-
-    if not _with_database(_settings(data_dir), work):
-        _fail(f"no key with id {key_id!r}")
+    _admin(
+        data_dir,
+        lambda connection: admin.set_key_enabled(
+            connection, _cli_actor(), key_id, enabled=is_enabled
+        ),
+    )
     state = "enabled" if is_enabled else "disabled"
     _emit(as_json, {"id": key_id, "enabled": is_enabled}, f"Key {key_id} {state}.")
 
@@ -375,5 +433,13 @@ def enable_key(key_id: str, data_dir: DataDir = None, as_json: JsonFlag = False)
     _set_enabled(key_id, data_dir, as_json, is_enabled=True)
 
 
-def main() -> None:
-    app()
+# ---- the admin token ----------------------------------------------------------------------
+
+
+@admin_app.command("token")
+def print_admin_token(data_dir: DataDir = None) -> None:
+    """Print the admin token of the admin API and console (RUNBASE_ADMIN_TOKEN, else the one
+    in the data directory, made now if there is none yet)."""
+    settings = _settings(data_dir)
+    configured = settings.admin_token.get_secret_value() if settings.admin_token else None
+    typer.echo(load_admin_token(configured, settings.data_dir).value)

@@ -123,6 +123,21 @@ class Settings(BaseSettings):
     (catalog ids are always accepted as they are). JSON, e.g. `{"sora-2": "bytedance/..."}`;
     `{}` refuses every other name."""
 
+    # The admin API and console (README "Administration")
+    admin: bool = True
+    """Serve the admin API (`/admin/api/`) and console (`/admin`); `off` turns both off."""
+
+    admin_token: SecretStr | None = None
+    """The admin token; default: one generated into `<data_dir>/admin-token` on first start."""
+
+    admin_host: str | None = None
+    """Serve the admin API and console on this address instead of the public listener
+    (default 127.0.0.1 when only `admin_port` is set); the public one then answers 404."""
+
+    admin_port: int | None = None
+    """The port of the separate admin listener (default: the public port, when only
+    `admin_host` is set)."""
+
     # Prices in micro-USD per million video tokens.
     price_silent_per_million_tokens: int = 1_200_000
     price_audio_per_million_tokens: int = 2_400_000
@@ -146,6 +161,11 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'runbase.db'}"
 
     @property
+    def admin_listener_is_separate(self) -> bool:
+        """The admin API and console have their own listener (`admin_host`/`admin_port`)."""
+        return self.admin and (self.admin_host is not None or self.admin_port is not None)
+
+    @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
 
@@ -155,7 +175,7 @@ class Settings(BaseSettings):
             silent=self.price_silent_per_million_tokens, audio=self.price_audio_per_million_tokens
         )
 
-    # LTX-2 engine (engines/ltx2.py)
+    # LTX-2 engine (engines/ltx2/)
     ltx2_model: str = "Lightricks/LTX-2.5-Diffusers"
     """LTX-2 weights in diffusers layout: a local folder, or a Hugging Face repo id that is
     already in the Hugging Face cache (see `allow_downloads`)."""
@@ -179,13 +199,15 @@ class Settings(BaseSettings):
 
     ltx2_fp8: bool = False
     """FP8 transformer weights on GPUs that have FP8 (compute capability 8.9+); FP8 matmuls
-    when torchao is installed, FP8 storage with bf16 compute otherwise. Ignored elsewhere."""
+    when torchao works, FP8 storage with bf16 compute otherwise. Ignored elsewhere. Needs
+    `ltx2_dtype` bfloat16."""
 
     ltx2_compile: bool = False
     """torch.compile the transformer's blocks: faster steps after a slow first run."""
 
     ltx2_vae_tiling: str = "auto"
-    """Decode the video in tiles: "auto" (for 1080p-sized generations), "on" or "off"."""
+    """Decode the video in spatial tiles and runs of frames: "auto" (1080p, and 720p from
+    8 s), "on" or "off"."""
 
     ltx2_cpu_offload: str = "off"
     """Keep weights in CPU memory for small GPUs: "off", "model" (one model on the GPU at a
@@ -206,7 +228,7 @@ class Settings(BaseSettings):
     allow_downloads: bool = False
     """Let engines download model weights at start-up when they are not found locally."""
 
-    # ModelArk engine (engines/ark.py)
+    # ModelArk provider (providers/ark.py)
     ark_api_key: SecretStr | None = None
     """BytePlus ModelArk (or Volcengine Ark) API key; never logged, never in run objects."""
 
@@ -224,6 +246,33 @@ class Settings(BaseSettings):
 
     ark_allow_private_hosts: bool = False
     """Let video downloads reach loopback and private addresses (tests only)."""
+
+    ark_submit_retry_seconds: float = 10.0
+    """How long a submit answered with 429 or 5xx (or a refused connection) is retried
+    before the run moves to the next provider of the route (or fails, refunded)."""
+
+    ark_max_in_flight: int = Field(default=100, ge=1)
+    """ModelArk tasks in flight at once from one process (ModelArk queues at most 120 per
+    account; more runs wait here, or go to the next provider of the route)."""
+
+    ark_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of one task (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    ark_price_silent_per_million_tokens: int = 1_200_000
+    """What ModelArk charges runbase, in micro-USD per million video tokens, without audio
+    (its published online price); recorded on each attempt as its upstream cost."""
+
+    ark_price_audio_per_million_tokens: int = 2_400_000
+    """The same, with audio."""
+
+    # Provider routing (dispatch/gateway.py)
+    breaker_failures: int = Field(default=5, ge=1)
+    """A provider that fails this many runs in a row (its own faults, not the users') is
+    skipped for `breaker_cooldown_seconds` (circuit breaker)."""
+
+    breaker_cooldown_seconds: float = 30.0
+    """How long a tripped provider is skipped before one run probes it again."""
 
     # Scale-out (storage, shared limits)
     storage_url: str | None = None

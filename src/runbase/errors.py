@@ -23,11 +23,26 @@ docstring is the default message. Only `runbase.http.errors` turns them into the
     │   ├── UsageExceeded             429 USAGE_EXCEEDED
     │   │   extensions (README "Beyond the contract"):
     │   ├── InvalidRequest            400 invalid_request (a malformed header or parameter)
+    │   │   └── BadParameter              ... naming the parameter (`param`)
+    │   ├── RangeNotSatisfiable       416 range_not_satisfiable (files: no part of a Range)
     │   ├── UnknownModel              404 model_not_found (GET /models/{owner}/{name})
     │   ├── IdempotencyKeyReused      409 idempotency_key_reused
     │   ├── IdempotencyKeyInUse       409 idempotency_key_in_use
     │   ├── RunAlreadyFinished        409 run_already_finished (cancel came too late)
-    │   └── CancelTimedOut            409 cancel_timeout (the engine did not stop in time)
+    │   ├── CancelTimedOut            409 cancel_timeout (the engine did not stop in time)
+    │   ├── InvalidCallbackSignature  403 invalid_signature (a provider callback not signed
+    │   │                             by runbase)
+    │   ├── NoEngineAvailable         503 engine_unavailable (nothing of RUNBASE_ENGINES can
+    │   │                             take runs; refused before any charge)
+    │   │   the admin API (README "Administration"):
+    │   ├── InvalidFields             400 invalid_request, with `fields` {name: problem}
+    │   └── AdminError                refusals of the admin API alone
+    │       ├── AccountNotFound       404 account_not_found
+    │       ├── KeyNotFound           404 key_not_found
+    │       ├── AccountExists         409 account_exists
+    │       ├── MissingAdminToken     401 missing_admin_token
+    │       ├── InvalidAdminToken     401 invalid_admin_token
+    │       └── CrossSiteRequest      403 cross_site_request (a change from another site)
     ├── RunFailure                    why a run ended `failed`; becomes the run's `error`
     │   ├── InvalidImage              invalid_image      (the user's image; a user fault)
     │   ├── GenerationFailed          generation_failed  (the engine or model failed)
@@ -52,6 +67,8 @@ class RunbaseError(Exception):
 
     def __init__(self, message: str | None = None) -> None:
         self.message = message or (self.__doc__ or self.code).strip()
+        self.headers: dict[str, str] = {}
+        """Response headers the answer must carry (`Allow` of a 405, ...)."""
         super().__init__(self.message)
 
 
@@ -153,6 +170,10 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
     http_status = 405
 
+    def __init__(self, allowed: list[str]) -> None:
+        super().__init__(f"this endpoint accepts {', '.join(allowed)}")
+        self.headers["Allow"] = ", ".join(allowed)
+
 
 class RateLimited(ApiError):
     """Rate limit exceeded"""
@@ -176,6 +197,25 @@ class InvalidRequest(ApiError):
     """A header or query parameter is malformed."""
 
     code = "invalid_request"
+
+
+class BadParameter(InvalidRequest):
+    """A header, query parameter or form field that cannot be read; `param` names it."""
+
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class RangeNotSatisfiable(ApiError):
+    """No part of the requested byte range is in the file."""
+
+    code = "range_not_satisfiable"
+    http_status = 416
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"the file has {size} bytes, and no part of the Range is within them")
+        self.headers["Content-Range"] = f"bytes */{size}"
 
 
 class UnknownModel(ApiError):
@@ -211,6 +251,20 @@ class CancelTimedOut(ApiError):
 
     code = "cancel_timeout"
     http_status = 409
+
+
+class InvalidCallbackSignature(ApiError):
+    """This callback URL is not one that runbase signed."""
+
+    code = "invalid_signature"
+    http_status = 403
+
+
+class NoEngineAvailable(ApiError):
+    """No engine can take runs now; nothing was charged. Try again later."""
+
+    code = "engine_unavailable"
+    http_status = 503
 
 
 class RunFailure(RunbaseError):
@@ -261,3 +315,62 @@ class ServerError(RunbaseError):
 
 class EngineUnavailable(ServerError):
     """The engine could not be started."""
+
+
+# ---- the admin API (README "Administration"); the same tree, answered in the same envelope
+
+
+class AdminError(ApiError):
+    """A refusal of the admin API only: never answered on the runs API (so the SDK, a
+    client of the runs API, has no class for it)."""
+
+
+class InvalidFields(InvalidRequest):
+    """The request's fields are not valid."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {problem}" for name, problem in fields.items()))
+        self.fields = fields
+        """Each invalid field (as the API spells it) and what is wrong with it."""
+
+
+class AccountNotFound(AdminError):
+    """No such account."""
+
+    code = "account_not_found"
+    http_status = 404
+
+
+class AccountExists(AdminError):
+    """An account with this name already exists."""
+
+    code = "account_exists"
+    http_status = 409
+
+
+class KeyNotFound(AdminError):
+    """No such API key."""
+
+    code = "key_not_found"
+    http_status = 404
+
+
+class MissingAdminToken(AdminError):
+    """Send the admin token as `Authorization: Bearer <token>`."""
+
+    code = "missing_admin_token"
+    http_status = 401
+
+
+class InvalidAdminToken(AdminError):
+    """The admin token is not valid (API keys are never accepted here)."""
+
+    code = "invalid_admin_token"
+    http_status = 401
+
+
+class CrossSiteRequest(AdminError):
+    """Admin changes are only accepted from this server's own pages (Origin)."""
+
+    code = "cross_site_request"
+    http_status = 403

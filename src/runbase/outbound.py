@@ -16,6 +16,7 @@ the same pool and so the same check, and never use a proxy (a proxy resolves nam
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 import ssl
@@ -209,11 +210,20 @@ def checked_pool(
 ) -> httpcore.ConnectionPool:
     """A connection pool whose every connection goes through `CheckedBackend(check)`."""
     return httpcore.ConnectionPool(
-        # certifi's roots, or the bundle named by SSL_CERT_FILE (as everywhere in httpx).
-        ssl_context=httpx.create_ssl_context(),
+        ssl_context=shared_ssl_context(),
         network_backend=CheckedBackend(check, deadline),
         retries=0,
     )
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """certifi's roots, or the bundle named by SSL_CERT_FILE (as everywhere in httpx).
+
+    Built once: loading the roots costs about 30 ms of CPU, more than a whole small
+    transfer, and a context is safe to share between connections and threads.
+    """
+    return httpx.create_ssl_context()
 
 
 def public_only(error: Callable[[str], Exception]) -> Callable[[str, str], None]:

@@ -7,10 +7,12 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 
@@ -71,8 +73,9 @@ def test_generate_sends_a_local_image_as_a_data_uri(server: LiveServer, tmp_path
     result = generate(server, tmp_path, "A sunset", "--image", "first.png", "--json")
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
+    # Sent as a data URI, which the server stores once: the run shows a link to the image.
     [image_url] = run["input"]["image_urls"]
-    assert image_url.startswith("data:image/png;base64,")
+    assert httpx.get(image_url).content == (tmp_path / "first.png").read_bytes()
     assert run["input"]["aspect_ratio"] is None  # the worker picks the image's ratio
     info = probe(Path(run["file"]))
     assert info.video is not None and (info.video.width, info.video.height) == (1112, 834)
@@ -128,3 +131,70 @@ def test_runs_get(server: LiveServer, tmp_path: Path) -> None:
     assert json.loads(as_json.stdout)["status"] == "succeeded"
     missing = runbase(tmp_path, "runs", "get", "run_nope", key=key, base_url=server.base_url)
     assert missing.returncode == 3 and "run_not_found" in missing.stderr
+
+
+def test_runs_list_cancel_models_and_account(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = start_server(engines=["engine_fixtures:SlowEngine"])
+    key = server.new_key(balance_usd=3.0)
+
+    def client(*args: str) -> subprocess.CompletedProcess[str]:
+        return runbase(tmp_path, *args, key=key, base_url=server.base_url)
+
+    with server.client(key) as http:
+        body = {"model": "bytedance/seedance-1.5-pro", "input": {"prompt": "A lamp"}}
+        first = http.post("/api/v1/runs", json=body).json()["id"]
+        second = http.post("/api/v1/runs", json=body).json()["id"]  # queued behind the first
+    canceled = client("runs", "cancel", second, "--json")
+    assert canceled.returncode == 0, canceled.stderr
+    assert json.loads(canceled.stdout)["status"] == "canceled"
+    again = client("runs", "cancel", second)  # canceling a canceled run answers the run
+    assert again.returncode == 0 and "canceled" in again.stdout
+
+    listed = client("runs", "list", "--limit", "1")
+    assert listed.returncode == 0, listed.stderr
+    assert second in listed.stdout and first not in listed.stdout
+    assert "more: runbase runs list --cursor " in listed.stdout
+    as_json = json.loads(client("runs", "list", "--status", "canceled", "--json").stdout)
+    assert [run["id"] for run in as_json["data"]] == [second]
+    assert client("runs", "list", "--status", "done").returncode == 2
+
+    models = client("models")
+    assert "bytedance/seedance-1.5-pro" in models.stdout
+    assert "engine preview: Apache-2.0" in models.stdout  # the test engine, and its licence
+    account = client("account")
+    assert account.returncode == 0 and "balance    $" in account.stdout
+    assert json.loads(client("account", "--json").stdout)["key"]["prefix"] == key[:10]
+    server.wait_for_run(key, first)
+    late = client("runs", "cancel", first)
+    assert late.returncode == 3 and "run_already_finished" in late.stderr
+
+
+def test_a_run_canceled_while_generate_waits_exits_1(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = start_server(engines=["engine_fixtures:SlowEngine"], workers=0)  # stays pending
+    key = server.new_key()
+    env = {**os.environ, "RUNBASE_API_KEY": key, "RUNBASE_BASE_URL": server.base_url}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "runbase", "generate", "A lamp"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with server.client(key) as http:
+            deadline = time.monotonic() + 60
+            while not (runs := http.get("/api/v1/runs").json()["data"]):
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.2)
+            assert http.post(f"/api/v1/runs/{runs[0]['id']}/cancel").status_code == 200
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 1
+    assert f"{runs[0]['id']} canceled: canceled" in stderr
+    assert not list(tmp_path.glob("*.mp4"))

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, select
 
-from runbase.core import billing, keys, reaper, runs
+from runbase.core import billing, claims, keys, reaper, runs
 from runbase.errors import GenerationFailed
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
@@ -42,7 +42,7 @@ def new_run(db: Database, cost: int = 1000) -> Any:
 
 def claim(db: Database, worker: str, lease_ms: int = 60_000) -> Any:
     with db.transaction() as connection:
-        return runs.claim_next_run(
+        return claims.claim_next_run(
             connection, worker_id=worker, lease_ms=lease_ms, is_postgres=not db.is_sqlite
         )
 
@@ -61,7 +61,7 @@ async def test_claim_is_exclusive(database: Database) -> None:
     run = new_run(database)
 
     def claim_in(connection: Connection, worker: str) -> Any:
-        return runs.claim_next_run(
+        return claims.claim_next_run(
             connection, worker_id=worker, lease_ms=60_000, is_postgres=not database.is_sqlite
         )
 

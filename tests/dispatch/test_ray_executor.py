@@ -20,10 +20,20 @@ from pathlib import Path
 import httpx
 import pytest
 
+import engine_fixtures
 from runbase.config import Settings
 from runbase.dispatch import executor
 from runbase.media.probe import probe
-from support import S3_BUCKET, SEEDANCE, LiveServer, database_env
+from support import (
+    RAY_LOOPBACK_ENV,
+    S3_BUCKET,
+    SEEDANCE,
+    LiveServer,
+    is_loopback,
+    listeners_off_loopback,
+    start_worker_command,
+    stop_mid_run,
+)
 
 ray = pytest.importorskip("ray")
 BUCKET = S3_BUCKET
@@ -32,14 +42,12 @@ TESTS_DIR = Path(__file__).resolve().parents[1]
 ACTOR_PID = re.compile(r"engine actor pid (\d+)")
 SLOW = "engine_fixtures:SlowEngine"
 
-# Ray's workers inherit the environment of the Ray instance: loopback only (Ray otherwise
-# picks the machine's outside address), no usage stats, no token file in $HOME, the tests
-# directory on the path for the fixture engines, a slow engine slow enough to be hit, and
-# the credentials of the moto S3 server (an actor's node needs its own S3 credentials).
+# Ray's workers inherit the environment of the Ray instance: loopback only (see
+# support.RAY_LOOPBACK_ENV), the tests directory on the path for the fixture engines, a
+# slow engine slow enough to be hit, and the credentials of the moto S3 server (an actor's
+# node needs its own S3 credentials).
 RAY_ENV = {
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled",
+    **RAY_LOOPBACK_ENV,
     "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
     "RUNBASE_TEST_ENGINE_SECONDS": "4",
     "AWS_ACCESS_KEY_ID": "testing",
@@ -63,10 +71,13 @@ def ray_address() -> Iterator[str]:
             namespace="runbase",
             configure_logging=False,
             log_to_driver=False,
+            _node_ip_address="127.0.0.1",
             _temp_dir=temp_dir,
         )
         try:
-            yield str(ray.get_runtime_context().gcs_address)
+            address = str(ray.get_runtime_context().gcs_address)
+            assert is_loopback(address.rpartition(":")[0]), address
+            yield address
         finally:
             ray.shutdown()
             subprocess.run(["rm", "-rf", temp_dir], check=False)
@@ -142,6 +153,20 @@ def test_runs_succeed_on_ray_actors_with_real_mp4s(
     server.admin.check_books(server.admin.runs()[0].account_id)
 
 
+def test_ray_listens_on_loopback_only(
+    ray_server: Callable[..., LiveServer], ray_address: str
+) -> None:
+    server = ray_server()
+    key = server.new_key()
+    run = server.wait_for_run(key, create(server, key, generate_audio=False), timeout=60)
+    assert run["status"] == "succeeded", run  # so an engine actor's worker process is up
+    assert is_loopback(ray_address.rpartition(":")[0]), ray_address
+    assert [is_loopback(node["NodeManagerAddress"]) for node in ray.nodes()] == [True]
+    assert is_loopback(ray.util.get_node_ip_address())
+    # The GCS, the raylet, the agents and every worker are children of this process.
+    assert listeners_off_loopback(os.getpid()) == []
+
+
 def test_actors_upload_to_s3_themselves(
     ray_server: Callable[..., LiveServer], s3_endpoint: str, tmp_path: Path
 ) -> None:
@@ -211,32 +236,70 @@ def test_cancel_stops_the_engine_in_its_actor(ray_server: Callable[..., LiveServ
     server.admin.check_books(server.admin.runs()[0].account_id)
 
 
+def dispatcher_env(ray_address: str, engine: str) -> dict[str, str]:
+    return {
+        **RAY_ENV,
+        "RUNBASE_RAY_ADDRESS": ray_address,
+        "RUNBASE_ENGINES": engine,
+        "RUNBASE_POLL_INTERVAL_SECONDS": "0.1",
+    }
+
+
 def test_dispatcher_command_serves_an_api_only_server(
     start_server: Callable[..., LiveServer], ray_address: str
 ) -> None:
     server = start_server(workers=0, rate_limit="1000/10seconds")
     key = server.new_key()
     run_id = create(server, key, generate_audio=False)
-    env = {
-        **os.environ,
-        **RAY_ENV,
-        **database_env(server.settings.data_dir),
-        "RUNBASE_RAY_ADDRESS": ray_address,
-        "RUNBASE_ENGINES": "engine_fixtures:QuickEngine",
-        "RUNBASE_POLL_INTERVAL_SECONDS": "0.1",
-    }
-    command = [sys.executable, "-m", "runbase", "dispatcher"]
-    command += ["--data-dir", str(server.settings.data_dir)]
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    env = dispatcher_env(ray_address, "engine_fixtures:QuickEngine")
+    process = start_worker_command("dispatcher", server.settings.data_dir, env)
     try:
         run = server.wait_for_run(key, run_id, timeout=60)
+        assert listeners_off_loopback(process.pid) == []  # a Ray driver too
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert run["status"] == "succeeded", (run, output)
     assert run["backend"] == "quick" and actor_pids(run)
+    assert process.returncode == 0, output
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_dispatcher_hands_its_run_back_on_a_signal(
+    start_server: Callable[..., LiveServer], ray_address: str, signum: int
+) -> None:
+    server = start_server(workers=0, rate_limit="1000/10seconds")
+    key = server.new_key()
+    run_id = create(server, key, generate_audio=False)
+    env = {**dispatcher_env(ray_address, SLOW), "RUNBASE_TEST_ENGINE_SECONDS": "10"}
+    process = start_worker_command("dispatcher", server.settings.data_dir, env)
+    output = stop_mid_run(server, key, run_id, process, signum)
+    assert actor_pids(read_run(server, key, run_id)), output  # it was on an actor
+    assert "received at time" not in output  # Ray's crash report: a planned stop is no crash
+
+
+def test_dispatcher_stops_while_its_actor_waits_for_resources(
+    start_server: Callable[..., LiveServer], ray_address: str
+) -> None:
+    # Both of the cluster's CPUs taken: the dispatcher's actor cannot be placed.
+    hog = ray.remote(num_cpus=2)(engine_fixtures.Idle).remote()
+    ray.get(hog.ping.remote())
+    try:
+        server = start_server(workers=0, rate_limit="1000/10seconds")
+        key = server.new_key()
+        run_id = create(server, key, generate_audio=False)
+        env = dispatcher_env(ray_address, "engine_fixtures:QuickEngine")
+        process = start_worker_command("dispatcher", server.settings.data_dir, env)
+        stop_mid_run(
+            server,
+            key,
+            run_id,
+            process,
+            signal.SIGINT,
+            under_way=lambda run: run["status"] == "processing",
+        )
+    finally:
+        ray.kill(hog)
 
 
 def test_without_ray_the_executor_says_how_to_install_it(

@@ -5,6 +5,7 @@ One fixture engine per failure mode (tests/engine_fixtures.py); each test checks
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from runbase.media.probe import probe
-from support import SEEDANCE, LiveServer
+from support import SEEDANCE, LiveServer, start_worker_command, stop_mid_run
 
 PROMPT = {"prompt": 'A lighthouse at dusk. "Hello there."', "resolution": "480p"}
 
@@ -73,13 +74,17 @@ def test_run_succeeds_with_a_signed_seekable_mp4(
     ("engine", "code", "message"),
     [
         ("FailingEngine", "generation_failed", "refused to generate"),
-        ("BuggyEngine", "generation_failed", "ZeroDivisionError"),
+        ("BuggyEngine", "generation_failed", "failed unexpectedly while making the video"),
         ("CrashingEngine", "generation_failed", "exit code 3"),
         ("BadFileEngine", "generation_failed", "96 frames"),
     ],
 )
 def test_engine_failures_fail_the_run_and_refund_it(
-    start_server: Callable[..., LiveServer], engine: str, code: str, message: str
+    start_server: Callable[..., LiveServer],
+    engine: str,
+    code: str,
+    message: str,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     server = start_server(engines=[f"engine_fixtures:{engine}"])
     key = server.new_key(balance_usd=1.0)
@@ -90,9 +95,15 @@ def test_engine_failures_fail_the_run_and_refund_it(
         assert run["error"]["code"] == code
         assert message in run["error"]["message"]
         assert run["output"] is None and run["completedAt"]
+        assert "Traceback" not in run["error"]["message"]
+        assert "ZeroDivisionError" not in run["error"]["message"]  # internals stay in the log
     account = account_of(server, first)
     assert server.admin.balance(account) == 1_000_000
     server.admin.check_books(account)
+    if engine == "BuggyEngine":  # the engine's exception is in the server log, in full
+        server.stop()
+        logged = capfd.readouterr().err
+        assert "Traceback" in logged and "ZeroDivisionError: division by zero" in logged
 
 
 def test_hanging_engine_times_out_and_is_refunded(start_server: Callable[..., LiveServer]) -> None:
@@ -162,3 +173,43 @@ def test_shutdown_hands_the_running_run_back(start_server: Callable[..., LiveSer
     run = restarted.wait_for_run(key, run_id)
     assert run["status"] == "succeeded"
     restarted.admin.check_books(row.account_id)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_worker_command_hands_its_run_back_on_a_signal(
+    start_server: Callable[..., LiveServer], signum: int
+) -> None:
+    server = start_server(workers=0, rate_limit="1000/10seconds")  # the test polls
+    key = server.new_key()
+    run_id = create(server, key, generate_audio=False)
+    env = {
+        "RUNBASE_ENGINES": "engine_fixtures:SlowEngine",
+        "RUNBASE_TEST_ENGINE_SECONDS": "10",  # it checks for a stop once a second
+        "RUNBASE_POLL_INTERVAL_SECONDS": "0.1",
+    }
+    process = start_worker_command("worker", server.settings.data_dir, env)
+    stop_mid_run(server, key, run_id, process, signum)
+    # The next worker finishes it, on its first counted attempt, charged once.
+    run = start_server(workers=1).wait_for_run(key, run_id)
+    assert run["status"] == "succeeded", run
+    [row] = server.admin.runs()
+    assert row.attempts == 1
+    server.admin.check_books(row.account_id)
+
+
+def test_worker_command_stops_while_its_engine_sets_up(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    server = start_server(workers=0, rate_limit="1000/10seconds")
+    key = server.new_key()
+    run_id = create(server, key, generate_audio=False)
+    env = {"RUNBASE_ENGINES": "engine_fixtures:SlowSetupEngine"}
+    process = start_worker_command("worker", server.settings.data_dir, env)
+    stop_mid_run(
+        server,
+        key,
+        run_id,
+        process,
+        signal.SIGTERM,
+        under_way=lambda run: run["status"] == "processing",
+    )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
 from runbase.core import seedance
@@ -108,3 +109,62 @@ def test_playground_generates_and_plays_a_video(
     assert run.cost_micros == expected_price and run.input["resolution"] == "480p"
     # Offline by construction: the page asked nothing of any other host.
     assert all(url.startswith((server.base_url, "data:")) for url in requested), requested
+
+
+def test_a_first_frame_of_another_ratio_is_flagged_before_the_run(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    server = start_server()
+    key = server.new_key()
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (1024, 768), (90, 140, 200)).save(photo)  # 4:3
+    creates: list[str] = []
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.on(
+                "request",
+                lambda r: (
+                    creates.append(r.url)
+                    if r.method == "POST" and r.url.endswith("/runs")
+                    else None
+                ),
+            )
+            page.goto(server.base_url + "/")
+            page.wait_for_selector("body[data-ready=true]")
+            page.fill("#api-key", key)
+            _fill_form(page)  # 16:9
+            assert page.is_hidden("#ratio-notice")
+            page.set_input_files(".drop[data-slot='0'] input[type=file]", str(photo))
+            page.wait_for_selector("#ratio-notice:not([hidden])")
+            notice = page.text_content("#ratio-notice-text") or ""
+            assert "1024×768" in notice and "4:3" in notice and "16:9" in notice
+            assert page.text_content("#ratio-use") == "Use 4:3"
+
+            # Generate does not create (nor charge) anything until the user has chosen.
+            page.click("#run")
+            page.wait_for_selector("#ratio-notice.attention")
+            assert "aspect ratio" in (page.text_content("#form-error") or "")
+            assert creates == []
+
+            # Keeping 16:9 is a choice too; picking another ratio asks again.
+            page.click("#ratio-keep")
+            assert page.is_hidden("#ratio-notice")
+            page.click("label[for=ratio-1_1]")
+            assert page.is_visible("#ratio-notice")
+
+            page.click("#ratio-use")
+            assert page.is_hidden("#ratio-notice") and page.is_hidden("#form-error")
+            assert page.is_checked("#ratio-4_3")
+            assert "752×560" in (page.text_content("#price-detail") or "")
+            page.click("#run")
+            page.wait_for_selector("#status.succeeded, #form-error:not([hidden])", timeout=60_000)
+            assert page.is_hidden("#form-error"), page.text_content("#form-error")
+        finally:
+            browser.close()
+
+    assert len(creates) == 1
+    [run] = server.admin.runs()
+    assert run.input["aspect_ratio"] == "4:3" and len(run.input["image_urls"]) == 1

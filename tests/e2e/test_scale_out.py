@@ -38,7 +38,17 @@ from e2e.test_crash_recovery import free_port
 from runbase.media.probe import probe
 from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import RunRow
-from support import S3_BUCKET, SEEDANCE, TEST_DATABASE_URL, Admin, database_url_for, make_settings
+from support import (
+    RAY_LOOPBACK_ENV,
+    S3_BUCKET,
+    SEEDANCE,
+    TEST_DATABASE_URL,
+    Admin,
+    database_url_for,
+    is_loopback,
+    listeners_off_loopback,
+    make_settings,
+)
 
 pytest.importorskip("ray")
 pytest.importorskip("redis")
@@ -49,11 +59,7 @@ RAY = Path(sys.executable).parent / "ray"
 RUNS = 200
 FAILING_EVERY = 10  # every 10th run asks for an image runbase may not fetch: invalid_image
 ACTOR_PID = re.compile(r"engine actor pid (\d+)")
-RAY_ENV = {  # loopback only, no usage stats, no token file in $HOME
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "RAY_AUTH_MODE": "disabled",
-}
+NODE_IP = re.compile(r"Local node IP: (\S+)")
 
 
 @pytest.fixture
@@ -95,7 +101,7 @@ def ray_address() -> Iterator[str]:
     for option in ("--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port"):
         command += [option, str(free_port())]
     # Actors upload to S3 themselves: their processes get the fixture's AWS settings.
-    env = {**os.environ, **RAY_ENV}
+    env = {**os.environ, **RAY_LOOPBACK_ENV}
     process = subprocess.Popen(
         command,
         env=env,
@@ -113,6 +119,9 @@ def ray_address() -> Iterator[str]:
                 break
         else:
             raise AssertionError("ray start failed:\n" + "".join(output))
+        [node_ip] = [m.group(1) for line in output if (m := NODE_IP.search(line))]
+        assert is_loopback(node_ip), node_ip
+        assert listeners_off_loopback(process.pid) == []
         yield f"127.0.0.1:{port}"
     finally:
         # The whole throwaway cluster at once: `ray stop` would stop every Ray on the machine.
@@ -196,7 +205,7 @@ def test_two_replicas_share_the_queue_and_survive_losing_a_replica_and_an_actor(
     limited_key = admin.create_key(admin.create_account("limited"), rate_limit="10/minute")
     env = {
         **os.environ,
-        **RAY_ENV,
+        **RAY_LOOPBACK_ENV,
         "RUNBASE_DATABASE_URL": database_url,
         "RUNBASE_STORAGE_URL": f"s3://{S3_BUCKET}/scale",
         "RUNBASE_S3_ENDPOINT_URL": s3_endpoint,

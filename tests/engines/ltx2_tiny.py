@@ -1,9 +1,9 @@
 """Tiny LTX-2 pipelines with random weights, built in memory, and the helpers their tests share.
 
-The pipelines are built without any file (tokenizer and Gemma 3 text encoder included, as in
-reference/open-models.md appendix A), so nothing touches the Hugging Face Hub. The tiny
-video VAE compresses like the real one (32x space, 8x time) so that the contract's 97
-frames cost a fraction of a second. Used by test_ltx2.py and test_ltx2_parallel.py.
+The pipelines are built without any file (tokenizer and Gemma 3 text encoder included), so
+nothing touches the Hugging Face Hub. The tiny video VAE compresses like the real one (32x
+space, 8x time) so that the contract's 97 frames cost a fraction of a second. Used by the
+test_ltx2*.py files.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The LTX-2 engine, through diffusers' real LTX-2 pipelines with tiny random weights.
 
 The pipelines are built in memory by ltx2_tiny.py, so nothing touches the Hugging Face
-Hub; `max_generation_side` makes the engine generate at
-64-128 px and resize to the exact contract size, so every MP4 is checked at its real
-geometry. Pixel values of a random model mean nothing: tests check geometry, frame counts,
-audio tracks, which pipeline ran, progress and cancellation.
+Hub; `max_generation_side` makes the engine generate at 64-128 px and resize to the exact
+contract size, so every MP4 is checked at its real geometry. Pixel values of a random model
+mean nothing: tests check geometry, frame counts, audio tracks, which pipeline ran,
+progress and cancellation. Set-up is test_ltx2_setup.py; what the model is given (images,
+keyframe positions, flags) test_ltx2_conditioning.py.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # any hub access would fail loudly
 
-import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,32 +26,21 @@ from support import RecordingSink
 
 pytest.importorskip("diffusers", reason="the LTX-2 engine needs the ltx2 extra")
 
-import torch
 from ltx2_tiny import (
     assert_contract_mp4,
     gradient,
     make_request,
-    tiny_components,
     tiny_engine,
     tiny_upsampler,
 )
 
-from runbase.config import Settings
-from runbase.core.seedance import MODEL_ID, SIZES
-from runbase.engines import load_engine
+from runbase.core.seedance import SIZES
 from runbase.engines.ltx2 import LTX2Engine, LTX2Options, generation_size
-from runbase.errors import EngineUnavailable, RunCanceled
+from runbase.errors import RunCanceled
 
 RATIOS = ("16:9", "9:16", "4:3", "3:4", "1:1", "21:9")
 
 # ---- tiny pipelines ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_pipeline() -> Any:
-    from diffusers import LTX2Pipeline
-
-    return LTX2Pipeline(**tiny_components())
 
 
 @pytest.fixture
@@ -98,6 +86,33 @@ def test_plan_rounds_frames_up_and_picks_the_recipe(tmp_path: Path, tiny_pipelin
     assert engine.plan(odd).num_frames == 105
 
 
+@pytest.mark.parametrize(
+    ("resolution", "duration", "tiled"),
+    [("480p", "12", False), ("720p", "4", False), ("720p", "8", True), ("720p", "12", True)],
+)
+def test_auto_tiling_counts_frames_as_well_as_pixels(
+    tmp_path: Path, resolution: str, duration: str, tiled: bool
+) -> None:
+    """A long 720p clip decodes as many pixels as a short 1080p one: both are tiled."""
+    request = make_request(tmp_path, resolution=resolution, duration=duration)
+    assert LTX2Engine(LTX2Options(device="cpu")).plan(request).tiled_decode is tiled
+
+
+def test_tiled_decoding_runs_frame_by_frame_and_keeps_every_frame(
+    tmp_path: Path, tiny_pipeline: Any
+) -> None:
+    engine = tiny_engine(tiny_pipeline, vae_tiling="on", max_generation_side=64)
+    request = make_request(tmp_path, aspect_ratio="1:1")
+    result = engine.generate(request, RecordingSink())
+    # 97 frames (13 latent frames) decoded in runs of 64 overlapping by 24, every one kept.
+    assert_contract_mp4(result.files[0], request)
+    assert result.metadata["tiled_decode"]
+    assert tiny_pipeline.vae.use_tiling and tiny_pipeline.vae.use_framewise_decoding
+    engine = tiny_engine(tiny_pipeline, vae_tiling="off", max_generation_side=64)
+    engine.generate(make_request(tmp_path / "off", aspect_ratio="1:1"), RecordingSink())
+    assert not tiny_pipeline.vae.use_tiling and not tiny_pipeline.vae.use_framewise_decoding
+
+
 # ---- generation through the media layer ----------------------------------------------------
 
 
@@ -132,7 +147,8 @@ def test_text_to_video_with_audio(tmp_path: Path, tiny_pipeline: Any, vae_encode
 
 
 def test_silent_request_has_no_audio_track(tmp_path: Path, tiny_pipeline: Any) -> None:
-    engine = tiny_engine(tiny_pipeline, fp8=True)
+    # A given pipeline keeps its dtype (float32 here); FP8 asks for bfloat16 options.
+    engine = tiny_engine(tiny_pipeline, fp8=True, dtype="bfloat16")
     request = make_request(tmp_path, generate_audio=False, aspect_ratio="1:1")
     result = engine.generate(request, RecordingSink())
     assert_contract_mp4(result.files[0], request)
@@ -181,7 +197,7 @@ def test_two_images_condition_the_first_and_last_frames(
     assert vae_encodes == [(1, 3, 1, 128, 128)] * 2
 
 
-@pytest.mark.parametrize("count", [0, 1, 2])
+@pytest.mark.parametrize("count", [0, 2])
 def test_two_stage_recipe_upsamples_and_refines(
     tmp_path: Path, tiny_pipeline: Any, vae_encodes: list, count: int
 ) -> None:
@@ -196,10 +212,9 @@ def test_two_stage_recipe_upsamples_and_refines(
     assert_contract_mp4(result.files[0], request)
     assert result.metadata["two_stage"] and result.metadata["steps"] == 8 + 3
     assert sink.messages.count("denoising") == 11 and "upsampling" in sink.messages
-    # Images are fitted to each stage's size: half size first, then the full 128x64 (the
-    # image-to-video pipeline takes its refined first frame from the upsampled latents).
-    refined = [(1, 3, 1, 64, 128)] * 2 if count == 2 else []
-    assert vae_encodes == [(1, 3, 1, 32, 64)] * count + refined
+    # Images are fitted to each stage's size: half size first, then the full 128x64 (one
+    # image: test_ltx2_conditioning.py).
+    assert vae_encodes == [(1, 3, 1, 32, 64)] * count + [(1, 3, 1, 64, 128)] * count
 
 
 def test_guided_schedule_and_seeds(tmp_path: Path, tiny_pipeline: Any) -> None:
@@ -226,117 +241,3 @@ def test_cancel_stops_between_steps_and_leaves_no_file(tmp_path: Path, tiny_pipe
     # The engine stays usable after a cancel.
     request = make_request(tmp_path, generate_audio=False)
     assert_contract_mp4(engine.generate(request, RecordingSink()).files[0], request)
-
-
-# ---- set-up, settings, fallback ------------------------------------------------------------
-
-
-def test_loads_weights_from_a_folder(tmp_path: Path, tiny_pipeline: Any) -> None:
-    """The production path: from_pretrained on a local folder, offline, upsampler found."""
-    folder = tmp_path / "ltx-2"
-    tiny_pipeline.save_pretrained(folder)
-    tiny_upsampler().save_pretrained(folder / "latent_upsampler")
-    options = LTX2Options(
-        model=str(folder),
-        device="cpu",
-        dtype="float32",
-        max_generation_side=128,
-        max_sequence_length=256,
-        preset="superfast",
-        two_stage="on",
-    )
-    engine = LTX2Engine(options)
-    engine.setup()
-    assert engine.speed["two_stage"] == "on"
-    request = make_request(tmp_path / "run", generate_audio=False)
-    result = engine.generate(request, RecordingSink())
-    assert_contract_mp4(result.files[0], request)
-    assert result.metadata["model"] == str(folder) and result.metadata["two_stage"]
-
-
-def test_missing_weights_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    missing = tmp_path / "no-such-model"
-    with pytest.raises(EngineUnavailable, match=r"no folder .*no-such-model"):
-        LTX2Engine(LTX2Options(model=str(missing), device="cpu")).setup()
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    with pytest.raises(EngineUnavailable) as caught:
-        LTX2Engine(LTX2Options(model="Lightricks/Not-Cached", device="cpu")).setup()
-    assert "'Lightricks/Not-Cached' is neither a local folder nor in the Hugging Face cache" in (
-        str(caught.value)
-    )
-    assert "RUNBASE_ALLOW_DOWNLOADS" in str(caught.value)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(EngineUnavailable, match=r"has no model_index\.json"):
-        LTX2Engine(LTX2Options(model=str(empty), device="cpu")).setup()
-    (empty / "model_index.json").write_text("{}")
-    named = LTX2Options(model=str(empty), upsampler=str(tmp_path / "up"), device="cpu")
-    with pytest.raises(EngineUnavailable, match=r"latent upsampler: no folder .*up"):
-        LTX2Engine(named).setup()
-    with pytest.raises(EngineUnavailable, match="no latent upsampler"):
-        LTX2Engine(LTX2Options(device="cpu", two_stage="on"), pipeline=object()).setup()
-
-
-def test_missing_libraries_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "diffusers", None)  # import diffusers now fails
-    with pytest.raises(EngineUnavailable, match=r"diffusers is missing.*runbase\[ltx2\]"):
-        LTX2Engine(LTX2Options(device="cpu")).setup()
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
-def test_no_cuda_device_is_named(tmp_path: Path) -> None:
-    with pytest.raises(EngineUnavailable) as caught:
-        LTX2Engine(LTX2Options(model=str(tmp_path / "absent"))).setup()
-    message = str(caught.value)
-    assert "no CUDA device" in message and "absent" in message  # both problems at once
-
-
-def test_settings_reach_the_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RUNBASE_LTX2_MODEL", "/models/ltx-2")
-    monkeypatch.setenv("RUNBASE_LTX2_CPU_OFFLOAD", "model")
-    monkeypatch.setenv("RUNBASE_LTX2_FP8", "true")
-    monkeypatch.setenv("RUNBASE_LTX2_MAX_GENERATION_SIDE", "256")
-    monkeypatch.setenv("RUNBASE_ALLOW_DOWNLOADS", "true")
-    engine = load_engine("ltx2", Settings())
-    assert isinstance(engine, LTX2Engine)
-    options = engine.options
-    assert (options.model, options.cpu_offload, options.fp8) == ("/models/ltx-2", "model", True)
-    assert (options.max_generation_side, options.allow_downloads) == (256, True)
-    assert (options.distilled, options.dtype, options.two_stage) == (True, "bfloat16", "auto")
-    with pytest.raises(ValueError, match="cpu_offload must be one of off, model, sequential"):
-        LTX2Options(cpu_offload="always")
-
-
-def test_the_server_never_imports_torch() -> None:
-    code = (
-        "import sys\n"
-        "from runbase.config import Settings\n"
-        "from runbase.engines import load_engine\n"
-        "load_engine('ltx2', Settings())\n"
-        "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
-
-
-@pytest.mark.slow
-def test_server_falls_back_to_preview_without_weights(
-    start_server: Callable[..., Any], tmp_path: Path
-) -> None:
-    server = start_server(engines=["ltx2", "preview"], ltx2_model=str(tmp_path / "no-weights"))
-    key = server.new_key()
-    with server.client(key) as client:
-        response = client.post(
-            "/api/v1/runs",
-            json={
-                "model": MODEL_ID,
-                "input": {"prompt": "A quiet harbour at dawn.", "resolution": "480p"},
-            },
-        )
-        assert response.status_code == 200, response.text
-    run = server.wait_for_run(key, response.json()["id"], timeout=120)
-    assert run["status"] == "succeeded", run
-    assert run["backend"] == "preview"
-    [note] = [line for line in run["logs"] if "'ltx2' unavailable" in line]
-    assert "no-weights" in note

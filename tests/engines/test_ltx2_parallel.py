@@ -1,4 +1,5 @@
-"""Context parallelism for LTX-2 (engines/ltx2_parallel.py) on CPU: two rank processes over gloo.
+"""Context parallelism for LTX-2 (engines/ltx2/group.py, ranks.py) on CPU: two rank processes
+over gloo.
 
 The ranks load a tiny random-weight LTX-2 from a folder, as production ranks load the real
 one, and split every denoising step between them with diffusers' Ulysses attention. The key
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from support import RecordingSink
 
@@ -44,6 +46,8 @@ from ltx2_tiny import (
 from runbase.config import Settings
 from runbase.engines import load_engine
 from runbase.engines.ltx2 import LTX2Engine, LTX2Options
+from runbase.engines.ltx2.rank_process import rank_engine
+from runbase.engines.ltx2.ranks import Rank
 from runbase.errors import EngineUnavailable, GenerationFailed, RunCanceled
 from runbase.media.probe import read_frames
 
@@ -215,3 +219,16 @@ def test_options_and_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     engine = load_engine("ltx2", Settings())
     assert isinstance(engine, LTX2Engine) and engine.options.context_parallel == 4
     assert LTX2Options().context_parallel == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_a_rank_on_cuda_runs_on_its_own_gpu(tmp_path: Path) -> None:
+    """The rank code path with CUDA: rank 1 of 2 runs on cuda:1, under the group's options
+    as they are (options rebuilt with device cuda:1 would be refused: with context_parallel
+    > 1 only 'cuda' is accepted). Without a GPU here, set-up then says there is none."""
+    options = tiny_options(tmp_path / "model", context_parallel=2, device="cuda")
+    member = Rank(1, 2, device=options.device, timeout_s=5)
+    engine = rank_engine(options, member, None, None)
+    assert (engine.device, engine.options.device) == ("cuda:1", "cuda")
+    with pytest.raises(EngineUnavailable, match="no CUDA device"):
+        engine.setup()

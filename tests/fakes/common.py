@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import ipaddress
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -46,13 +47,16 @@ __all__ = [
 
 
 class FakeClock:
-    """Real time plus whatever the test has added with `advance`."""
+    """Real time plus whatever the test has added with `advance`: epoch seconds that
+    advance with the monotonic clock, so that a step of the system clock (NTP) cannot
+    finish tasks early."""
 
     def __init__(self) -> None:
         self._offset = 0.0
+        self._start = time.time() - time.monotonic()
 
     def now(self) -> float:
-        return time.time() + self._offset
+        return self._start + time.monotonic() + self._offset
 
     def advance(self, seconds: float) -> None:
         self._offset += seconds
@@ -60,7 +64,8 @@ class FakeClock:
 
 class VideoLibrary:
     """Real MP4s, one per (width, height, frames, audio), written the first time they are
-    asked for and shared by every task of that geometry (writing 1080p takes seconds)."""
+    asked for and shared by every task of that geometry (writing 1080p takes seconds); a
+    file already in the directory (another fake's, an earlier benchmark round's) is reused."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -75,27 +80,33 @@ class VideoLibrary:
     def path(self, width: int, height: int, frames: int, audio: bool) -> Path:
         key = (width, height, frames, audio)
         with self._lock:
-            if key not in self._paths:
-                path = self.directory / f"{width}x{height}-{frames}-{int(audio)}.mp4"
-                sound = None
-                if audio:
-                    t = np.arange(int(frames / FPS * 48_000)) / 48_000
-                    tone = (0.1 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-                    sound = np.stack([tone, tone])
-                frame = np.full((height, width, 3), 60, dtype=np.uint8)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                write_mp4(
-                    path,
-                    (frame for _ in range(frames)),
-                    width=width,
-                    height=height,
-                    fps=FPS,
-                    num_frames=frames,
-                    audio=sound,
-                    preset="ultrafast",
-                )
-                self._paths[key] = path
-            return self._paths[key]
+            path = self.directory / f"{width}x{height}-{frames}-{int(audio)}.mp4"
+            if key not in self._paths and not path.is_file():
+                self._write(path, width, height, frames, audio)
+            self._paths[key] = path
+            return path
+
+    @staticmethod
+    def _write(path: Path, width: int, height: int, frames: int, audio: bool) -> None:
+        sound = None
+        if audio:
+            t = np.arange(int(frames / FPS * 48_000)) / 48_000
+            tone = (0.1 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
+            sound = np.stack([tone, tone])
+        frame = np.full((height, width, 3), 60, dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.stem}.{secrets.token_hex(4)}.part.mp4")
+        write_mp4(
+            partial,
+            (frame for _ in range(frames)),
+            width=width,
+            height=height,
+            fps=FPS,
+            num_frames=frames,
+            audio=sound,
+            preset="ultrafast",
+        )
+        partial.replace(path)  # whole or not at all, for fakes sharing the directory
 
 
 class Fault(StrEnum):

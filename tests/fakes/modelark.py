@@ -1,5 +1,5 @@
 """A fake BytePlus ModelArk video-generation API, built from the public docs
-(shared/reference/platform-anchors.md section 4), served on 127.0.0.1 for tests.
+(https://docs.byteplus.com/en/docs/ModelArk/1520757), served on 127.0.0.1 for tests.
 
     POST   /api/v3/contents/generations/tasks        create (validated; 400 envelopes)
     GET    /api/v3/contents/generations/tasks/{id}   get (7-day visibility)
@@ -14,17 +14,20 @@ passed. Tests move the clock with `advance` instead of sleeping. Like the real s
 reads legacy text commands (`--dur 12`, `--rs 1080p`) from the prompt and lets them
 override the fields, so that an adapter that forgets to strip them makes the wrong video.
 
-Knobs: `too_many_requests(n)` answers the next n API calls with 429; `fail_next(code,
-message)` fails the next task; `sensitive_words` refuses prompts at create; callbacks are
-POSTed on every status change, and `succeeded`/`failed` are retried 3 times.
+Knobs: `too_many_requests(n)` answers the next n API calls with 429; `refuse_creates(status,
+code)` answers creates with an error until `refuse_creates(None)` (an outage, a bad key, an
+unpaid account); `fail_next(code, message)` fails the next task; `sensitive_words` refuses
+prompts at create; callbacks are POSTed on every status change, and `succeeded`/`failed`
+are retried 3 times. `creates` holds every accepted create body: a test counts them to
+prove a run was never submitted twice.
 """
 
 from __future__ import annotations
 
 import re
 import secrets
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,8 +88,17 @@ class FakeModelArk:
         """(task id, status, attempt) of every callback POST made."""
         self.sensitive_words: set[str] = set()
         self._throttle = 0
+        self._refusal: tuple[int, str] | None = None
+        self.refused_creates = 0
+        self.idempotency_header: str | None = None
+        """A test extension, not ModelArk's (it takes no idempotency key): when set, a create
+        carrying this header with a key seen before answers the first task's id again."""
+        self._keyed: dict[str, str] = {}
         self._stall = False
         self._failures: list[tuple[str, str]] = []
+        self._awaiting_callbacks: set[str] = set()
+        self._callback_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="callback")
+        self._callback_client = httpx.Client(timeout=callback_timeout_seconds)  # thread-safe
         self.videos = VideoLibrary(videos_dir)
         self.base_url = ""
         self.app = self._build_app()
@@ -95,6 +107,10 @@ class FakeModelArk:
 
     def too_many_requests(self, count: int) -> None:
         self._throttle = count
+
+    def refuse_creates(self, status: int | None, code: str = "InternalServiceError") -> None:
+        """Answer every create with `status` and `code` (None: accept them again)."""
+        self._refusal = None if status is None else (status, code)
 
     def fail_next(self, code: str, message: str) -> None:
         self._failures.append((code, message))
@@ -175,16 +191,22 @@ class FakeModelArk:
     # ---- callbacks (a ticker thread watches for status changes) ------------------------
 
     def tick(self) -> None:
-        for task in list(self.tasks.values()):
-            url = task.body.get("callback_url")
-            if not url or task.deleted:
-                continue
+        """Send the callbacks due: only tasks that asked for one and have not ended are
+        looked at, so that a fake with thousands of finished tasks ticks cheaply."""
+        for task_id in list(self._awaiting_callbacks):
+            task = self.tasks[task_id]
+            url = task.body["callback_url"]
             status = self.status(task)
-            if status in task.called_back or status in ("cancelled", "expired"):
+            if task.deleted or status in ("cancelled", "expired"):
+                self._awaiting_callbacks.discard(task_id)
+                continue
+            if status in task.called_back:
                 continue
             task.called_back.add(status)
+            if status in ("succeeded", "failed"):
+                self._awaiting_callbacks.discard(task_id)
             body = self.task_object(task)
-            threading.Thread(target=self._call_back, args=(url, task.id, status, body)).start()
+            self._callback_pool.submit(self._call_back, url, task.id, status, body)
 
     def _call_back(self, url: str, task_id: str, status: str, body: dict[str, Any]) -> None:
         # Terminal statuses are retried 3 times when not acknowledged (2xx) within the timeout.
@@ -192,7 +214,7 @@ class FakeModelArk:
         for attempt in range(1, attempts + 1):
             self.callbacks.append((task_id, status, attempt))
             try:
-                response = httpx.post(url, json=body, timeout=self.callback_timeout_seconds)
+                response = self._callback_client.post(url, json=body)
                 if response.is_success:
                     return
             except httpx.HTTPError:
@@ -223,6 +245,10 @@ class FakeModelArk:
             refused = gate(request)
             if refused is not None:
                 return refused
+            if self._refusal is not None:
+                self.refused_creates += 1
+                status, code = self._refusal
+                return error(status, code, "The request was refused.", "Refused")
             try:
                 body = await request.json()
             except ValueError:
@@ -237,6 +263,9 @@ class FakeModelArk:
                     "InputTextSensitiveContentDetected",
                     "The request failed because the input text may contain sensitive information.",
                 )
+            key = request.headers.get(self.idempotency_header or "", "")
+            if key and key in self._keyed:
+                return JSONResponse({"id": self._keyed[key]})
             self.creates.append(body)
             # Legacy text commands override the fields, as upstream does.
             options = {m.group(1).lower(): m.group(2) for m in _COMMAND.finditer(text)}
@@ -259,6 +288,10 @@ class FakeModelArk:
                 stalled=self._stall,
             )
             self._stall = False
+            if body.get("callback_url"):
+                self._awaiting_callbacks.add(task_id)
+            if key:
+                self._keyed[key] = task_id
             return JSONResponse({"id": task_id})
 
         @app.get(prefix + "/{task_id}")

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from runbase.http.headers import cancel_after_ms
+from runbase.parsing import cancel_after_ms
 from support import SEEDANCE, LiveServer
 
 BODY = {"model": SEEDANCE, "input": {"prompt": "A lamp", "resolution": "480p"}}

@@ -132,7 +132,9 @@ def test_an_engine_that_will_not_stop_is_409_then_canceled(
 
 def test_cancel_a_finished_or_foreign_run(start_server: Callable[..., LiveServer]) -> None:
     server = start_server()
-    key = server.new_key()
+    # wait_for_run polls 10 times a second: past 2 s the default limit (20/10 s) would
+    # answer the reads below with 429.
+    key = server.new_key(rate_limit="1000/second")
     with server.client(key) as client:
         run_id = client.post("/api/v1/runs", json=BODY).json()["id"]
         server.wait_for_run(key, run_id)

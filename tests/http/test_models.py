@@ -10,6 +10,7 @@ import jsonschema_rs
 import pytest
 
 from runbase.core import seedance
+from runbase.engines import BUILTIN_ENGINES, ENGINE_LICENSES
 from runbase.errors import InvalidInput
 from support import SEEDANCE, LiveServer
 
@@ -29,6 +30,11 @@ def test_models_describe_schemas_prices_and_engines(
         assert (model["owner"], model["name"]) == ("bytedance", "seedance-1.5-pro")
         assert model["backends"] == ["engine_fixtures:QuickEngine"]
         assert model["testBackend"] == "preview"
+        # The licence of each engine's weights: unknown for an engine runbase does not ship.
+        assert [(item["backend"], item["license"]) for item in model["licenses"]] == [
+            ("engine_fixtures:QuickEngine", "unknown"),
+            ("preview", "Apache-2.0"),
+        ]
         schema = model["inputSchema"]
         assert schema["required"] == ["prompt"]
         assert schema["properties"]["resolution"]["enum"] == ["480p", "720p", "1080p"]
@@ -51,6 +57,23 @@ def test_models_describe_schemas_prices_and_engines(
         missing = client.get("/api/v1/models/acme/nothing")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "model_not_found"
+
+
+def test_every_builtin_engine_states_its_licence(
+    start_server: Callable[..., LiveServer],
+) -> None:
+    assert set(ENGINE_LICENSES) == set(BUILTIN_ENGINES)
+    # Listed, not loaded: the listing names engines this machine could not start (no GPU).
+    server = start_server(engines=["ltx2", "ark", "preview"], workers=0)
+    with server.client(server.new_key()) as client:
+        [model] = client.get("/api/v1/models").json()["data"]
+    licenses = {item["backend"]: item for item in model["licenses"]}
+    assert list(licenses) == ["ltx2", "ark", "preview"]
+    ltx2 = licenses["ltx2"]
+    assert ltx2["license"] == "LTX-2 Community License"
+    assert ltx2["url"].startswith("https://") and "US$10 million" in ltx2["note"]
+    assert licenses["preview"]["license"] == "Apache-2.0"
+    assert "terms" in licenses["ark"]["license"]
 
 
 def test_etag_and_if_none_match(start_server: Callable[..., LiveServer]) -> None:

@@ -229,3 +229,25 @@ def test_a_4xx_answer_is_not_retried(
     receiver.wait_for(1)
     time.sleep(1.0)
     assert len(receiver.received) == 1
+
+
+def test_test_runs_are_signed_with_the_test_secret(
+    start_server: Callable[..., LiveServer], receiver: Receiver
+) -> None:
+    """Test and live apart, webhooks included: each mode has its own signing secret."""
+    server = start_server(**HOOKS)
+    account = server.admin.create_account("acme", 10.0)
+    live_key = server.admin.create_key(account)
+    test_key = server.admin.create_key(account, is_test=True)
+    with server.client(live_key) as live, server.client(test_key) as test:
+        live_secret = live.get("/api/v1/webhooks/secret").json()["key"]
+        test_secret = test.get("/api/v1/webhooks/secret").json()["key"]
+        assert test_secret.startswith("whsec_") and test_secret != live_secret
+        assert test.get("/v1/webhooks/secret").json()["key"] == test_secret  # stable
+        run = test.post("/api/v1/runs", json={**BODY, "webhook": receiver.url}).json()
+    deliveries = receiver.wait_for(2)
+    for delivery in deliveries:
+        assert delivery.run["id"] == run["id"]
+        verify(test_secret, delivery)
+        with pytest.raises(AssertionError):
+            verify(live_secret, delivery)

@@ -4,6 +4,7 @@ and on PostgreSQL when RUNBASE_TEST_DATABASE_URL names one)."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -100,7 +101,7 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
             validated_input={"prompt": "ünïcode", "image_urls": [], "generate_audio": True},
             cost=3,
         )
-        prepared_read = listing.get_run(connection, run.id, account_id=account.id)
+        prepared_read = listing.get_run(connection, run.id, owner=key_record.owner)
         plain_read = connection.execute(listing.SELECT_RUNS.where(_RUNS.c.id == run.id)).one()
         assert tuple(prepared_read) == tuple(plain_read)
         assert prepared_read.input == {
@@ -135,3 +136,12 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
             == "x"
         )
     del key
+
+
+async def test_scans_run_off_the_event_loop(database: Database) -> None:
+    """Lists, counts and /metrics go through `scan`: never on the loop's thread, so a scan
+    of many rows cannot stop every other request. Reads by key stay inline on SQLite."""
+    loop_thread = threading.get_ident()
+    assert await database.scan(lambda connection: threading.get_ident()) != loop_thread
+    inline = await database.read(lambda connection: threading.get_ident())
+    assert (inline == loop_thread) is database.is_sqlite

@@ -97,3 +97,30 @@ def test_large_files_go_up_in_parts(s3_endpoint: str, tmp_path: Path) -> None:
     url = store.signed_url("runs/r1/large.bin", base_url="http://unused", ttl_seconds=60)
     assert "X-Amz-Expires=60" in url
     assert httpx.get(url, timeout=30).content == payload
+
+
+def test_images_sent_inside_a_create_are_stored_in_the_bucket(
+    start_server: Callable[..., LiveServer], s3_endpoint: str
+) -> None:
+    """storage/inputs.py on S3: the data URI goes to the bucket, the run shows a presigned
+    link to it, and the engine gets the data URI back exactly (it renders its first frame)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    server = start_server(storage_url=f"s3://{BUCKET}/prod/", s3_endpoint_url=s3_endpoint)
+    key = server.new_key()
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 360), (20, 120, 200)).save(buffer, format="PNG")
+    uri = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    body = {"model": SEEDANCE, "input": {"prompt": "a harbour", "image_urls": [uri]}}
+    with server.client(key) as client:
+        run_id = client.post("/api/v1/runs", json=body).json()["id"]
+    run = server.wait_for_run(key, run_id)
+    assert run["status"] == "succeeded", run
+    [link] = run["input"]["image_urls"]
+    assert link.startswith(f"{s3_endpoint}/{BUCKET}/prod/inputs/") and "X-Amz-Signature=" in link
+    served = httpx.get(link, timeout=30)
+    assert served.content == buffer.getvalue()
+    assert served.headers["content-type"] == "image/png"

@@ -9,34 +9,45 @@
     >>> run.download("lighthouse.mp4")
     PosixPath('lighthouse.mp4')
 
-`AsyncRunbase` does the same with `await`. Every error is a `RunbaseError`; the tree is
-drawn in `runbase.client._errors`. Everything public is listed in `__all__`; the modules
-behind it are private and may change.
+`AsyncRunbase` does the same with `await`: it is the implementation, and `Runbase` is
+generated from it (`scripts/unasync.py`), so the two faces cannot drift. Every error is a
+`RunbaseError`, one class per error code; the tree is drawn in `runbase.client._errors`.
+Everything public is listed in `__all__`; the modules behind it are private and may change.
 """
 
 from __future__ import annotations
 
 import inspect
 
-from runbase.client._async_client import AsyncRunbase, AsyncRuns
-from runbase.client._client import Runbase, Runs
+from runbase.client._async_client import AsyncModels, AsyncRunbase, AsyncRuns
+from runbase.client._client import Models, Runbase, Runs
 from runbase.client._errors import (
     APIError,
     AuthenticationError,
     BadRequest,
+    CancelTimedOut,
+    Conflict,
     ConnectionFailed,
+    FileNotFound,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
     InsufficientBalance,
     InvalidApiKey,
     InvalidInput,
     InvalidJson,
+    InvalidRequest,
     IpNotAllowed,
+    MethodNotAllowed,
     MissingApiKey,
     MissingInput,
     MissingModel,
     ModelNotFound,
     NotFound,
     PermissionDenied,
+    RangeNotSatisfiable,
     RateLimited,
+    RequestTooLarge,
+    RunAlreadyFinished,
     RunbaseError,
     RunFailed,
     RunNotFinished,
@@ -46,6 +57,7 @@ from runbase.client._errors import (
     UsageExceeded,
     WaitTimeout,
 )
+from runbase.client._extensions import Account, EngineLicense, KeyInfo, ModelInfo
 from runbase.client._inputs import (
     SEEDANCE_1_5_PRO,
     AspectRatio,
@@ -60,40 +72,58 @@ from runbase.client._models import (
     ProgressCallback,
     Run,
     RunOutput,
+    RunPage,
     RunStatus,
 )
 
 __all__ = [
     "SEEDANCE_1_5_PRO",
     "APIError",
+    "Account",
     "AspectRatio",
+    "AsyncModels",
     "AsyncRun",
     "AsyncRunbase",
     "AsyncRuns",
     "AuthenticationError",
     "BadRequest",
+    "CancelTimedOut",
+    "Conflict",
     "ConnectionFailed",
     "Duration",
+    "EngineLicense",
     "ErrorDetail",
+    "FileNotFound",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyReused",
     "InsufficientBalance",
     "InvalidApiKey",
     "InvalidInput",
     "InvalidJson",
+    "InvalidRequest",
     "IpNotAllowed",
+    "KeyInfo",
+    "MethodNotAllowed",
     "MissingApiKey",
     "MissingInput",
     "MissingModel",
+    "ModelInfo",
     "ModelNotFound",
+    "Models",
     "NotFound",
     "PermissionDenied",
     "ProgressCallback",
+    "RangeNotSatisfiable",
     "RateLimited",
+    "RequestTooLarge",
     "Resolution",
     "Run",
+    "RunAlreadyFinished",
     "RunFailed",
     "RunNotFinished",
     "RunNotFound",
     "RunOutput",
+    "RunPage",
     "RunStatus",
     "Runbase",
     "RunbaseError",

@@ -1,8 +1,13 @@
-"""`AsyncRunbase`: the asyncio client, `Runbase`'s twin.
+"""`AsyncRunbase`: the client, written once, for asyncio.
 
-Kept in step with `_client.py` by hand: the two differ only in `await`, `asyncio.sleep`
-and the httpx client class. Everything else (pacing, retry decisions, error mapping, run
-parsing) lives in the modules both import.
+This file is the SDK's one implementation. `_client.py` (`Runbase`, the blocking face) is
+generated from it by `scripts/unasync.py`, which drops `async`/`await` and the `Async`
+prefixes, so the two cannot drift; a test fails when the generated file is stale. What does
+not depend on I/O (pacing, retry decisions, error mapping, parsing) lives in the modules
+both import.
+
+Errors from httpx are translated here, at the one place requests are sent (`_send`), so
+callers only ever see `RunbaseError` subclasses.
 """
 
 from __future__ import annotations
@@ -10,7 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,14 +24,19 @@ from typing import Any
 import httpx
 
 from runbase.client._config import (
+    ACCOUNT_PATH,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_S,
     DEFAULT_WAIT_S,
+    MODELS_PATH,
     RUNS_PATH,
     USER_AGENT,
     RunInput,
     auth_headers,
     create_body,
+    list_params,
+    model_path,
+    new_idempotency_key,
     resolve_api_key,
     resolve_base_url,
     run_path,
@@ -33,22 +44,25 @@ from runbase.client._config import (
 from runbase.client._errors import (
     ConnectionFailed,
     RateLimited,
+    RunbaseError,
     RunFailed,
     WaitTimeout,
     error_from_response,
 )
+from runbase.client._extensions import Account, ModelInfo, read_account, read_model
 from runbase.client._models import (
     AsyncRun,
     ProgressCallback,
+    RunPage,
     RunStatus,
     read_run_fields,
     require_output_url,
 )
-from runbase.client._pacing import RateLimitBudget, may_resend, poll_delays, retry_delay
+from runbase.client._pacing import RateLimitBudget, may_retry, poll_delays, retry_delay
 
 
 class AsyncRunbase:
-    """The asyncio twin of `Runbase`: the same arguments, methods and errors, awaited.
+    """A client for a Runbase runs API server: runbase, or any compatible one.
 
     Args:
         api_key: `sk-...`; default: the RUNBASE_API_KEY environment variable. An empty key
@@ -56,14 +70,17 @@ class AsyncRunbase:
         base_url: the server's root, e.g. `https://video.example.com`; default:
             RUNBASE_BASE_URL, else `http://127.0.0.1:8000`.
         timeout: seconds to wait for any one answer.
-        max_retries: how often a request refused with 429 `RATE_LIMITED`, or a GET that got
-            no answer, is sent again before its error is raised.
+        max_retries: how often a request is sent again before its error is raised: one
+            refused with 429 `RATE_LIMITED`, and one that got no answer or a 5xx when it is
+            safe to repeat (a GET, a cancel, a create with its Idempotency-Key).
 
     Example:
-        >>> from runbase.client import AsyncRunbase
         >>> async with AsyncRunbase() as client:
-        ...     run = await client.run("bytedance/seedance-1.5-pro", {"prompt": "A red kite"})
-        ...     await run.download("kite.mp4")
+        ...     run = await client.run(
+        ...         "bytedance/seedance-1.5-pro",
+        ...         SeedanceInput("A ceramic lamp on a desk", duration="4"),
+        ...     )
+        ...     await run.download("lamp.mp4")
     """
 
     def __init__(
@@ -82,9 +99,10 @@ class AsyncRunbase:
             base_url=self.base_url, timeout=timeout, headers={"User-Agent": USER_AGENT}
         )
         self.runs = AsyncRuns(self)
+        self.models = AsyncModels(self)
 
     def __repr__(self) -> str:
-        return f"AsyncRunbase(base_url={self.base_url!r})"  # never the key
+        return f"{type(self).__name__}(base_url={self.base_url!r})"  # never the key
 
     async def __aenter__(self) -> AsyncRunbase:
         return self
@@ -108,47 +126,82 @@ class AsyncRunbase:
         *,
         timeout: float = DEFAULT_WAIT_S,
         on_update: Callable[[AsyncRun], None] | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncRun:
-        """Create a run and wait until it succeeds; raises `RunFailed` if it fails.
+        """Create a run and wait until it succeeds; raises `RunFailed` if it fails (or is
+        canceled).
 
         Example:
             >>> run = await client.run("bytedance/seedance-1.5-pro", {"prompt": "A red kite"})
+            >>> run.output_url
+            'http://127.0.0.1:8000/files/runs/run_.../output.mp4?expires=...&sig=...'
         """
-        run = await self.runs.create(model, input)
+        run = await self.runs.create(model, input, idempotency_key=idempotency_key)
         if on_update is not None:
             on_update(run)
         run = await self.runs.wait(run.id, timeout=timeout, on_update=on_update)
-        if run.status == RunStatus.FAILED:
+        if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
             raise RunFailed(run)
         return run
 
+    async def account(self) -> Account:
+        """The account's balances and this key's spend and limits (a runbase extension)."""
+        return read_account(await self.request("GET", ACCOUNT_PATH))
+
     async def request(
-        self, method: str, path: str, *, json: Any = None, content: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        resendable: bool | None = None,
     ) -> Any:
         """Send one request to the API (key, pacing and retries included); return its JSON.
 
-        For what `runs` does not wrap, such as a compatible server's extra endpoints, or a
-        body that is sent as given (`content`).
+        For what `runs` and `models` do not wrap, such as a compatible server's extra
+        endpoints, or a body that is sent as given (`content`). `resendable` says that the
+        request may be sent again after no answer or a 5xx; by default only GETs are.
         """
-        return (await self._send(method, path, json=json, content=content)).json()
+        response = await self._send(
+            method,
+            path,
+            json=json,
+            content=content,
+            params=params,
+            headers=headers,
+            resendable=method.upper() == "GET" if resendable is None else resendable,
+        )
+        return response.json()
 
     async def _send(
-        self, method: str, path: str, *, json: Any = None, content: bytes | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        content: bytes | None,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str] | None,
+        resendable: bool,
     ) -> httpx.Response:
-        headers = auth_headers(self._api_key)
+        sent_headers = {**auth_headers(self._api_key), **(headers or {})}
         if content is not None:
-            headers["Content-Type"] = "application/json"
+            sent_headers["Content-Type"] = "application/json"
         attempt = 0
         while True:
             wait_s = self._budget.reserve(time.monotonic())
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
+            error: RunbaseError
             try:
                 response = await self._http.request(
-                    method, path, json=json, content=content, headers=headers
+                    method, path, json=json, content=content, params=params, headers=sent_headers
                 )
             except httpx.TransportError as exc:
-                if attempt >= self.max_retries or not may_resend(method, exc):
+                if attempt >= self.max_retries or not may_retry(exc, resendable=resendable):
                     raise ConnectionFailed(f"no answer from {self.base_url}: {exc}") from exc
                 delay = retry_delay(attempt, None)
             else:
@@ -156,15 +209,17 @@ class AsyncRunbase:
                 if response.is_success:
                     return response
                 error = error_from_response(response)
-                if not isinstance(error, RateLimited) or attempt >= self.max_retries:
+                if attempt >= self.max_retries or not may_retry(error, resendable=resendable):
                     raise error
-                delay = retry_delay(attempt, error.retry_after)
+                delay = retry_delay(
+                    attempt, error.retry_after if isinstance(error, RateLimited) else None
+                )
             attempt += 1
             await asyncio.sleep(delay)
 
 
 class AsyncRuns:
-    """`client.runs` of `AsyncRunbase`: create, read, wait for and download runs."""
+    """`client.runs`: create, read, list, cancel, wait for and download runs."""
 
     def __init__(self, client: AsyncRunbase) -> None:
         self._client = client
@@ -172,18 +227,72 @@ class AsyncRuns:
     def _to_run(self, data: Any) -> AsyncRun:
         return AsyncRun(**read_run_fields(data), _runs=self)
 
-    async def create(self, model: str, input: RunInput) -> AsyncRun:
+    async def create(
+        self, model: str, input: RunInput, *, idempotency_key: str | None = None
+    ) -> AsyncRun:
         """Create a run; it is charged now and comes back `pending`.
 
+        Every create carries an `Idempotency-Key`: `idempotency_key`, or a random one. So a
+        create whose answer was lost (a timeout, a dropped connection, a 5xx) is sent again
+        with the same key, and the server answers it with the first run, charged once.
+        Give your own key to make a create safe to repeat across restarts of your program.
+
         Example:
-            >>> run = await client.runs.create("bytedance/seedance-1.5-pro", {"prompt": "A kite"})
+            >>> run = await client.runs.create(
+            ...     "bytedance/seedance-1.5-pro", SeedanceInput("A red kite", resolution="480p")
+            ... )
+            >>> run.status, run.cost_micro_usd
+            (<RunStatus.PENDING: 'pending'>, 48384)
         """
-        body = create_body(model, input)
-        return self._to_run(await self._client.request("POST", RUNS_PATH, json=body))
+        data = await self._client.request(
+            "POST",
+            RUNS_PATH,
+            json=create_body(model, input),
+            headers={"Idempotency-Key": idempotency_key or new_idempotency_key()},
+            resendable=True,
+        )
+        return self._to_run(data)
 
     async def get(self, run_id: str) -> AsyncRun:
         """Read a run as it is now."""
         return self._to_run(await self._client.request("GET", run_path(run_id)))
+
+    async def list(
+        self,
+        *,
+        limit: int | None = None,
+        status: RunStatus | str | None = None,
+        model: str | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        cursor: str | None = None,
+    ) -> RunPage[AsyncRun]:
+        """One page of the account's runs, newest first (a runbase extension).
+
+        Example:
+            >>> page = await client.runs.list(limit=5, status="succeeded")
+            >>> [run.id for run in page.data], page.next_cursor
+        """
+        params = list_params(
+            limit=limit,
+            status=status,
+            model=model,
+            created_after=created_after,
+            created_before=created_before,
+            cursor=cursor,
+        )
+        data = await self._client.request("GET", RUNS_PATH, params=params)
+        runs = tuple(self._to_run(item) for item in data.get("data") or ())
+        return RunPage(runs, data.get("nextCursor"))
+
+    async def cancel(self, run_id: str) -> AsyncRun:
+        """Cancel a run and return it, `canceled` and refunded (a runbase extension).
+
+        Raises `RunAlreadyFinished` when it had already finished, and `CancelTimedOut` when
+        its engine did not stop in time (the run is then canceled as soon as it does).
+        """
+        path = f"{run_path(run_id)}/cancel"
+        return self._to_run(await self._client.request("POST", path, resendable=True))
 
     async def wait(
         self,
@@ -192,14 +301,14 @@ class AsyncRuns:
         timeout: float = DEFAULT_WAIT_S,
         on_update: Callable[[AsyncRun], None] | None = None,
     ) -> AsyncRun:
-        """Poll a run until it has succeeded or failed, and return it (failed runs too).
+        """Poll a run until it has finished, and return it (failed and canceled runs too).
 
         Polls every 0.5 s at first, backing off to 2 s, and slower still when the key's
         rate-limit budget runs low. `on_update(run)` sees every state read. Raises
         `WaitTimeout` after `timeout` seconds.
 
         Example:
-            >>> run = await client.runs.wait(run.id, timeout=600)
+            >>> run = await client.runs.wait(run.id, on_update=lambda r: print(r.progress))
         """
         deadline = time.monotonic() + timeout
         delays = poll_delays()
@@ -247,3 +356,19 @@ class AsyncRuns:
         finally:
             partial.unlink(missing_ok=True)
         return target
+
+
+class AsyncModels:
+    """`client.models`: the models the server runs, with schemas, prices and engines."""
+
+    def __init__(self, client: AsyncRunbase) -> None:
+        self._client = client
+
+    async def list(self) -> tuple[ModelInfo, ...]:
+        """Every model the server runs (a runbase extension)."""
+        data = await self._client.request("GET", MODELS_PATH)
+        return tuple(read_model(item) for item in data.get("data") or ())
+
+    async def get(self, model_id: str) -> ModelInfo:
+        """One model, e.g. "bytedance/seedance-1.5-pro"; `ModelNotFound` if it has none."""
+        return read_model(await self._client.request("GET", model_path(model_id)))

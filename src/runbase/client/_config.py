@@ -8,7 +8,9 @@ two variables, and only when its constructor is not given the value.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -17,6 +19,8 @@ from runbase.client._inputs import SeedanceInput
 
 DEFAULT_BASE_URL: Final = "http://127.0.0.1:8000"
 RUNS_PATH: Final = "/api/v1/runs"
+MODELS_PATH: Final = "/api/v1/models"
+ACCOUNT_PATH: Final = "/api/v1/account"
 USER_AGENT: Final = f"runbase-python/{__version__}"
 DEFAULT_TIMEOUT_S: Final = 60.0
 DEFAULT_MAX_RETRIES: Final = 5
@@ -52,3 +56,39 @@ def create_body(model: str, input: RunInput) -> dict[str, Any]:
 def run_path(run_id: str) -> str:
     # Quoted so that an id read from somewhere untrusted cannot reach another path.
     return f"{RUNS_PATH}/{quote(run_id, safe='')}"
+
+
+def model_path(model_id: str) -> str:
+    """`/api/v1/models/{owner}/{name}` for "owner/name", each part quoted."""
+    owner, _, name = model_id.partition("/")
+    return f"{MODELS_PATH}/{quote(owner, safe='')}/{quote(name, safe='')}"
+
+
+def new_idempotency_key() -> str:
+    """A fresh key for one create: random, so that two different creates never share one."""
+    return f"runbase-python-{uuid.uuid4().hex}"
+
+
+def list_params(
+    *,
+    limit: int | None,
+    status: str | None,
+    model: str | None,
+    created_after: datetime | str | None,
+    created_before: datetime | str | None,
+    cursor: str | None,
+) -> dict[str, str]:
+    """The query of `GET /api/v1/runs`, without the parameters left to the server."""
+    given = {
+        "limit": None if limit is None else str(limit),
+        "status": status,
+        "model": model,
+        "created_after": _timestamp(created_after),
+        "created_before": _timestamp(created_before),
+        "cursor": cursor,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _timestamp(value: datetime | str | None) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else value

@@ -9,9 +9,10 @@ Every class carries `code` (the contract's code, spelled exactly as the server s
     │   ├── BadRequest                400
     │   │   ├── InvalidJson           invalid_json
     │   │   ├── MissingModel          missing_model
-    │   │   ├── ModelNotFound         model_not_found
+    │   │   ├── ModelNotFound         model_not_found (also 404 from GET /models/...)
     │   │   ├── MissingInput          missing_input
-    │   │   └── InvalidInput          invalid_input
+    │   │   ├── InvalidInput          invalid_input
+    │   │   └── InvalidRequest        invalid_request (a malformed header or parameter)
     │   ├── AuthenticationError       401
     │   │   ├── MissingApiKey         missing_api_key
     │   │   └── InvalidApiKey         invalid_api_key
@@ -19,16 +20,27 @@ Every class carries `code` (the contract's code, spelled exactly as the server s
     │   ├── PermissionDenied          403
     │   │   ├── IpNotAllowed          ip_not_allowed
     │   │   └── SpendLimitExceeded    api_key_spend_limit_exceeded
-    │   ├── NotFound                  404 not_found, file_not_found
-    │   │   └── RunNotFound           run_not_found
+    │   ├── NotFound                  404 not_found
+    │   │   ├── RunNotFound           run_not_found
+    │   │   └── FileNotFound          file_not_found (an output link that expired)
+    │   ├── MethodNotAllowed          405 method_not_allowed
+    │   ├── Conflict                  409
+    │   │   ├── IdempotencyKeyReused  idempotency_key_reused (same key, another body)
+    │   │   ├── IdempotencyKeyInUse   idempotency_key_in_use (retried automatically first)
+    │   │   ├── RunAlreadyFinished    run_already_finished (a cancel came too late)
+    │   │   └── CancelTimedOut        cancel_timeout (canceled as soon as the engine stops)
+    │   ├── RequestTooLarge           413 request_too_large
+    │   ├── RangeNotSatisfiable       416 range_not_satisfiable (a download's Range)
     │   ├── RateLimited               429 RATE_LIMITED (retried automatically first)
     │   ├── UsageExceeded             429 USAGE_EXCEEDED (never retried: a daily quota)
-    │   └── ServerError               5xx internal_error
+    │   └── ServerError               5xx internal_error (retried first where that is safe)
     ├── ConnectionFailed              no answer: refused, reset or timed out
-    ├── RunFailed                     the run ended `failed`; `code` is the run's error code
+    ├── RunFailed                     the run ended `failed` or `canceled`; `code` is its error
     ├── WaitTimeout                   the run did not finish within the time given to wait
     └── RunNotFinished                output asked of a run that has none yet
 
+Every code the runs API answers has its class here; a test checks this table against the
+server's (`runbase.errors`), so that a new server code cannot go without one.
 Codes the SDK does not know (a newer or compatible server) still raise the class of their
 HTTP status, with the server's `code` kept as is.
 """
@@ -114,6 +126,12 @@ class InvalidInput(BadRequest):
     code = "invalid_input"
 
 
+class InvalidRequest(BadRequest):
+    """A header or query parameter is malformed (a runbase extension)."""
+
+    code = "invalid_request"
+
+
 class AuthenticationError(APIError):
     """The API key is missing or not accepted (401)."""
 
@@ -172,6 +190,57 @@ class RunNotFound(NotFound):
     code = "run_not_found"
 
 
+class FileNotFound(NotFound):
+    """No such output file, or its signed link has expired: read the run again for a new one."""
+
+    code = "file_not_found"
+
+
+class MethodNotAllowed(APIError):
+    """The endpoint does not take this HTTP method (405)."""
+
+    code = "method_not_allowed"
+    status = 405
+
+
+class Conflict(APIError):
+    """The request conflicts with the state of a run or of an Idempotency-Key (409)."""
+
+    code = "conflict"
+    status = 409
+
+
+class IdempotencyKeyReused(Conflict):
+    """The Idempotency-Key was used before with a different body: use a new key."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyKeyInUse(Conflict):
+    """A create with the same Idempotency-Key is still being handled; retried first."""
+
+    code = "idempotency_key_in_use"
+
+
+class RunAlreadyFinished(Conflict):
+    """The run had already finished, so it cannot be canceled."""
+
+    code = "run_already_finished"
+
+
+class CancelTimedOut(Conflict):
+    """The engine did not stop in time; the run is canceled (and refunded) once it does."""
+
+    code = "cancel_timeout"
+
+
+class RequestTooLarge(APIError):
+    """The request body is larger than any valid create (413)."""
+
+    code = "request_too_large"
+    status = 413
+
+
 class RateLimited(APIError):
     """Too many requests for this key; raised only once the automatic retries ran out."""
 
@@ -212,7 +281,7 @@ class ConnectionFailed(RunbaseError):
 
 
 class RunFailed(RunbaseError):
-    """The run ended `failed`; `run.error` says why, and its cost was refunded."""
+    """The run ended `failed` (or `canceled`); `run.error` says why; its cost was refunded."""
 
     code = "generation_failed"
 
@@ -239,6 +308,13 @@ class RunNotFinished(RunbaseError):
     code = "run_not_finished"
 
 
+class RangeNotSatisfiable(APIError):
+    """No part of the byte range asked of an output file is in it (416)."""
+
+    code = "range_not_satisfiable"
+    status = 416
+
+
 _BY_CODE: dict[str, type[APIError]] = {
     cls.code: cls
     for cls in (
@@ -247,6 +323,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         ModelNotFound,
         MissingInput,
         InvalidInput,
+        InvalidRequest,
         MissingApiKey,
         InvalidApiKey,
         InsufficientBalance,
@@ -254,6 +331,14 @@ _BY_CODE: dict[str, type[APIError]] = {
         SpendLimitExceeded,
         NotFound,
         RunNotFound,
+        FileNotFound,
+        MethodNotAllowed,
+        IdempotencyKeyReused,
+        IdempotencyKeyInUse,
+        RunAlreadyFinished,
+        CancelTimedOut,
+        RequestTooLarge,
+        RangeNotSatisfiable,
         RateLimited,
         UsageExceeded,
         ServerError,
@@ -265,6 +350,10 @@ _BY_STATUS: dict[int, type[APIError]] = {
     402: InsufficientBalance,
     403: PermissionDenied,
     404: NotFound,
+    405: MethodNotAllowed,
+    409: Conflict,
+    413: RequestTooLarge,
+    416: RangeNotSatisfiable,
     429: RateLimited,
 }
 

@@ -3,17 +3,22 @@
 A `Run` is a snapshot: the state the server reported when it was read. It never changes
 after that; ask the client again (`client.runs.get(run.id)`) for a newer one. `Run` and
 `AsyncRun` differ only in `download`, which is blocking on one and awaitable on the other.
+
+Money says its unit in its name: `cost_micro_usd` is integer micro-USD (1 USD = 1,000,000),
+the API's `costUsd`. `cost_usd`, its old name, still answers the same number, with a
+`DeprecationWarning`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from runbase.client._errors import RunFailed, RunNotFinished
 
@@ -22,16 +27,17 @@ ProgressCallback = Callable[[int, int | None], None]
 
 
 class RunStatus(StrEnum):
-    """Where a run is in its life: pending → processing → succeeded or failed."""
+    """Where a run is in its life: pending → processing → succeeded, failed or canceled."""
 
     PENDING = "pending"  # created and charged; no worker has it yet
     PROCESSING = "processing"  # a worker is generating it
     SUCCEEDED = "succeeded"  # done; output.urls holds the video
     FAILED = "failed"  # done; error says why, and the cost was refunded
+    CANCELED = "canceled"  # done: its owner canceled it (a runbase extension); refunded
 
     @property
     def is_finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELED)
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class _RunFields:
     input: Mapping[str, Any]
     output: RunOutput | None
     error: ErrorDetail | None
-    cost_usd: int
+    cost_micro_usd: int
     """The price in micro-USD (1 USD = 1,000,000), fixed at creation: the API's `costUsd`."""
     created_at: datetime
     started_at: datetime | None
@@ -72,8 +78,18 @@ class _RunFields:
 
     @property
     def is_finished(self) -> bool:
-        """True once the run has succeeded or failed; it will not change again."""
+        """True once the run has succeeded, failed or been canceled; it will not change again."""
         return self.status.is_finished
+
+    @property
+    def cost_usd(self) -> int:
+        """Deprecated: the price in **micro**-USD; read `cost_micro_usd`, the same number."""
+        warnings.warn(
+            "Run.cost_usd holds micro-USD; read Run.cost_micro_usd (the same number)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.cost_micro_usd
 
     @property
     def output_url(self) -> str | None:
@@ -149,9 +165,22 @@ class AsyncRun(_RunFields):
         return await self._runs.download(self, path, on_progress=on_progress)
 
 
+AnyRun = TypeVar("AnyRun", Run, AsyncRun)
+
+
+@dataclass(frozen=True)
+class RunPage(Generic[AnyRun]):
+    """One page of `client.runs.list(...)`, newest first."""
+
+    data: tuple[AnyRun, ...]
+    next_cursor: str | None
+    """Pass it as `cursor` for the next page; None on the last one."""
+
+
 def require_output_url(run: Run | AsyncRun) -> str:
-    """The run's video URL; `RunFailed` for a failed run, `RunNotFinished` for a running one."""
-    if run.status == RunStatus.FAILED:
+    """The run's video URL; `RunFailed` for a failed or canceled run, `RunNotFinished` for a
+    running one."""
+    if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
         raise RunFailed(run)
     url = run.output_url
     if url is None:
@@ -173,7 +202,7 @@ def read_run_fields(data: Mapping[str, Any]) -> dict[str, Any]:
         "error": ErrorDetail(str(error.get("message", "")), str(error.get("code", "")))
         if error
         else None,
-        "cost_usd": int(data.get("costUsd") or 0),
+        "cost_micro_usd": int(data.get("costUsd") or 0),
         "created_at": _read_timestamp(data.get("createdAt")),
         "started_at": _read_optional_timestamp(data.get("startedAt")),
         "completed_at": _read_optional_timestamp(data.get("completedAt")),

@@ -7,9 +7,12 @@ waits before a request that would be refused. A 429 that still happens (another 
 using the same key) is retried after its `Retry-After`.
 
 Only requests that cannot do harm twice are retried: any request refused with 429
-`RATE_LIMITED` (the server refuses it before doing anything), and GET requests that got no
-answer. A POST that got no answer may have created (and charged) a run, so it is never
-retried. `USAGE_EXCEEDED` is a daily quota: waiting seconds cannot help, so it is raised.
+`RATE_LIMITED` (the server refuses it before doing anything), and, after no answer or a
+5xx, requests that are safe to repeat: GETs, cancels, and creates, which always carry an
+`Idempotency-Key` (the server answers a repeated key with the first run, never a second
+charge; a 409 `idempotency_key_in_use` means the first is still being handled, so it is
+retried too). A POST without a key is never resent. `USAGE_EXCEEDED` is a daily quota:
+waiting seconds cannot help, so it is raised.
 
 Everything here is arithmetic on clock readings, shared by the sync and async clients.
 """
@@ -21,6 +24,8 @@ import threading
 from collections.abc import Iterator
 
 import httpx
+
+from runbase.client._errors import IdempotencyKeyInUse, RateLimited, ServerError
 
 # Polling: first look soon (short runs), then settle at the contract's advice of 1-2 s.
 FIRST_POLL_S = 0.5
@@ -110,9 +115,20 @@ TRANSIENT_ERRORS: tuple[type[httpx.TransportError], ...] = (
 )
 
 
-def may_resend(method: str, error: httpx.TransportError) -> bool:
-    """Only a GET may be resent when no answer came: a POST may have created a run."""
-    return method.upper() == "GET" and isinstance(error, TRANSIENT_ERRORS)
+def may_retry(error: Exception, *, resendable: bool) -> bool:
+    """Whether a request that ended in `error` may be sent again.
+
+    `resendable`: repeating the request cannot do harm twice (a GET, a cancel, a create with
+    an Idempotency-Key). Rate limiting refuses a request before it does anything, so any
+    request may be retried after it.
+    """
+    if isinstance(error, RateLimited):
+        return True
+    if not resendable:
+        return False
+    if isinstance(error, httpx.TransportError):
+        return isinstance(error, TRANSIENT_ERRORS)
+    return isinstance(error, ServerError | IdempotencyKeyInUse)
 
 
 def _read_number(value: str | None) -> float | None:

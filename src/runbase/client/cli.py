@@ -1,13 +1,19 @@
-"""`runbase generate` and `runbase runs get`: the runs API from a terminal.
+"""The client commands of `runbase`: the runs API from a terminal.
+
+    runbase generate PROMPT [--ratio] [--resolution] [--duration] [--image] [-o FILE]
+    runbase runs get RUN_ID | list [--limit] [--status] | cancel RUN_ID
+    runbase models
+    runbase account
 
 These commands are clients like any other: they talk HTTP through `runbase.client` to the
 server at RUNBASE_BASE_URL (default http://127.0.0.1:8000) with RUNBASE_API_KEY, and never
-reach into a server's internals, so they work against any Runbase-compatible server.
+reach into a server's internals, so they work against any Runbase-compatible server. They
+need only the package without extras (`pip install runbase`). Every one takes `--json`.
 
 Exit codes that scripts can rely on:
 
     0  success: the run succeeded and its video was saved (or the run was read)
-    1  the run failed (its error is printed; its cost was refunded)
+    1  the run failed or was canceled (its error is printed; its cost was refunded)
     2  usage error: a bad option, or an image file that cannot be read
     3  API error: the server refused the request, or could not be reached
 """
@@ -16,20 +22,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, NoReturn, TypeVar, get_args
 
 import typer
-from rich import filesize
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from runbase.client import (
     SEEDANCE_1_5_PRO,
@@ -43,11 +41,16 @@ from runbase.client import (
     SeedanceInput,
     encode_image,
 )
+from runbase.client._cli_progress import LiveReport, PlainReport, format_usd
 
 EXIT_RUN_FAILED = 1
 EXIT_API_ERROR = 3  # usage errors exit with 2, typer's own code for them
 
-runs_app = typer.Typer(help="Read runs from a runbase server (over HTTP).", no_args_is_help=True)
+app = typer.Typer(help="Talk to a runbase server over HTTP.", no_args_is_help=True)
+runs_app = typer.Typer(help="Read, list and cancel runs (over HTTP).", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+T = TypeVar("T")
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")]
 
 
 def _choices(alias: Any) -> tuple[str, ...]:
@@ -74,11 +77,7 @@ def _image_url(value: str) -> str:
         raise typer.BadParameter(str(exc), param_hint="--image") from exc
 
 
-def _usd(micros: int) -> str:
-    return f"${micros / 1_000_000:.6f}".rstrip("0").rstrip(".")
-
-
-def _fail_api(error: RunbaseError, *, as_json: bool) -> None:
+def _fail_api(error: RunbaseError, *, as_json: bool) -> NoReturn:
     if as_json:
         typer.echo(json.dumps({"error": {"message": error.message, "code": error.code}}))
     typer.echo(f"error: {error}", err=True)
@@ -87,94 +86,16 @@ def _fail_api(error: RunbaseError, *, as_json: bool) -> None:
     raise typer.Exit(EXIT_API_ERROR)
 
 
-class _PlainReport:
-    """Line-by-line progress for logs and pipes: one line per change, no escape codes."""
-
-    def __init__(self, *, quiet: bool) -> None:
-        self._quiet = quiet
-        self._last: tuple[RunStatus, int] | None = None
-
-    def __enter__(self) -> _PlainReport:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        pass
-
-    def _say(self, line: str) -> None:
-        if not self._quiet:
-            typer.echo(line)
-
-    def show_created(self, run: Run) -> None:
-        self._say(f"{run.id} created: {run.model}, cost {_usd(run.cost_usd)}")
-
-    def show_update(self, run: Run) -> None:
-        # Progress in steps of 10 %, so a log gets a handful of lines, not one per poll.
-        step = int((run.progress or 0.0) * 10) if run.status == RunStatus.PROCESSING else 0
-        if self._last != (run.status, step):
-            self._last = (run.status, step)
-            suffix = f" {step * 10}%" if run.status == RunStatus.PROCESSING else ""
-            self._say(f"{run.id} {run.status}{suffix}")
-
-    def show_download(self, done: int, total: int | None) -> None:
-        pass
-
-    def show_saved(self, run: Run, path: Path) -> None:
-        self._say(f"saved {path} ({path.stat().st_size:,} bytes)")
+def _ask(call: Callable[[Runbase], T], *, as_json: bool) -> T:
+    """One exchange with the server; an API error is printed and exits with 3."""
+    try:
+        with Runbase() as client:
+            return call(client)
+    except RunbaseError as exc:
+        _fail_api(exc, as_json=as_json)
 
 
-class _LiveReport:
-    """A live progress display for a terminal: queue, rendering, download."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-        self._progress = Progress(
-            TextColumn("[bold]{task.description:<12}"),
-            BarColumn(bar_width=36),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[detail]}"),
-            TimeElapsedColumn(),
-            console=console,
-        )
-        self._queue: TaskID | None = None
-        self._render: TaskID | None = None
-        self._download: TaskID | None = None
-
-    def __enter__(self) -> _LiveReport:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._progress.stop()
-
-    def show_created(self, run: Run) -> None:
-        self._console.print(
-            f"[bold]{run.id}[/] {run.model} · cost [green]{_usd(run.cost_usd)}[/]", highlight=False
-        )
-        self._queue = self._progress.add_task("Queued", total=None, detail="waiting for a worker")
-
-    def show_update(self, run: Run) -> None:
-        if run.status == RunStatus.PENDING or self._queue is None:
-            return
-        self._progress.update(self._queue, total=1, completed=1, detail="")
-        if self._render is None:
-            self._render = self._progress.add_task("Rendering", total=1.0, detail="")
-        detail = run.logs[-1] if run.logs else (run.backend or "")
-        done = 1.0 if run.status == RunStatus.SUCCEEDED else (run.progress or 0.0)
-        self._progress.update(self._render, completed=done, detail=detail[:40])
-
-    def show_download(self, done: int, total: int | None) -> None:
-        if self._download is None:
-            self._download = self._progress.add_task("Downloading", total=total, detail="")
-        size = filesize.decimal(done) + (f" of {filesize.decimal(total)}" if total else "")
-        self._progress.update(self._download, completed=done, total=total, detail=size)
-
-    def show_saved(self, run: Run, path: Path) -> None:
-        self._progress.stop()  # the last state of the bars stays above the summary
-        self._console.print(
-            f"[green]✓[/] saved [bold]{path}[/] ({path.stat().st_size:,} bytes)", highlight=False
-        )
-
-
+@app.command()
 def generate(
     prompt: Annotated[
         str,
@@ -244,7 +165,7 @@ def generate(
     )
     # A terminal gets a live display; pipes and logs get plain lines.
     interactive = sys.stdout.isatty() and not as_json
-    report = _LiveReport(Console()) if interactive else _PlainReport(quiet=as_json)
+    report = LiveReport(Console()) if interactive else PlainReport(quiet=as_json)
     run: Run | None = None
     path: Path | None = None
     try:
@@ -267,9 +188,10 @@ def generate(
         if path is not None:
             data["file"] = str(path.resolve())  # absolute: scripts may run elsewhere
         typer.echo(json.dumps(data, indent=2))
-    if run.status == RunStatus.FAILED:
+    if run.status != RunStatus.SUCCEEDED:  # failed, or canceled meanwhile: refunded either way
         error = run.error
-        typer.echo(f"{run.id} failed: {error.code}: {error.message}" if error else "", err=True)
+        reason = f": {error.code}: {error.message}" if error else ""
+        typer.echo(f"{run.id} {run.status}{reason}", err=True)
         raise typer.Exit(EXIT_RUN_FAILED)
 
 
@@ -279,11 +201,7 @@ def get_run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run object as JSON.")] = False,
 ) -> None:
     """Show a run: status, progress, cost and output URL."""
-    try:
-        with Runbase() as client:
-            run = client.runs.get(run_id)
-    except RunbaseError as exc:
-        _fail_api(exc, as_json=as_json)
+    run = _ask(lambda client: client.runs.get(run_id), as_json=as_json)
     if as_json:
         typer.echo(json.dumps(dict(run.raw), indent=2))
         return
@@ -294,7 +212,7 @@ def _describe(run: Run) -> str:
     lines = [
         f"{run.id}  {run.status}",
         f"model      {run.model}",
-        f"cost       {_usd(run.cost_usd)}",
+        f"cost       {format_usd(run.cost_micro_usd)}",
         f"created    {run.created_at.isoformat()}",
     ]
     if run.status == RunStatus.PROCESSING and run.progress is not None:
@@ -311,4 +229,82 @@ def _describe(run: Run) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["generate", "get_run", "runs_app"]
+@runs_app.command("list")
+def list_runs(
+    limit: Annotated[int, typer.Option(help="How many runs (1 to 100).")] = 20,
+    status: Annotated[
+        str | None,
+        typer.Option(metavar="|".join(RunStatus), help="Only runs with this status."),
+    ] = None,
+    cursor: Annotated[
+        str | None, typer.Option(help="The next page: the cursor a previous list printed.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List the account's runs, newest first."""
+    _check_choice(status, "--status", tuple(RunStatus))
+    page = _ask(
+        lambda client: client.runs.list(limit=limit, status=status, cursor=cursor), as_json=as_json
+    )
+    if as_json:
+        data = {"data": [dict(run.raw) for run in page.data], "nextCursor": page.next_cursor}
+        typer.echo(json.dumps(data, indent=2))
+        return
+    for run in page.data:
+        created = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        cost = format_usd(run.cost_micro_usd)
+        typer.echo(f"{run.id}  {run.status:<10}  {created}  {cost:>10}  {run.model}")
+    if not page.data:
+        typer.echo("(no runs)")
+    if page.next_cursor:
+        typer.echo(f"more: runbase runs list --cursor {page.next_cursor}")
+
+
+@runs_app.command("cancel")
+def cancel_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], as_json: JsonFlag = False
+) -> None:
+    """Cancel a run (refunded in full); waits for a processing run's engine to stop."""
+    run = _ask(lambda client: client.runs.cancel(run_id), as_json=as_json)
+    typer.echo(json.dumps(dict(run.raw), indent=2) if as_json else _describe(run))
+
+
+@app.command("models")
+def list_models(as_json: JsonFlag = False) -> None:
+    """The models the server runs, with their engines and the licences of their weights."""
+    models = _ask(lambda client: client.models.list(), as_json=as_json)
+    if as_json:
+        typer.echo(json.dumps({"data": [dict(model.raw) for model in models]}, indent=2))
+        return
+    for model in models:
+        typer.echo(f"{model.id}  ({model.display_name})")
+        for licence in model.licenses:
+            serving = " (serving now)" if licence.backend == model.backend else ""
+            address = f" <{licence.url}>" if licence.url else ""
+            typer.echo(f"  engine {licence.backend}{serving}: {licence.license}{address}")
+
+
+@app.command("account")
+def show_account(as_json: JsonFlag = False) -> None:
+    """The account's balance, and this key's spend and limits."""
+    account = _ask(lambda client: client.account(), as_json=as_json)
+    if as_json:
+        typer.echo(json.dumps(dict(account.raw), indent=2))
+        return
+    key = account.key
+    limit = f"${key.spend_limit_cents / 100:,.2f}" if key.spend_limit_cents is not None else "none"
+    typer.echo(
+        "\n".join(
+            [
+                f"account    {account.name} ({account.id})",
+                f"balance    {format_usd(account.balance_micro_usd)}",
+                f"key        {key.prefix}... {key.name}{' (test)' if key.is_test else ''}",
+                f"spent      {format_usd(key.spent_micro_usd)} (limit {limit})",
+                f"runs/24h   {key.runs_last_24h} (quota {key.daily_run_quota or 'none'})",
+                f"rate limit {key.rate_limit}",
+            ]
+        )
+    )
+
+
+__all__ = ["app", "cancel_run", "generate", "get_run", "list_models", "list_runs", "runs_app"]

@@ -105,11 +105,14 @@ def find_account(connection: Connection, name: str) -> Row[Any] | None:
     return connection.execute(select(_ACCOUNTS).where(_ACCOUNTS.c.name == name)).first()
 
 
-def add_credits(connection: Connection, *, account_id: str, amount_micros: int) -> None:
+def add_credits(
+    connection: Connection, *, account_id: str, amount_micros: int, note: str | None = None
+) -> None:
+    """Top up the balance; `note` (why) is kept on the ledger entry."""
     if amount_micros <= 0:
         raise ValueError("credits must be a positive amount")
     connection.execute(_CREDIT, {"account_id": account_id, "amount": amount_micros})
-    _append(connection, account_id, None, EntryKind.TOP_UP, amount_micros)
+    _append(connection, account_id, None, EntryKind.TOP_UP, amount_micros, note=note)
 
 
 def charge_run(
@@ -170,15 +173,16 @@ def _append(
     kind: EntryKind,
     amount: int,
     book: Book = Book.LIVE,
+    note: str | None = None,
 ) -> None:
-    _INSERT_ENTRY.execute(
-        connection,
-        {
-            "account_id": account_id,
-            "run_id": run_id,
-            "kind": kind.value,
-            "amount_micros": amount,
-            "created_ms": now_ms(),
-            "book": book.value,
-        },
-    )
+    entry = {
+        "account_id": account_id,
+        "run_id": run_id,
+        "kind": kind.value,
+        "amount_micros": amount,
+        "created_ms": now_ms(),
+        "book": book.value,
+    }
+    if note is not None:  # only top-ups have one: charges keep their compiled statement
+        entry["note"] = note
+    _INSERT_ENTRY.execute(connection, entry)

@@ -21,6 +21,7 @@ from runbase.storage.prepared import Prepared
 from runbase.storage.tables import RunEventRow, RunRow
 
 _EVENTS = cast(Table, RunEventRow.__table__)
+MAX_SEQ = 2**31 - 1  # run_events.seq is a 32-bit integer
 _RUN_COLUMNS = tuple(column.name for column in cast(Table, RunRow.__table__).columns)
 _INSERT_EVENT = Prepared(insert(_EVENTS))
 _NEXT_SEQ = select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
@@ -103,5 +104,8 @@ def _snapshot(run: EventSubject) -> dict[str, Any]:
 
 
 def events_after(connection: Connection, run_id: str, after: int) -> list[Row[Any]]:
-    """The run's events numbered above `after`, in order."""
+    """The run's events numbered above `after`, in order. Any `after` a client may send
+    (up to 2**63 - 1) is taken: past the column's 32 bits it is past every event, and
+    PostgreSQL would refuse to compare it."""
+    after = min(after, MAX_SEQ)
     return list(connection.execute(_EVENTS_AFTER, {"run_id": run_id, "after": after}).all())

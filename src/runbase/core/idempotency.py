@@ -6,7 +6,8 @@ goes on to charge and insert its run; every other one finds the row and answers 
 run (a replay), or with 409 when its body differs. If the first request is refused (402,
 403...) its transaction rolls back, the row with it, and the key is free again.
 
-Keys are kept 24 hours per account; an older row is replaced by the next use of its key.
+Keys are kept 24 hours per account and mode (a test key's never meet a live key's); an
+older row is replaced by the next use of its key.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, Row, Table, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from runbase.core.clock import now_ms
+from runbase.core.listing import Owner
 from runbase.errors import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidRequest
 from runbase.storage.tables import IdempotencyKeyRow
 
@@ -48,7 +50,7 @@ def request_hash(body: Mapping[str, Any], *, options: Mapping[str, Any]) -> str:
 
 
 def claim_key(
-    connection: Connection, *, account_id: str, key: str, request_hash: str, run_id: str
+    connection: Connection, *, owner: Owner, key: str, request_hash: str, run_id: str
 ) -> Row[Any] | None:
     """Take the key for `run_id`: None when taken (create the run now), else the row of
     the request that took it first (answer with its run).
@@ -56,18 +58,18 @@ def claim_key(
     Raises `IdempotencyKeyReused` when that request's body was different.
     """
     now = now_ms()
-    connection.execute(
-        delete(_KEYS).where(
-            _KEYS.c.account_id == account_id,
-            _KEYS.c.key == key,
-            _KEYS.c.created_ms < now - KEEP_MS,
-        )
+    mine = (
+        _KEYS.c.account_id == owner.account_id,
+        _KEYS.c.is_test == owner.is_test,
+        _KEYS.c.key == key,
     )
+    connection.execute(delete(_KEYS).where(*mine, _KEYS.c.created_ms < now - KEEP_MS))
     try:
         with connection.begin_nested():  # a failed insert must not end the transaction
             connection.execute(
                 insert(_KEYS).values(
-                    account_id=account_id,
+                    account_id=owner.account_id,
+                    is_test=owner.is_test,
                     key=key,
                     request_hash=request_hash,
                     run_id=run_id,
@@ -77,9 +79,7 @@ def claim_key(
         return None
     except IntegrityError:
         pass
-    existing = connection.execute(
-        select(_KEYS).where(_KEYS.c.account_id == account_id, _KEYS.c.key == key)
-    ).first()
+    existing = connection.execute(select(_KEYS).where(*mine)).first()
     if existing is None:
         # The other request's transaction holds the key but is not visible yet.
         raise IdempotencyKeyInUse()

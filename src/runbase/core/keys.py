@@ -19,6 +19,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Row, Table, func, insert, select, update
 
 from runbase.core.clock import new_id, now_ms
+from runbase.core.listing import Owner
 from runbase.errors import InvalidApiKey, IpNotAllowed
 from runbase.storage.tables import ApiKeyRow, RunRow
 
@@ -113,6 +114,11 @@ class KeyRecord:
     allowed_ips: tuple[str, ...]
     rate_limit: str | None
     is_test: bool = False
+
+    @property
+    def owner(self) -> Owner:
+        """The runs this key sees: its account's, in its mode (test or live)."""
+        return Owner(self.account_id, self.is_test)
 
 
 def find_key(connection: Connection, secret: str) -> KeyRecord | None:

@@ -1,5 +1,9 @@
-"""Reading runs: one by id (the polling hot path), or an account's runs newest first,
+"""Reading runs: one by id (the polling hot path), or an owner's runs newest first,
 filtered, in pages joined by opaque cursors.
+
+Every read is of one `Owner`'s runs: an account's, in one mode. As in Stripe, a test key
+(`sk-test-...`) sees only the account's test runs and a live key only its live runs;
+another owner's run is reported as missing, never forbidden.
 
 A cursor is the (created_ms, id) of the last run of a page, so paging is stable while new
 runs arrive (they sort before it) and costs one index range scan per page.
@@ -9,17 +13,47 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, case, func, or_, select
 
-from runbase.errors import InvalidRequest, RunNotFound
+from runbase.errors import BadParameter, RunNotFound
+from runbase.parsing import read_int
 from runbase.storage.prepared import Prepared
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
 MAX_PAGE = 100
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose runs a request may see and change: one account's, in one mode (test or
+    live, the mode of the request's key)."""
+
+    account_id: str
+    is_test: bool
+
+
+def owned_by(owner: Owner) -> list[Any]:
+    """The WHERE conditions of an owner's runs."""
+    return [_RUNS.c.account_id == owner.account_id, _RUNS.c.is_test == owner.is_test]
+
+
+def is_plausible_id(text: str) -> bool:
+    """Whether `text` could be one of our ids (a prefix, "_" and a ULID). Anything else
+    names no row, and is not looked up: a NUL or a lone surrogate would make the database
+    driver fail instead of finding nothing."""
+    return _ID.fullmatch(text) is not None
+
+
+def _missing(run_id: str) -> RunNotFound:
+    return RunNotFound(f"no run {run_id!r} exists for your account")
+
+
 _OLDER = _RUNS.alias("older")
 # Pending runs ahead of this one in claim order (created_ms, id). The `<=` bound lets the
 # (status, created_ms) index stop at this run, so the count costs its queue position.
@@ -58,42 +92,41 @@ SELECT_RUNS: Select[Any] = select(
     case((_RUNS.c.status == "pending", _QUEUE_POSITION), else_=None).label("queue_position"),
 )
 """Runs as the API shows them, with their `queue_position`: add the WHERE."""
-_SELECT_RUN = Prepared(
-    SELECT_RUNS.where(
-        _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id")
-    )
+_OWNED_RUN = (
+    _RUNS.c.id == bindparam("run_id"),
+    _RUNS.c.account_id == bindparam("account_id"),
+    _RUNS.c.is_test == bindparam("is_test"),
 )
+_SELECT_RUN = Prepared(SELECT_RUNS.where(*_OWNED_RUN))
 
 
-def get_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
-    """A run of this account; another account's run is reported as missing, never forbidden.
+def get_run(connection: Connection, run_id: str, *, owner: Owner) -> Row[Any]:
+    """A run of this owner; any other run is reported as missing, never forbidden.
 
     The hot path of polling (a `Prepared` statement): the row has the attributes of
     `RunRow` that the run object shows, and `queue_position` (pending runs ahead of it;
     None unless it is pending).
     """
-    run = _SELECT_RUN.execute(connection, {"run_id": run_id, "account_id": account_id}).first()
-    if run is None:
-        raise RunNotFound(f"no run {run_id!r} exists for your account")
-    return cast(Row[Any], run)
+    return _read_one(connection, _SELECT_RUN, run_id, owner)
 
 
 UNDELETED = _RUNS.c.deleted_ms.is_(None)
 """Runs not deleted through a compatible API (`runs.mark_deleted`): add it to their lists."""
-_SELECT_UNDELETED_RUN = Prepared(
-    SELECT_RUNS.where(
-        _RUNS.c.id == bindparam("run_id"), _RUNS.c.account_id == bindparam("account_id"), UNDELETED
-    )
-)
+_SELECT_UNDELETED_RUN = Prepared(SELECT_RUNS.where(*_OWNED_RUN, UNDELETED))
 
 
-def get_undeleted_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
+def get_undeleted_run(connection: Connection, run_id: str, *, owner: Owner) -> Row[Any]:
     """`get_run` for the compatible APIs: a run deleted through one of them is missing."""
-    run = _SELECT_UNDELETED_RUN.execute(
-        connection, {"run_id": run_id, "account_id": account_id}
-    ).first()
+    return _read_one(connection, _SELECT_UNDELETED_RUN, run_id, owner)
+
+
+def _read_one(connection: Connection, statement: Prepared, run_id: str, owner: Owner) -> Row[Any]:
+    if not is_plausible_id(run_id):
+        raise _missing(run_id)
+    params = {"run_id": run_id, "account_id": owner.account_id, "is_test": owner.is_test}
+    run = statement.execute(connection, params).first()
     if run is None:
-        raise RunNotFound(f"no run {run_id!r} exists for your account")
+        raise _missing(run_id)
     return cast(Row[Any], run)
 
 
@@ -111,24 +144,28 @@ def encode_cursor(run: Row[Any]) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
+    """The (created_ms, id) of a cursor from `encode_cursor`; 400 for anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        created, run_id = raw.split(":", 1)
-        return int(created), run_id
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InvalidRequest("cursor is not one this API returned") from None
+        raw = ""
+    created_text, _, run_id = raw.partition(":")
+    created = read_int(created_text)
+    if created is None or not run_id or not is_plausible_id(run_id):
+        raise BadParameter("cursor", "cursor is not one this API returned")
+    return created, run_id
 
 
 def list_runs(
     connection: Connection,
     *,
-    account_id: str,
+    owner: Owner,
     limit: int,
     after: tuple[int, str] | None = None,
     where: RunFilter = RunFilter(),
 ) -> tuple[list[Row[Any]], str | None]:
-    """One page of the account's runs, newest first, and the cursor of the next (or None)."""
-    conditions: list[Any] = [_RUNS.c.account_id == account_id]
+    """One page of the owner's runs, newest first, and the cursor of the next (or None)."""
+    conditions = owned_by(owner)
     if after is not None:
         created, run_id = after
         conditions.append(

@@ -1,7 +1,8 @@
 """Runs: statuses, creation (with its charge) and every status change.
 
-Reads live in `core.listing`; the reaper's policy (what to do with lost and overdue runs)
-in `core.reaper`. Every change of a run's status is a function of this module.
+Reads live in `core.listing`, claims and leases in `core.claims`, the reaper's policy
+(what to do with lost and overdue runs) in `core.reaper`. Every other change of a run's
+status is a function of this module.
 
     pending ──claim──> processing ──finish──> succeeded
        ^                  │  │  └──cancel───> canceled (refunded)
@@ -34,7 +35,6 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
-    or_,
     select,
     update,
 )
@@ -43,7 +43,7 @@ from runbase.core import billing
 from runbase.core.clock import new_id, now_ms
 from runbase.core.events import EventKind, record_event
 from runbase.core.keys import KeyRecord
-from runbase.core.listing import get_run
+from runbase.core.listing import Owner, get_run, owned_by
 from runbase.core.webhooks import WebhookEvent
 from runbase.errors import (
     RunCanceled,
@@ -186,46 +186,6 @@ def create_run(
     return cast(Row[Any], run)
 
 
-def claim_next_run(
-    connection: Connection, *, worker_id: str, lease_ms: int, is_postgres: bool
-) -> Row[Any] | None:
-    """Move the oldest pending run to processing under this worker's lease.
-
-    A run past its Cancel-After deadline is left for the reaper to cancel.
-    """
-    now = now_ms()
-    oldest = (
-        select(_RUNS.c.id)
-        .where(
-            _RUNS.c.status == RunStatus.PENDING.value,
-            or_(_RUNS.c.deadline_ms.is_(None), _RUNS.c.deadline_ms > now),
-        )
-        .order_by(_RUNS.c.created_ms, _RUNS.c.id)
-        .limit(1)
-    )
-    if is_postgres:
-        oldest = oldest.with_for_update(skip_locked=True)
-    run_id = connection.execute(oldest).scalar()
-    if run_id is None:
-        return None
-    claimed = connection.execute(
-        update(_RUNS)
-        .where(_RUNS.c.id == run_id, _RUNS.c.status == RunStatus.PENDING.value)
-        .values(
-            status=RunStatus.PROCESSING.value,
-            worker_id=worker_id,
-            lease_expires_ms=now + lease_ms,
-            attempts=_RUNS.c.attempts + 1,
-            started_ms=func.coalesce(_RUNS.c.started_ms, now),
-            progress=0.0,
-        )
-        .returning(*_RUNS.c)
-    ).first()
-    if claimed is not None:
-        record_event(connection, claimed, EventKind.STATUS, webhook_event=WebhookEvent.START)
-    return claimed
-
-
 @dataclass(frozen=True)
 class ProgressUpdate:
     fraction: float | None = None
@@ -346,9 +306,9 @@ class CancelAnswer(StrEnum):
     FINISHED = "finished"  # it had already finished; nothing changed
 
 
-def request_cancel(connection: Connection, run_id: str, *, account_id: str) -> CancelAnswer:
+def request_cancel(connection: Connection, run_id: str, *, owner: Owner) -> CancelAnswer:
     """The owner's cancel: at once while pending, through the worker while processing."""
-    run = get_run(connection, run_id, account_id=account_id)
+    run = get_run(connection, run_id, owner=owner)
     if run.status == RunStatus.PENDING and cancel_run(
         connection, run_id, "the run was canceled by its owner", only_pending=True
     ):
@@ -362,7 +322,7 @@ def request_cancel(connection: Connection, run_id: str, *, account_id: str) -> C
 
 
 def mark_deleted(
-    connection: Connection, run_id: str, *, account_id: str, statuses: Sequence[RunStatus]
+    connection: Connection, run_id: str, *, owner: Owner, statuses: Sequence[RunStatus]
 ) -> bool:
     """Delete a finished run through a compatible API: one guarded update of `deleted_ms`.
 
@@ -374,7 +334,7 @@ def mark_deleted(
         update(_RUNS)
         .where(
             _RUNS.c.id == run_id,
-            _RUNS.c.account_id == account_id,
+            *owned_by(owner),
             _RUNS.c.status.in_([status.value for status in statuses]),
             _RUNS.c.deleted_ms.is_(None),
         )

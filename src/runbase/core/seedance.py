@@ -1,8 +1,8 @@
 """`bytedance/seedance-1.5-pro`: its input schema, output geometry and price.
 
-The schema is the public Runbase one (runbase-contract.md section 7), with the defaults and
-limits of decisions.md. Validation never corrects input silently: every refusal names the
-field, the value and what is allowed.
+The schema is the public Runbase one, with the defaults and limits runbase decides where the
+public pages are silent (docs/contract.md, "bytedance/seedance-1.5-pro input"). Validation
+never corrects input silently: every refusal names the field, the value and what is allowed.
 
 `INPUT_FIELDS` is the one description of the input: `validate_input` takes its choices,
 defaults and limits from it, and `input_schema()` turns it into the JSON Schema that
@@ -28,7 +28,7 @@ MAX_PROMPT_CHARS: Final = 2000
 MAX_IMAGES: Final = 2
 MAX_SEED: Final = 2**32 - 1
 
-# Exact output pixel sizes (runbase-contract.md section 8.2), (width, height).
+# Exact output pixel sizes (docs/contract.md, "Output"), (width, height).
 SIZES: Final[Mapping[tuple[str, str], tuple[int, int]]] = {
     ("480p", "16:9"): (864, 496),
     ("480p", "4:3"): (752, 560),
@@ -70,7 +70,7 @@ class InputField:
     """text: (min, max) characters; integer: (min, max); urls: (min, max) entries."""
     required: bool = False
     extension: bool = False
-    """Not in the public Runbase schema; accepted by runbase (decisions.md)."""
+    """Not in the public Runbase schema; accepted by runbase (docs/contract.md)."""
     extra_choices: tuple[Any, ...] = field(default=())
     """Also accepted, and read as the choice of the same text (duration's integers)."""
 

@@ -4,8 +4,10 @@ Deliveries follow the Standard Webhooks scheme (as Replicate and Svix do): every
 has an id (`webhook-id`, the same on every retry, so receivers can drop duplicates), a
 unix-seconds `webhook-timestamp`, and `webhook-signature: v1,<base64 HMAC-SHA256>` over
 `{id}.{timestamp}.{body}`, keyed with the account's `whsec_` secret (base64 after the
-prefix). A delivery is a row, queued in the transaction of the change it reports and sent
-later by `runbase.dispatch.webhooks`, so it survives restarts and never slows a request.
+prefix); test runs' messages with the account's test secret, a different one (test and
+live apart, as in Stripe). A delivery is a row, queued in the transaction of the change it
+reports and sent later by `http.webhook_sender`, so it survives restarts and never slows a
+request.
 
     pending ──2xx──> delivered
        │ └──timeout, 429, 5xx──> pending (retried later, doubling the wait)
@@ -124,16 +126,16 @@ def generate_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def account_secret(connection: Connection, account_id: str) -> str:
-    """The account's signing secret, made on first use (a guarded update: one wins)."""
+def account_secret(connection: Connection, account_id: str, *, is_test: bool = False) -> str:
+    """The account's signing secret for live runs, or for test runs with `is_test`; made
+    on first use (a guarded update: one wins)."""
+    column = _ACCOUNTS.c.test_webhook_secret if is_test else _ACCOUNTS.c.webhook_secret
     connection.execute(
         update(_ACCOUNTS)
-        .where(_ACCOUNTS.c.id == account_id, _ACCOUNTS.c.webhook_secret.is_(None))
-        .values(webhook_secret=generate_secret())
+        .where(_ACCOUNTS.c.id == account_id, column.is_(None))
+        .values({column: generate_secret()})
     )
-    secret = connection.execute(
-        select(_ACCOUNTS.c.webhook_secret).where(_ACCOUNTS.c.id == account_id)
-    ).scalar_one()
+    secret = connection.execute(select(column).where(_ACCOUNTS.c.id == account_id)).scalar_one()
     return str(secret)
 
 

@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
@@ -64,7 +65,7 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "RUNBASE_EXECUTOR=ray needs Ray: pip install 'runbase[ray]' (or set RUNBASE_EXECUTOR=local)"
     ) from exc
 
-__all__ = ["EngineActor", "RayEngine", "connect_ray", "default_num_gpus"]
+__all__ = ["EngineActor", "RayEngine", "connect_ray", "default_num_gpus", "disconnect_ray"]
 
 _POLL_S = 0.25
 _CALL_TIMEOUT_S = 30.0  # an actor that cannot answer a small call for this long is lost
@@ -83,6 +84,27 @@ def connect_ray(settings: Settings) -> None:
             configure_logging=False,
             log_to_driver=False,  # actors' output stays in Ray's logs, not in the server's
         )
+
+
+def disconnect_ray() -> None:
+    """Leave the cluster (stopping a local one) once the workers have closed their actors:
+    here, on the main thread, rather than in Ray's own exit handler during interpreter
+    teardown, which first sleeps half a second."""
+    with _connect_lock:
+        if ray.is_initialized():
+            ray.shutdown()
+
+
+def _restore_signal_handlers() -> None:
+    """Give SIGTERM back to Python's handler (the worker's graceful stop, or uvicorn's).
+
+    Ray's core installs a crash reporter for SIGTERM when it connects: it prints a stack
+    trace as for a crash, then passes the signal on. A planned stop is not a crash.
+    """
+    if threading.current_thread() is threading.main_thread():
+        handler = signal.getsignal(signal.SIGTERM)
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
 
 
 def default_num_gpus(settings: Settings) -> float:
@@ -197,6 +219,7 @@ class RayEngine(EngineHost):
 
     async def start(self) -> None:
         await asyncio.to_thread(connect_ray, self._settings)
+        _restore_signal_handlers()
         actor_class = ray.remote(EngineActor).options(
             num_cpus=self._settings.ray_num_cpus,
             num_gpus=default_num_gpus(self._settings),

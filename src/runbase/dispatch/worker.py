@@ -13,6 +13,12 @@ A run whose owner asked to cancel it (the heartbeat says so), or whose Cancel-Af
 deadline passes, has its engine stopped and ends `canceled`, refunded. Runs of test keys go
 to a second engine process with the test engine (`Settings.test_engine`), and a failure
 marker in their prompt makes them fail on purpose (`core.testmode`).
+
+These are the compute workers (the compute station of the route, `dispatch.routing`): when
+the route starts with a provider they claim only test runs, and take the live runs that the
+provider gateway hands them (`take_over`). An idle worker sleeps until a run is created
+(`dispatch.wakeup.WorkSignal`), polling as the fallback. A database fault while claiming or
+heartbeating is logged with its traceback and retried; it never ends the worker.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import Row
+from sqlalchemy import Connection, Row
 
 from runbase.config import Settings
-from runbase.core import idempotency, reaper, runs, testmode
+from runbase.core import claims, idempotency, reaper, runs, testmode
 from runbase.core.clock import new_id, now_ms
 from runbase.dispatch.executor import (
     ChildEvent,
@@ -40,9 +47,11 @@ from runbase.dispatch.executor import (
     output_key,
     remove_scratch,
 )
-from runbase.errors import GenerationFailed, RunFailure
+from runbase.dispatch.wakeup import WorkSignal, announce_work
+from runbase.errors import EngineUnavailable, GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
+from runbase.storage.inputs import restore_images
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +88,25 @@ class _NoObserver:
         pass
 
 
+class ComputeStation:
+    """Whether the route's compute engines start, as the workers of this process found.
+
+    `problem` is None while they work (or nobody tried yet: `is_known` says which), else
+    the reason none of them started. Read by the gateway (a route can fall back to
+    providers) and by /readyz and creates (fail fast rather than charge and fail).
+    """
+
+    def __init__(self) -> None:
+        self.is_known = False
+        self.problem: str | None = None
+
+    def report(self, problem: str | None) -> None:
+        self.is_known, self.problem = True, problem
+
+    def usable(self) -> bool | None:
+        return None if not self.is_known else self.problem is None
+
+
 class Worker:
     def __init__(
         self,
@@ -87,7 +115,12 @@ class Worker:
         blobs: BlobStore,
         settings: Settings,
         observer: WorkerObserver | None = None,
+        work: WorkSignal | None = None,
+        station: ComputeStation | None = None,
+        claim_filter: Callable[[], bool | Literal["none"] | None] = lambda: None,
     ) -> None:
+        """`claim_filter` says which pending runs this worker claims: None any, True test
+        runs only, "none" none (it only takes runs handed to it)."""
         self.id = new_id("wrk")
         self._database = database
         self._blobs = blobs
@@ -95,12 +128,40 @@ class Worker:
         self._engine = open_engine(settings)
         self._test_engine: EngineHost | None = None  # started for the first test run
         self._observer = observer or _NoObserver()
+        self._work = work or WorkSignal()
+        self.station = station or ComputeStation()
+        self._claim_filter = claim_filter
         self._current: str | None = None
+        self._inbox: list[Row[Any]] = []
         self._stopping = asyncio.Event()
+        self._engine_lock = asyncio.Lock()  # one start at a time (a probe, a run)
+        self.probe_at_start = False
+        """Start the engine before the first run, to learn whether the station works."""
 
     @property
     def backend(self) -> str | None:
         return self._engine.backend
+
+    @property
+    def is_idle(self) -> bool:
+        return self._current is None and not self._inbox
+
+    def take_over(self, run: Row[Any]) -> None:
+        """Process `run` next: the gateway has just transferred it to this worker."""
+        self._inbox.append(run)
+        self._current = run.id
+        self._work.notify()
+
+    async def probe_engine(self) -> None:
+        """Start the engine now, to learn whether the compute station works."""
+        try:
+            async with self._engine_lock:
+                if not self._engine.is_alive:
+                    await self._engine.start()
+            self.station.report(None)
+        except Exception as exc:
+            logger.warning("the compute engine did not start: %s", exc)
+            self.station.report(_engine_problem(exc))
 
     async def run_forever(self, stopping: asyncio.Event) -> None:
         """Process runs until `stopping` is set; the engine starts on the first run.
@@ -109,31 +170,49 @@ class Worker:
         to the queue for the next worker, instead of failing.
         """
         self._stopping = stopping
+        failures = 0
         try:
+            if self.probe_at_start and not self.station.is_known:
+                await self.probe_engine()
             while not stopping.is_set():
-                if not await self.process_next():
+                try:
+                    worked = await self.process_next()
+                    failures = 0
+                except Exception:  # the database or storage failed: log, back off, go on
+                    failures += 1
+                    logger.exception("worker %s: processing the next run failed", self.id)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(
-                            stopping.wait(), self._settings.poll_interval_seconds
-                        )
+                        await asyncio.wait_for(stopping.wait(), min(30.0, 0.5 * 2**failures))
+                    continue
+                if not worked:
+                    await self._work.wait(self._settings.poll_interval_seconds)
         finally:
             await asyncio.shield(self._release_current())
-            await asyncio.to_thread(self._engine.close)
+            async with self._engine_lock:  # a probe still starting it: wait, then close
+                await asyncio.to_thread(self._engine.close)
             if self._test_engine is not None:
                 await asyncio.to_thread(self._test_engine.close)
 
     async def process_next(self) -> bool:
-        """Claim and process one run; False when none was pending."""
-        run = await self._database.write(
-            lambda connection: runs.claim_next_run(
-                connection,
-                worker_id=self.id,
-                lease_ms=self._lease_ms,
-                is_postgres=not self._database.is_sqlite,
+        """Process a run handed over, or claim and process one; False when none was."""
+        if self._inbox:
+            run = self._inbox.pop(0)
+        else:
+            which = self._claim_filter()
+            if which == "none":
+                return False
+            claimed = await self._database.write(
+                lambda connection: claims.claim_runs(
+                    connection,
+                    worker_id=self.id,
+                    lease_ms=self._lease_ms,
+                    is_postgres=not self._database.is_sqlite,
+                    is_test=which if isinstance(which, bool) else None,
+                )
             )
-        )
-        if run is None:
-            return False
+            if not claimed:
+                return False
+            run = claimed[0]
         self._current = run.id  # cleared once the outcome is recorded
         self._observer.run_changed(run.id)
         try:
@@ -177,21 +256,37 @@ class Worker:
         engine_started = time.monotonic()
         outcome: Done | RunFailure | EngineLost
         try:
-            if not engine.is_alive:
-                await engine.start()
-                state.logs.extend(engine.notes)
-                engine_started = time.monotonic()
+            async with self._engine_lock:
+                if not engine.is_alive:
+                    try:
+                        await self._start(engine)
+                    except EngineLost:  # told to stop while starting: not the engine's fault
+                        raise
+                    except Exception as exc:
+                        if engine is self._engine:
+                            self.station.report(_engine_problem(exc))
+                        raise
+                    if engine is self._engine:
+                        self.station.report(None)
+                    state.logs.extend(engine.notes)
+                    engine_started = time.monotonic()
+            # Images stored at creation go back in as the client sent them: every engine
+            # gets the exact input.
+            run_input = await restore_images(self._blobs, run.input)
             outcome = await engine.run(
-                RunTask(run.id, run.model, run.input, scratch, fail_with=fail_with),
+                RunTask(run.id, run.model, run_input, scratch, fail_with=fail_with),
                 deadline=deadline,
                 on_event=lambda event: _record(state, event),
                 should_cancel=lambda: self._should_cancel(run, state),
             )
         except (RunFailure, EngineLost) as failure:
             outcome = failure
-        except Exception as exc:  # an infrastructure fault, e.g. the engine cannot start
+        except EngineUnavailable as exc:  # no engine of the list starts: say which and why
+            log.error("run %s: no engine could start: %s", run.id, exc.message)
+            outcome = GenerationFailed(f"no engine could start to make the video: {exc.message}")
+        except Exception:  # an infrastructure fault: the details go to the log, not the user
             log.exception("run %s could not be processed", run.id)
-            outcome = GenerationFailed(f"the run could not be processed: {exc}")
+            outcome = GenerationFailed("the server failed while preparing the engine")
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -211,6 +306,24 @@ class Worker:
             self._current = None
         finally:
             await asyncio.to_thread(remove_scratch, scratch)
+
+    async def _start(self, engine: EngineHost) -> None:
+        """Start the engine, unless the worker is told to stop first: set-up can take
+        minutes (weights to load, a Ray actor waiting for a free GPU), and a stopping
+        worker hands its run back at once."""
+        starting = asyncio.create_task(engine.start())
+        stopping = asyncio.create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            await asyncio.to_thread(engine.kill)
+            raise EngineLost("the worker stopped while its engine was starting")
+        starting.result()
 
     async def _finish(
         self, run: Row[Any], backend: str | None, outcome: Done | RunFailure, state: _RunState
@@ -237,9 +350,9 @@ class Worker:
                     return
                 logger.warning("run %s was taken from this worker; result dropped", run.id)
                 return
-            except Exception as exc:
+            except Exception:
                 logger.exception("storing the output of run %s failed", run.id)
-                outcome = GenerationFailed(f"storing the output failed: {exc}")
+                outcome = GenerationFailed("storing the video failed")
         failure = outcome
         reason = state.cancel_reason
         if reason is not None:  # whatever the engine said on its way out, it was stopped
@@ -277,12 +390,21 @@ class Worker:
             fraction = state.fraction if state.fraction != state.sent_fraction else None
             state.sent_fraction = state.fraction
             update_ = runs.ProgressUpdate(fraction, tuple(state.logs))
-            state.logs.clear()
-            lease = await self._database.write(
-                lambda connection, update_=update_: runs.heartbeat_run(  # type: ignore[misc]
-                    connection, run_id, worker_id=self.id, lease_ms=self._lease_ms, update_=update_
+            try:
+                lease = await self._database.write(
+                    lambda connection, update_=update_: runs.heartbeat_run(  # type: ignore[misc]
+                        connection,
+                        run_id,
+                        worker_id=self.id,
+                        lease_ms=self._lease_ms,
+                        update_=update_,
+                    )
                 )
-            )
+            except Exception:  # one failed heartbeat is not fatal: the lease outlasts it
+                logger.exception("heartbeat of run %s failed; retrying", run_id)
+                state.sent_fraction = None  # send the progress again
+                continue
+            del state.logs[: len(update_.new_logs)]
             if lease is runs.Lease.LOST:
                 state.is_lost = True
                 return
@@ -305,6 +427,21 @@ class Worker:
         )
 
 
+def _reap(
+    connection: Connection, *, max_attempts: int, max_processing_ms: int
+) -> reaper.ReapReport:
+    report = reaper.reap_runs(
+        connection, max_attempts=max_attempts, max_processing_ms=max_processing_ms
+    )
+    if report.requeued:
+        announce_work(connection)
+    return report
+
+
+def _engine_problem(exc: Exception) -> str:
+    return str(getattr(exc, "message", None) or type(exc).__name__)
+
+
 def _past_deadline(run: Row[Any]) -> bool:
     return run.deadline_ms is not None and now_ms() >= run.deadline_ms
 
@@ -321,8 +458,13 @@ async def reap_forever(
     settings: Settings,
     stopping: asyncio.Event,
     observer: WorkerObserver | None = None,
+    work: WorkSignal | None = None,
 ) -> None:
-    """Recover lost and overdue runs, every few seconds, for as long as the server runs."""
+    """Recover lost and overdue runs, every few seconds, for as long as the server runs.
+
+    A requeued run wakes idle workers at once: this process's (`work`) and, on PostgreSQL,
+    every other process's (NOTIFY, in the reaper's transaction).
+    """
     observer = observer or _NoObserver()
     interval = max(0.2, min(5.0, settings.lease_seconds / 2))
     forget_keys_at = 0.0
@@ -332,12 +474,14 @@ async def reap_forever(
                 await database.write(idempotency.forget_old_keys)
                 forget_keys_at = time.monotonic() + 600
             report = await database.write(
-                lambda connection: reaper.reap_runs(
+                lambda connection: _reap(
                     connection,
                     max_attempts=settings.max_attempts,
                     max_processing_ms=int(settings.max_processing_seconds * 1000),
                 )
             )
+            if report.requeued and work is not None:
+                work.notify()
             for run_id in report.requeued:
                 logger.warning("run requeued after its worker was lost", extra={"run_id": run_id})
             for run_id in report.failed:

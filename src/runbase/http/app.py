@@ -19,22 +19,27 @@ from starlette.types import ASGIApp
 
 from runbase import __version__
 from runbase.config import Settings
+from runbase.dispatch.pools import Pools
 from runbase.dispatch.signals import RunSignals
-from runbase.dispatch.worker import Worker, reap_forever
+from runbase.dispatch.wakeup import WorkSignal
+from runbase.dispatch.worker import reap_forever
 from runbase.http.deps import KeyCache, Services
 from runbase.http.errors import install_error_handlers
 from runbase.http.hot_routes import HotRoutes
 from runbase.http.metrics import Metrics
 from runbase.http.middleware import RequestContext
+from runbase.http.openapi import install_error_documents
 from runbase.http.ratelimit import RateLimiter
 from runbase.http.routes import (
     account,
+    admin,
     ark_compat,
     files,
     models,
     openai_videos,
     ops,
     playground,
+    provider_callbacks,
     run_control,
     run_events,
     runs,
@@ -54,12 +59,12 @@ class RunbaseApp(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         stack = HotRoutes(super().build_middleware_stack())
-        return RequestContext(stack, self.state.metrics)
+        return RequestContext(admin.AdminGuard(stack, self.state.settings), self.state.metrics)
 
 
 class _ServerObserver:
-    """What the in-process workers tell the server: run changes (to wake waiters) and
-    engine time (for metrics)."""
+    """What the in-process workers and gateway tell the server: run changes (to wake
+    waiters), engine time, provider latencies and failures, task restarts (for metrics)."""
 
     def __init__(self, signals: RunSignals, metrics: Metrics) -> None:
         self._signals, self._metrics = signals, metrics
@@ -69,6 +74,18 @@ class _ServerObserver:
 
     def engine_used(self, model: str, backend: str | None, seconds: float) -> None:
         self._metrics.engine_used(model, backend, seconds)
+
+    def provider_submitted(self, provider: str, seconds: float) -> None:
+        self._metrics.providers.submitted(provider, seconds)
+
+    def provider_completed(self, provider: str, seconds: float) -> None:
+        self._metrics.providers.completed(provider, seconds)
+
+    def provider_failed(self, provider: str, error_class: str) -> None:
+        self._metrics.providers.failed(provider, error_class)
+
+    def task_restarted(self, task: str) -> None:
+        self._metrics.providers.task_restarted(task)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -84,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         signals = RunSignals()
         observer = _ServerObserver(signals, metrics)
         stopping = asyncio.Event()
+        work = WorkSignal()
         services = Services(
             settings,
             database,
@@ -92,19 +110,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             KeyCache(),
             signals=signals,
             stopping=stopping,
+            work=work,
         )
         app.state.services = services
-        workers = [
-            Worker(database=database, blobs=blobs, settings=settings, observer=observer)
-            for _ in range(settings.workers)
-        ]
-        tasks = [asyncio.create_task(reap_forever(database, settings, stopping, observer))]
-        services.worker_tasks = [
-            asyncio.create_task(worker.run_forever(stopping)) for worker in workers
-        ]
-        services.workers = workers
-        tasks += services.worker_tasks
+        pools = None
+        if settings.workers > 0:
+            pools = Pools(
+                database=database,
+                blobs=blobs,
+                settings=settings,
+                work=work,
+                observer=observer,
+                worker_count=settings.workers,
+            )
+            services.pools, services.workers = pools, pools.workers
+            services.worker_tasks = pools.start(stopping)
+            tasks = list(services.worker_tasks)
+        else:  # API only: the workers are elsewhere; lost runs are still reaped here
+            tasks = [asyncio.create_task(reap_forever(database, settings, stopping, observer))]
         tasks.append(asyncio.create_task(deliver_webhooks_forever(services, stopping)))
+        tasks += admin.start(app, settings, database, stopping)
         # What start-up built (modules, routes, schemas: ~150k objects) lives as long as the
         # server; frozen, the collector stops walking it, and a full collection under load
         # costs microseconds instead of the ~45 ms pause that set the p99 latency.
@@ -116,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gc.unfreeze()  # collectable again, for a process that goes on (tests)
             stopping.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if pools is not None:
+                await asyncio.to_thread(pools.close)
             await asyncio.to_thread(database.dispose)
 
     app = RunbaseApp(
@@ -125,7 +152,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
-    install_error_handlers(app)
+    app.state.settings = settings
+    install_error_handlers(
+        app,
+        surfaces={
+            "/v1/videos": openai_videos.openai_error_response,
+            "/api/v3/": ark_compat.ark_error_response,
+        },
+    )
     for prefix in ("/api/v1", "/v1"):
         app.include_router(runs.router, prefix=prefix)
         for router in (run_control.router, run_events.router, account.router, models.router):
@@ -134,7 +168,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ark_compat.router)
     app.include_router(files.router)
     app.include_router(ops.router)
+    app.include_router(provider_callbacks.router)
     app.include_router(playground.router)
+    admin.install(app, settings)
+    install_error_documents(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def read_health() -> JSONResponse:

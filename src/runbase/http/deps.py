@@ -19,12 +19,14 @@ from fastapi import Depends, Request
 from runbase.config import Settings
 from runbase.core.keys import KeyRecord, check_key, find_key
 from runbase.dispatch.signals import RunSignals
+from runbase.dispatch.wakeup import WorkSignal
 from runbase.errors import MissingApiKey
 from runbase.http.ratelimit import RateLimiter
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
 
 if TYPE_CHECKING:
+    from runbase.dispatch.pools import Pools
     from runbase.dispatch.worker import Worker
 
 
@@ -43,6 +45,10 @@ class Services:
     """Set at shutdown: /readyz answers 503 from then on."""
     workers: list[Worker] = field(default_factory=list)
     worker_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    work: WorkSignal = field(default_factory=WorkSignal)
+    """Wakes this process's idle workers when a run is created."""
+    pools: Pools | None = None
+    """This process's workers and provider gateway (None on an API-only server)."""
 
 
 def get_services(request: Request) -> Services:

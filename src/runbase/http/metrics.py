@@ -5,6 +5,7 @@
     runbase_runs{status, model}                             gauge, read from the database
     runbase_queue_depth                                     gauge, pending runs
     runbase_engine_seconds_total{model, backend}            counter, this process's workers
+    runbase_provider_*{provider}, runbase_task_restarts_total   http/provider_metrics.py
 
 `route` is the route's template (`/api/v1/runs/{run_id}`), never the raw path, so that
 run ids cannot blow up the number of series.
@@ -17,6 +18,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from sqlalchemy import Connection, Table, func, select
 
+from runbase.http.provider_metrics import ProviderMetrics
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
@@ -57,6 +59,7 @@ class Metrics:
             ("model", "backend"),
             registry=self.registry,
         )
+        self.providers = ProviderMetrics(self.registry)
         # labels() takes a lock and hashes its arguments; a request only needs a dict hit.
         self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Row
 
 from runbase.core.clock import format_timestamp
+from runbase.parsing import readable
 from runbase.storage.tables import RunRow
 
 
@@ -90,16 +91,25 @@ class CostEstimate(BaseModel):
     input: dict[str, Any] = Field(description="The input with every default filled in")
 
 
-def run_public(run: RunRow | Row[Any], urls: list[str] | None) -> dict[str, Any]:
-    """The run object as a JSON-ready dict (built directly: this is the hot path of GET)."""
+def run_public(
+    run: RunRow | Row[Any], urls: list[str] | None, shown_input: dict[str, Any]
+) -> dict[str, Any]:
+    """The run object as a JSON-ready dict (built directly: this is the hot path of GET),
+    with `shown_input` as its input (stored images as links, `storage.inputs`).
+
+    Text is shown `readable`: a run stored before lone surrogates were refused still
+    answers (with U+FFFD in their place).
+    """
     return {
         "id": run.id,
         "model": run.model,
         "status": run.status,
-        "input": run.input,
+        "input": readable(shown_input),
         "output": {"urls": urls} if urls is not None else None,
         "error": (
-            {"message": run.error_message or "", "code": run.error_code} if run.error_code else None
+            {"message": readable(run.error_message or ""), "code": run.error_code}
+            if run.error_code
+            else None
         ),
         "costUsd": run.cost_micros,
         "createdAt": format_timestamp(run.created_ms),
@@ -107,5 +117,5 @@ def run_public(run: RunRow | Row[Any], urls: list[str] | None) -> dict[str, Any]
         "completedAt": format_timestamp(run.completed_ms),
         "backend": run.backend,
         "progress": run.progress,
-        "logs": list(run.logs or []),
+        "logs": readable(list(run.logs or [])),
     }

@@ -22,7 +22,7 @@ async def wait_for_run(
     services: Services,
     run_id: str,
     *,
-    account_id: str,
+    owner: listing.Owner,
     timeout: float,
     until: Callable[[Row[Any]], bool] = lambda run: runs.RunStatus(run.status).is_terminal(),
 ) -> Row[Any]:
@@ -30,7 +30,7 @@ async def wait_for_run(
     deadline = time.monotonic() + timeout
     while True:
         run = await services.database.read(
-            lambda connection: listing.get_run(connection, run_id, account_id=account_id)
+            lambda connection: listing.get_run(connection, run_id, owner=owner)
         )
         left = deadline - time.monotonic()
         if until(run) or left <= 0:
@@ -38,14 +38,14 @@ async def wait_for_run(
         await services.signals.wait(run_id, min(POLL_SECONDS, left))
 
 
-async def cancel_and_wait(services: Services, run_id: str, *, account_id: str) -> Row[Any]:
+async def cancel_and_wait(services: Services, run_id: str, *, owner: listing.Owner) -> Row[Any]:
     """Cancel a run and answer it as it then stands: a pending run is canceled at once; a
     processing one's engine is asked to stop, and this waits up to the settings'
     `cancel_wait_seconds` for it (still `processing` after that: the request stays in
     place, and the run is canceled and refunded when the engine stops)."""
     answer = await services.database.write(
-        lambda connection: runs.request_cancel(connection, run_id, account_id=account_id)
+        lambda connection: runs.request_cancel(connection, run_id, owner=owner)
     )
     services.signals.notify(run_id)
     wait = services.settings.cancel_wait_seconds if answer is runs.CancelAnswer.REQUESTED else 0
-    return await wait_for_run(services, run_id, account_id=account_id, timeout=wait)
+    return await wait_for_run(services, run_id, owner=owner, timeout=wait)

@@ -110,8 +110,9 @@ async def _attempt(services: Services, message: Row[Any]) -> None:
         payload = await services.database.write(
             lambda connection: webhooks.freeze_payload(connection, message.id, rendered)
         )
+    is_test = bool(message.snapshot.get("is_test"))
     secret = await services.database.write(
-        lambda connection: webhooks.account_secret(connection, message.account_id)
+        lambda connection: webhooks.account_secret(connection, message.account_id, is_test=is_test)
     )
     body = payload.encode()
     timestamp = int(time.time())

@@ -4,7 +4,8 @@
     └── LocalBlobStore   files under a directory, served by runbase at /files/<key>
                          with an HMAC-signed expiring URL
 
-A key is a relative path such as `runs/run_01j.../output.mp4`.
+A key is a relative path such as `runs/run_01j.../output.mp4` (outputs) or
+`inputs/<sha256>.png` (images sent inside a create, `storage/inputs.py`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,12 @@ class BlobStore(Protocol):
     async def put_file(self, key: str, source: Path) -> None:
         """Store `source` under `key` (the source may be moved away)."""
 
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        """Store `data` under `key`, replacing what was there."""
+
+    async def read_bytes(self, key: str) -> bytes:
+        """The blob's bytes; `FileNotFoundError` when there is none."""
+
     def signed_url(self, key: str, *, base_url: str, ttl_seconds: int) -> str:
         """An absolute URL that serves the blob until it expires."""
 
@@ -50,6 +57,13 @@ class LocalBlobStore:
         target = self.path_for(key)
         await asyncio.to_thread(_move, source, target)
 
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        del content_type  # served by its name's suffix
+        await asyncio.to_thread(_write, data, self.path_for(key))
+
+    async def read_bytes(self, key: str) -> bytes:
+        return await asyncio.to_thread(self.path_for(key).read_bytes)
+
     def signed_url(self, key: str, *, base_url: str, ttl_seconds: int) -> str:
         expires = int(time.time()) + ttl_seconds
         query = urlencode({"expires": expires, "sig": self._sign(key, expires)})
@@ -70,6 +84,14 @@ def _move(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(target.name + ".partial")
     shutil.copyfile(source, partial)
+    os.replace(partial, target)
+
+
+def _write(data: bytes, target: Path) -> None:
+    # A name of its own per writer: two creates storing the same image never share one.
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{secrets.token_hex(8)}.partial")
+    partial.write_bytes(data)
     os.replace(partial, target)
 
 

@@ -6,7 +6,9 @@ Data access is written as plain synchronous functions over a SQLAlchemy Core `Co
 - SQLite (the embedded default) answers a primary-key read in microseconds, far less than
   a hop to a thread costs, so the server's reads run inline on the event loop, as Core
   queries on one long-lived connection (an ORM session per read would cost more than
-  the whole rest of a GET). It allows one
+  the whole rest of a GET). Reads that may touch many rows (lists, counts, `/metrics`)
+  go through `Database.scan` instead, in a thread: the loop never waits on a scan
+  (SQLite releases the GIL while it steps). It allows one
   writer at a time, so writes go to a single writer thread, each in a `BEGIN IMMEDIATE`
   transaction: they queue instead of failing with "database is locked", and no write can
   act on a snapshot that another writer has outdated. WAL mode lets reads run meanwhile.
@@ -70,13 +72,20 @@ class Database:
             yield connection
 
     async def read(self, work: Callable[[Connection], T]) -> T:
-        """Run `work(connection)`: a few Core reads, without blocking the loop for long."""
+        """Run `work(connection)`: a few Core reads by key (a primary or unique key, or an
+        index range of a few rows); on SQLite inline on the event loop, so nothing else
+        may go here (`scan`)."""
         if self.is_sqlite:
             if self._inline_reader is None:
                 self._inline_reader = self._read_engine.connect().execution_options(
                     isolation_level="AUTOCOMMIT"
                 )
             return work(self._inline_reader)
+        return await asyncio.to_thread(self._read_pooled, work)
+
+    async def scan(self, work: Callable[[Connection], T]) -> T:
+        """Run `work(connection)`, a read that may touch many rows (a list, a count, usage
+        figures), off the event loop on every database; `read` is only for reads by key."""
         return await asyncio.to_thread(self._read_pooled, work)
 
     async def write(self, work: Callable[[Connection], T]) -> T:

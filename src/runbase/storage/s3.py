@@ -88,6 +88,25 @@ class S3BlobStore:
             Config=self._transfer,
         )
 
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
+        await asyncio.to_thread(
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=self.object_key(key),
+            Body=data,
+            ContentType=content_type or "application/octet-stream",
+        )
+
+    async def read_bytes(self, key: str) -> bytes:
+        return await asyncio.to_thread(self._read, key)
+
+    def _read(self, key: str) -> bytes:
+        try:
+            answer = self._client.get_object(Bucket=self.bucket, Key=self.object_key(key))
+        except self._client.exceptions.NoSuchKey:
+            raise FileNotFoundError(key) from None
+        return answer["Body"].read()
+
     def signed_url(self, key: str, *, base_url: str, ttl_seconds: int) -> str:
         """A presigned GET on the bucket (`base_url` is not used: the bucket serves it)."""
         del base_url

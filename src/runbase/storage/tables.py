@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -38,6 +39,8 @@ class AccountRow(Base):
     """The balance that runs of test keys are charged against; it never runs out."""
     webhook_secret: Mapped[str | None] = mapped_column(String(64))
     """`whsec_...`: signs this account's webhook deliveries; made when first needed."""
+    test_webhook_secret: Mapped[str | None] = mapped_column(String(64))
+    """The same for the deliveries of test runs (test and live keep apart, as in Stripe)."""
 
 
 class LedgerEntryRow(Base):
@@ -55,6 +58,8 @@ class LedgerEntryRow(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     book: Mapped[str] = mapped_column(String(8), server_default="live")
     """"live" (the balance) or "test" (the test balance, for runs of test keys)."""
+    note: Mapped[str | None] = mapped_column(String(500))
+    """Why an operator added credits (admin API and `runbase credits add --note`)."""
 
 
 class ApiKeyRow(Base):
@@ -75,6 +80,9 @@ class ApiKeyRow(Base):
     created_ms: Mapped[int] = mapped_column(BigInteger)
     is_test: Mapped[bool] = mapped_column(server_default=false())
     """A test key (`sk-test-...`): its runs use the test engine and the test balance."""
+    deleted_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """Deleted by an operator: disabled for good and left out of key lists; the row stays,
+    because its runs and their usage still name it."""
 
 
 class RunRow(Base):
@@ -86,6 +94,12 @@ class RunRow(Base):
         # The reaper looks for unfinished runs past their deadline: by status first, so
         # that finished runs, however many, are never scanned.
         Index("ix_runs_status_deadline", "status", "deadline_ms"),
+        # The admin runs browser (all accounts, newest first) and the usage figures of
+        # days not rolled up yet read runs by creation time alone.
+        Index("ix_runs_created", "created_ms"),
+        # `/metrics` counts runs by status and model: from this index alone (a fifth of
+        # the time of a table scan), never from the rows.
+        Index("ix_runs_status_model", "status", "model"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -137,7 +151,7 @@ class RunEventRow(Base):
 
 
 class IdempotencyKeyRow(Base):
-    """An `Idempotency-Key` and the run it created; kept 24 hours per account.
+    """An `Idempotency-Key` and the run it created; kept 24 hours per account and mode.
 
     Inserted in the same transaction as its run, so that the unique constraint, not the
     code, decides which of two concurrent requests with one key creates (and charges) it.
@@ -145,13 +159,15 @@ class IdempotencyKeyRow(Base):
 
     __tablename__ = "idempotency_keys"
     __table_args__ = (
-        UniqueConstraint("account_id", "key", name="uq_idempotency_account_key"),
+        UniqueConstraint("account_id", "is_test", "key", name="uq_idempotency_account_mode_key"),
         Index("ix_idempotency_keys_created", "created_ms"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
     key: Mapped[str] = mapped_column(String(255))
+    is_test: Mapped[bool] = mapped_column(server_default=false())
+    """Keys of test keys and of live keys are apart: one never replays the other's run."""
     request_hash: Mapped[str] = mapped_column(String(64))
     run_id: Mapped[str] = mapped_column(String(40))
     created_ms: Mapped[int] = mapped_column(BigInteger)
@@ -178,6 +194,83 @@ class WebhookDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_ms: Mapped[int] = mapped_column(BigInteger)
     completed_ms: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AdminAuditRow(Base):
+    """One admin action (API or command line): who, what, when, from which address."""
+
+    __tablename__ = "admin_audit"
+    __table_args__ = (Index("ix_admin_audit_created", "created_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    actor: Mapped[str] = mapped_column(String(100))
+    """`admin-token:<fingerprint>` through the API, `cli:<user>@<host>` from the commands."""
+    address: Mapped[str | None] = mapped_column(String(64))
+    """The client's address (the API), None for the command line."""
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(100))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class _UsageDimensions:
+    """What a rollup row is of: a UTC hour or day, and one (key, model, backend, test or
+    live) combination."""
+
+    span: Mapped[str] = mapped_column(String(8))
+    """"hour" or "day"."""
+    bucket_ms: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[str] = mapped_column(String(40))
+    key_id: Mapped[str] = mapped_column(String(40))
+    model: Mapped[str] = mapped_column(String(100))
+    backend: Mapped[str] = mapped_column(String(40))
+    """The run's `backend`, "" for runs that never reached an engine."""
+    is_test: Mapped[bool]
+
+
+class UsageRollupRow(_UsageDimensions, Base):
+    """Usage of one settled hour or day for one combination: every run created in it had
+    finished when it was rolled up, so it never changes (`core.usage_rollup`).
+    Histograms are sparse bucket counts (`core.usage_sql.Histogram.to_bytes`)."""
+
+    __tablename__ = "usage_rollups"
+    __table_args__ = (
+        UniqueConstraint(
+            "span", "bucket_ms", "key_id", "model", "backend", "is_test", name="uq_usage_rollups"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    succeeded: Mapped[int] = mapped_column(Integer)
+    failed: Mapped[int] = mapped_column(Integer)
+    canceled: Mapped[int] = mapped_column(Integer)
+    charged_micros: Mapped[int] = mapped_column(BigInteger)
+    refunded_micros: Mapped[int] = mapped_column(BigInteger)
+    upstream_cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    """What the providers charged for these runs; None where nothing was recorded."""
+    queue_wait_hist: Mapped[bytes] = mapped_column(LargeBinary)
+    generation_hist: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UsageFailuresRow(_UsageDimensions, Base):
+    """Failed runs of a `usage_rollups` row, by error code."""
+
+    __tablename__ = "usage_failures"
+    __table_args__ = (Index("ix_usage_failures_bucket", "span", "bucket_ms"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    error_code: Mapped[str] = mapped_column(String(40))
+    runs: Mapped[int] = mapped_column(Integer)
+
+
+class UsageWatermarkRow(Base):
+    """One row per span: its buckets before `rolled_until_ms` are in `usage_rollups`; later
+    ones are read from the runs themselves."""
+
+    __tablename__ = "usage_watermarks"
+
+    span: Mapped[str] = mapped_column(String(8), primary_key=True)
+    rolled_until_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class UpstreamAttemptRow(Base):

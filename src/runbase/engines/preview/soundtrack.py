@@ -23,8 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import maximum_filter1d, uniform_filter1d
-from scipy.signal import butter, sosfilt
 
 from runbase.media.audio import (
     SAMPLE_RATE,
@@ -34,6 +32,7 @@ from runbase.media.audio import (
     normalize_loudness,
     to_stereo,
 )
+from runbase.media.dsp import Filter, Kind, moving_average, sliding_max
 from runbase.media.speech import (
     DialogueLine,
     extract_dialogue,
@@ -352,8 +351,8 @@ def _measure_speech_activity(speech: npt.NDArray[np.float32]) -> npt.NDArray[np.
     padded = np.zeros(count * frame, dtype=np.float32)
     padded[:length] = np.abs(speech).max(axis=0)
     active = (padded.reshape(count, frame).max(axis=1) > 1e-3).astype(np.float32)
-    held = maximum_filter1d(active, size=31)  # hold 150 ms either side of speech
-    smooth = uniform_filter1d(held, size=15)
+    held = sliding_max(active, 31)  # hold 150 ms either side of speech
+    smooth = moving_average(held, 15)
     return np.repeat(smooth, frame)[:length].astype(np.float32)
 
 
@@ -377,10 +376,9 @@ def _noise(rng: np.random.Generator, length: int) -> Signal:
 
 
 def _filter(
-    signal: Signal, kind: str, cutoff: float | tuple[float, float], order: int = 2
+    signal: Signal, kind: Kind, cutoff: float | tuple[float, float], order: int = 2
 ) -> Signal:
-    sos = butter(order, cutoff, btype=kind, fs=SAMPLE_RATE, output="sos")
-    return np.asarray(sosfilt(sos, signal, axis=-1))
+    return Filter.butterworth(order, cutoff, kind, SAMPLE_RATE).apply(signal)
 
 
 def _drift(

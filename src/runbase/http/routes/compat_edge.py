@@ -15,11 +15,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from runbase.errors import RunbaseError
-from runbase.http.errors import as_runbase_error
-
-ErrorRenderer = Callable[[Request, RunbaseError], Response]
-"""A surface's answer to an error: its envelope, status and headers."""
+from runbase.http.errors import ErrorRenderer, as_runbase_error
 
 
 def enveloped_route(render: ErrorRenderer) -> type[APIRoute]:

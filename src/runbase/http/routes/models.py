@@ -1,14 +1,16 @@
 """Extensions: `GET /api/v1/models` and `GET /api/v1/models/{owner}/{name}`.
 
 Each model's input JSON Schema (from the validator's own field table), output schema,
-prices (from the pricing function itself, at this server's rates) and the engines that
-serve it. Answers carry an `ETag`; `If-None-Match` with it is answered 304, no body.
+prices (from the pricing function itself, at this server's rates), the engines that
+serve it and the licences of their weights. Answers carry an `ETag`; `If-None-Match` with
+it is answered 304, no body.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -16,11 +18,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from runbase.core.catalog import MODELS, ModelSpec
+from runbase.engines import engine_license
 from runbase.errors import UnknownModel
 from runbase.http.deps import Services, authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
 
 router = APIRouter(tags=["models"])
+
+
+class EngineLicensePublic(BaseModel):
+    backend: str
+    license: str = Field(description="The licence of the engine's weights, or its terms")
+    url: str | None
+    note: str
 
 
 class ModelPublic(BaseModel):
@@ -33,6 +43,9 @@ class ModelPublic(BaseModel):
     backends: list[str] = Field(description="Engines configured to serve it, in order")
     backend: str | None = Field(description="The engine serving it now, once one started")
     test_backend: str = Field(alias="testBackend", description="The engine of test keys")
+    licenses: list[EngineLicensePublic] = Field(
+        description="For each engine above: the licence of its weights (or its provider's terms)"
+    )
     input_schema: dict[str, Any] = Field(alias="inputSchema")
     output_schema: dict[str, Any] = Field(alias="outputSchema")
     pricing: dict[str, Any]
@@ -55,6 +68,10 @@ def describe_model(services: Services, spec: ModelSpec) -> dict[str, Any]:
         "backends": list(settings.engines),
         "backend": running[0] if running else None,
         "testBackend": settings.test_engine,
+        "licenses": [
+            {"backend": name, **asdict(engine_license(name))}
+            for name in dict.fromkeys([*settings.engines, settings.test_engine])
+        ],
         "inputSchema": spec.input_schema(),
         "outputSchema": spec.output_schema(),
         "pricing": {

@@ -1,8 +1,11 @@
 """Operations: readiness (`/readyz`) and Prometheus metrics (`/metrics`).
 
 `/healthz` (liveness) stays in `app.py`: it answers as long as the process serves HTTP.
-Readiness is stricter: the database answers, every in-process worker is running, and the
-server is not shutting down, so a load balancer stops sending requests before they fail.
+Readiness is stricter: the database answers, every in-process worker is running, some
+engine of the route can take runs (a provider that started, a compute engine that has not
+failed to start), and the server is not shutting down, so a load balancer stops sending
+requests before they fail. `checks.providers` shows each provider: usable, its breaker,
+runs in flight and its cap.
 Neither needs an API key; put them behind the network's own access rules.
 """
 
@@ -41,10 +44,18 @@ async def read_readiness(request: Request) -> JSONResponse:
         checks["database"] = f"error: {type(exc).__name__}"
         is_ready = False
     configured = services.settings.workers
-    running = sum(1 for task in services.worker_tasks if not task.done())
+    pools = services.pools
+    running = pools.running_workers() if pools is not None else 0
     checks["workers"] = {"configured": configured, "running": running}
-    if running < configured:
+    if any(task.done() for task in services.worker_tasks):  # reaper, workers, gateway
         is_ready = False
+    if services.pools is not None:
+        services.pools.probe_compute()
+        checks.update(services.pools.readiness())
+        refusal = services.pools.refusal()
+        if refusal is not None:
+            checks["engines"] = refusal
+            is_ready = False
     return JSONResponse(
         {"status": "ready" if is_ready else "not_ready", "checks": checks},
         status_code=200 if is_ready else 503,
@@ -60,5 +71,10 @@ async def read_metrics(request: Request) -> Response:
     """Prometheus metrics: requests, runs by status and model, queue depth, engine time."""
     services = get_services(request)
     metrics: Metrics = request.app.state.metrics
-    counts = await services.database.read(count_runs)
+    gateway = services.pools.gateway if services.pools is not None else None
+    if gateway is not None:
+        breakers = {name: state.value for name, state in gateway.breaker_states().items()}
+        metrics.providers.set_state(gateway.in_flight(), gateway.slots.caps, breakers)
+    # A GROUP BY over every run: off the event loop, or every request waits for it.
+    counts = await services.database.scan(count_runs)
     return Response(metrics.render(counts), media_type=CONTENT_TYPE_LATEST)

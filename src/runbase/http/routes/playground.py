@@ -1,6 +1,6 @@
-"""The web playground at `/` and `/playground`: a page, its two static files, its catalog.
+"""The web playground at `/` and `/playground`: a page, its static files, its catalog.
 
-The page is plain HTML, CSS and one script shipped inside the package: no CDN, no build
+The page is plain HTML, CSS and two scripts shipped inside the package: no CDN, no build
 step, so it works offline. It is a client like any other: it calls the runs API with the
 key the user pastes, which stays in the browser's localStorage and is sent to nothing but
 this server's API.
@@ -32,6 +32,7 @@ _STATIC_DIR: Final = files("runbase.http").joinpath("static", "playground")
 _STATIC_TYPES: Final = {
     "app.css": "text/css; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
+    "ratio.js": "text/javascript; charset=utf-8",
 }
 # The page holds an API key: allow scripts from this server only, so that injected markup
 # cannot run code that reads the key. Output videos may live on another host (public_url).

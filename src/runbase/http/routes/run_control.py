@@ -9,12 +9,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from runbase.core import listing, runs
-from runbase.errors import CancelTimedOut, InvalidRequest, RunAlreadyFinished
+from runbase.errors import BadParameter, CancelTimedOut, RunAlreadyFinished
 from runbase.http.deps import authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.routes.runs import run_read
 from runbase.http.schemas import RunPage, RunRead
 from runbase.http.waiting import cancel_and_wait
+from runbase.parsing import check_text, parse_int
 
 router = APIRouter(tags=["runs"])
 
@@ -55,21 +56,13 @@ def _timestamp_ms(name: str, value: str | None) -> int | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip())
-    except ValueError:
-        raise InvalidRequest(
-            f"{name} must be an ISO-8601 time, such as 2026-06-01T12:00:00Z"
+        if moment.tzinfo is None:
+            raise BadParameter(name, f"{name} needs a time zone, such as Z for UTC")
+        return int(moment.timestamp() * 1000)
+    except (ValueError, OverflowError):  # not a time, or beyond the calendar at UTC
+        raise BadParameter(
+            name, f"{name} must be an ISO-8601 time, such as 2026-06-01T12:00:00Z"
         ) from None
-    if moment.tzinfo is None:
-        raise InvalidRequest(f"{name} needs a time zone, such as Z for UTC")
-    return int(moment.timestamp() * 1000)
-
-
-def _limit(value: str | None) -> int:
-    if value is None:
-        return 20
-    if not value.isdigit() or not 1 <= int(value) <= listing.MAX_PAGE:
-        raise InvalidRequest(f"limit must be an integer from 1 to {listing.MAX_PAGE}")
-    return int(value)
 
 
 @router.get("/runs", response_model=RunPage, openapi_extra={"parameters": _LIST_PARAMETERS})
@@ -80,19 +73,20 @@ async def list_runs(request: Request) -> JSONResponse:
     query = request.query_params
     status = query.get("status")
     if status is not None and status not in _STATUSES:
-        raise InvalidRequest(f"status must be one of {', '.join(_STATUSES)}")
+        raise BadParameter("status", f"status must be one of {', '.join(_STATUSES)}")
     cursor = query.get("cursor")
+    model = query.get("model")
     where = listing.RunFilter(
         status=status,
-        model=query.get("model"),
+        model=None if model is None else check_text(model, "model"),
         created_after_ms=_timestamp_ms("created_after", query.get("created_after")),
         created_before_ms=_timestamp_ms("created_before", query.get("created_before")),
     )
-    limit = _limit(query.get("limit"))
+    limit = parse_int(query.get("limit", "20"), "limit", low=1, high=listing.MAX_PAGE)
     after = listing.decode_cursor(cursor) if cursor is not None else None
-    rows, next_cursor = await services.database.read(
+    rows, next_cursor = await services.database.scan(
         lambda connection: listing.list_runs(
-            connection, account_id=key.account_id, limit=limit, after=after, where=where
+            connection, owner=key.owner, limit=limit, after=after, where=where
         )
     )
     base_url = str(request.base_url)
@@ -118,7 +112,7 @@ async def cancel_run(run_id: str, request: Request) -> JSONResponse:
     """
     services = get_services(request)
     key = await authorize(request, services)
-    run = await cancel_and_wait(services, run_id, account_id=key.account_id)
+    run = await cancel_and_wait(services, run_id, owner=key.owner)
     if run.status == runs.RunStatus.PROCESSING:
         raise CancelTimedOut(
             f"the engine did not stop within {services.settings.cancel_wait_seconds:g} s; the "

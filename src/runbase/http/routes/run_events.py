@@ -23,11 +23,11 @@ from sqlalchemy import Row
 
 from runbase.core import events, listing, runs
 from runbase.core.clock import format_timestamp
-from runbase.errors import InvalidRequest
 from runbase.http.deps import Services, authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.routes.runs import run_read
 from runbase.http.waiting import POLL_SECONDS
+from runbase.parsing import last_event_id
 
 router = APIRouter(tags=["runs"])
 
@@ -47,23 +47,15 @@ def _frame(run_id: str, event: Row[Any], run: dict[str, Any] | None) -> bytes:
     return f"id: {event.seq}\nevent: {event.kind}\ndata: {payload}\n\n".encode()
 
 
-def _last_event_id(header: str | None) -> int:
-    if header is None or not header.strip():
-        return 0
-    if not header.strip().isdigit():
-        raise InvalidRequest("Last-Event-ID must be the id of an event of this stream")
-    return int(header.strip())
-
-
 async def _stream(
-    services: Services, run_id: str, account_id: str, after: int, base_url: str
+    services: Services, run_id: str, owner: listing.Owner, after: int, base_url: str
 ) -> AsyncIterator[bytes]:
     yield b"retry: 1000\n\n"
     keepalive_at = time.monotonic() + KEEPALIVE_SECONDS
     while True:
         # The run first, then its events: a final run read here has its final event below.
         run = await services.database.read(
-            lambda connection: listing.get_run(connection, run_id, account_id=account_id)
+            lambda connection: listing.get_run(connection, run_id, owner=owner)
         )
         new = await services.database.read(
             lambda connection, after=after: events.events_after(connection, run_id, after)  # type: ignore[misc]
@@ -106,14 +98,14 @@ async def stream_run_events(run_id: str, request: Request) -> StreamingResponse:
     """Extension: the run's status and progress changes as server-sent events."""
     services = get_services(request)
     key = await authorize(request, services)
-    after = _last_event_id(request.headers.get("last-event-id"))
+    after = last_event_id(request.headers.get("last-event-id"))
     await services.database.read(  # 404 before the stream starts
-        lambda connection: listing.get_run(connection, run_id, account_id=key.account_id)
+        lambda connection: listing.get_run(connection, run_id, owner=key.owner)
     )
     headers = rate_limit_headers(request)
     headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
     return StreamingResponse(
-        _stream(services, run_id, key.account_id, after, str(request.base_url)),
+        _stream(services, run_id, key.owner, after, str(request.base_url)),
         media_type="text/event-stream",
         headers=headers,
     )

@@ -19,10 +19,11 @@ from runbase.core import listing, runs
 from runbase.core.catalog import MODELS
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
-from runbase.http.headers import cancel_after_ms, wait_seconds
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.schemas import CostEstimate, RunCreate, RunPublic, RunRead, run_public
 from runbase.http.waiting import wait_for_run
+from runbase.parsing import cancel_after_ms, wait_preference
+from runbase.storage import inputs
 from runbase.storage.tables import RunRow
 
 router = APIRouter(tags=["runs"])
@@ -87,9 +88,23 @@ def run_urls(services: Services, run: RunRow | Row[Any], base_url: str) -> list[
     ]
 
 
+def shown_input(services: Services, run: RunRow | Row[Any], base_url: str) -> dict[str, Any]:
+    """The run's input as the run object shows it: images stored at creation as signed
+    links (signed anew on every read, like outputs)."""
+    base = services.settings.public_url or base_url
+    ttl = services.settings.file_url_ttl_seconds
+    return inputs.shown_input(
+        run.input, lambda key: services.blobs.signed_url(key, base_url=base, ttl_seconds=ttl)
+    )
+
+
+def _public(services: Services, run: RunRow | Row[Any], base_url: str) -> dict[str, Any]:
+    return run_public(run, run_urls(services, run, base_url), shown_input(services, run, base_url))
+
+
 def run_read(services: Services, run: Row[Any], base_url: str) -> dict[str, Any]:
     """The run object of reads: with `queuePosition`."""
-    answer = run_public(run, run_urls(services, run, base_url))
+    answer = _public(services, run, base_url)
     answer["queuePosition"] = run.queue_position
     return answer
 
@@ -102,12 +117,13 @@ def _answer(
     is_read: bool = False,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    # Only output URLs need the base URL, and working it out costs as much as the read.
-    base_url = str(request.base_url) if run.status == runs.RunStatus.SUCCEEDED else ""
+    # Only signed links need the base URL, and working it out costs as much as the read.
+    needs_base = run.status == runs.RunStatus.SUCCEEDED or inputs.has_stored_images(run.input)
+    base_url = str(request.base_url) if needs_base else ""
     if is_read:
         body = run_read(services, cast(Row[Any], run), base_url)
     else:
-        body = run_public(run, run_urls(services, run, base_url))
+        body = _public(services, run, base_url)
     all_headers = rate_limit_headers(request)
     if headers:
         all_headers.update(headers)
@@ -125,14 +141,14 @@ async def create_run(request: Request) -> JSONResponse:
     key = await authorize(request, services)
     prepared = submission.prepare(services, await submission.read_json_body(request))
     headers = request.headers
-    wait = wait_seconds(headers.get("prefer"))
+    wait = wait_preference(headers.get("prefer"))
     cancel_after = cancel_after_ms(headers.get("cancel-after"))
     run, replayed = await submission.submit(
         services, key, prepared, request, cancel_after_ms=cancel_after
     )
     extra = {"Idempotent-Replayed": "true"} if replayed else {}
     if wait is not None:
-        run = await wait_for_run(services, run.id, account_id=key.account_id, timeout=wait)
+        run = await wait_for_run(services, run.id, owner=key.owner, timeout=wait)
         extra["Preference-Applied"] = f"wait={wait}"
     return _answer(request, services, run, headers=extra)
 
@@ -157,6 +173,6 @@ async def read_run(run_id: str, request: Request) -> JSONResponse:
     services = get_services(request)
     key = await authorize(request, services)
     run = await services.database.read(
-        lambda connection: listing.get_run(connection, run_id, account_id=key.account_id)
+        lambda connection: listing.get_run(connection, run_id, owner=key.owner)
     )
     return _answer(request, services, run, is_read=True)

@@ -12,6 +12,7 @@ ModelArk's envelope by this package alone (`_errors`); every other route keeps R
 The surface is described for users in docs/compat.md.
 """
 
+from runbase.http.routes.ark_compat._errors import ark_error_response
 from runbase.http.routes.ark_compat._routes import router
 
-__all__ = ["router"]
+__all__ = ["ark_error_response", "router"]

@@ -92,6 +92,57 @@ _KNOWN: Final = frozenset({"model", "content", *_GENERATION, *_OTHER})
 _BOOLEANS: Final = ("camera_fixed", "watermark", "generate_audio")
 
 
+_IMAGE_ITEM: Final = {
+    "type": "object",
+    "required": ["type", "image_url"],
+    "properties": {
+        "type": {"const": "image_url"},
+        "role": {"enum": ["first_frame", "last_frame"]},
+        "image_url": {
+            "type": "object",
+            "required": ["url"],
+            "properties": {"url": {"type": "string", "pattern": "^(https?://|data:image/)"}},
+        },
+    },
+}
+CREATE_SCHEMA: Final = {
+    "type": "object",
+    "required": ["model", "content"],
+    "properties": {
+        "model": {"enum": list(MODEL_IDS)},
+        "content": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "required": ["type", "text"],
+                        "properties": {"type": {"const": "text"}, "text": {"type": "string"}},
+                    },
+                    _IMAGE_ITEM,
+                ]
+            },
+        },
+        "resolution": {"enum": list(seedance.RESOLUTIONS)},
+        "ratio": {"enum": list(RATIOS)},
+        "duration": {"enum": [*DURATIONS, MODEL_CHOOSES]},
+        "frames": {"enum": list(FRAMES)},
+        "seed": {"type": "integer", "minimum": MODEL_CHOOSES, "maximum": seedance.MAX_SEED},
+        "camera_fixed": {"type": "boolean"},
+        "watermark": {"type": "boolean"},
+        "generate_audio": {"type": "boolean"},
+        "callback_url": {"type": "string"},
+        "execution_expires_after": {
+            "type": "integer",
+            "minimum": EXPIRES_AFTER[0],
+            "maximum": EXPIRES_AFTER[1],
+        },
+    },
+}
+"""The create body as the OpenAPI document shows it (text commands in the prompt aside)."""
+
+
 @dataclass(frozen=True)
 class ArkCreate:
     """A create-task body, translated."""
@@ -249,7 +300,7 @@ def _from_text(value: str) -> Any:
     lowered = value.lower()
     if lowered in ("true", "false"):
         return lowered == "true"
-    if re.fullmatch(r"-?\d{1,20}", value):
+    if re.fullmatch(r"-?[0-9]{1,20}", value):  # ASCII digits: never "²" or "٣"
         return int(value)
     return value
 

@@ -55,7 +55,9 @@ _TYPES: Final = {
     401: "Unauthorized",
     403: "Forbidden",
     404: "NotFound",
+    405: "MethodNotAllowed",
     409: "Conflict",
+    413: "RequestEntityTooLarge",
     429: "TooManyRequests",
 }
 # Runbase errors -> (HTTP status, ModelArk code).
@@ -135,6 +137,7 @@ def ark_error_response(request: Request, error: RunbaseError) -> JSONResponse:
     """`error` in ModelArk's envelope; the message ends with the request id, as ModelArk's."""
     status, code = ark_code(error)
     headers = ark_headers(request)
+    headers.update(error.headers)
     param = getattr(error, "param", None)
     if param is None:
         field = _INPUT_FIELD.match(error.message)

@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import Connection, Row
 
 from runbase.core import runs
-from runbase.errors import InvalidInput, MissingModel, RunNotFound
+from runbase.core.listing import is_plausible_id
+from runbase.errors import BadParameter, InvalidInput, MissingModel, RunNotFound
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
 from runbase.http.routes.ark_compat import _create, _task
@@ -24,6 +25,7 @@ from runbase.http.routes.ark_compat._errors import (
     ark_headers,
 )
 from runbase.http.routes.runs import run_urls
+from runbase.parsing import parse_int
 
 router = APIRouter(
     prefix="/api/v3/contents/generations/tasks",
@@ -33,6 +35,7 @@ router = APIRouter(
 
 DEFAULT_PAGE_SIZE: Final = 10
 MAX_PAGE: Final = 500
+MAX_TASK_IDS: Final = 100
 _TASK: Final = {"description": "ModelArk's task object"}
 # What a delete did; any other outcome is the task status that refused it.
 _CANCELED_NOW: Final = "canceled now"
@@ -50,7 +53,30 @@ def _task_object(services: Services, request: Request, run: Row[Any]) -> dict[st
     return _task.task_object(run, urls[0] if urls else None)
 
 
-@router.post("", responses={200: {"description": '{"id": "<task id>"}'}})
+_LIST_PARAMETERS: Final = [
+    {"name": "page_num", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    {"name": "filter.status", "in": "query", "schema": {"type": "string"}},
+    {"name": "filter.model", "in": "query", "schema": {"type": "string"}},
+    {"name": "filter.service_tier", "in": "query", "schema": {"type": "string"}},
+    {
+        "name": "filter.task_ids",
+        "in": "query",
+        "schema": {"type": "array", "items": {"type": "string"}},
+    },
+]
+
+
+@router.post(
+    "",
+    responses={200: {"description": '{"id": "<task id>"}'}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _create.CREATE_SCHEMA}},
+        }
+    },
+)
 async def create_task(request: Request) -> JSONResponse:
     """Create a video generation task (ModelArk `content_generation.tasks.create`): charged
     now, generated in the background."""
@@ -81,12 +107,16 @@ async def get_task(task_id: str, request: Request) -> JSONResponse:
     services = get_services(request)
     key = await authorize(request, services)
     run = await services.database.read(
-        lambda connection: _task.get_task_run(connection, task_id, account_id=key.account_id)
+        lambda connection: _task.get_task_run(connection, task_id, owner=key.owner)
     )
     return _json(request, _task_object(services, request, run))
 
 
-@router.get("", responses={200: {"description": '{"items": [task...], "total": n}'}})
+@router.get(
+    "",
+    responses={200: {"description": '{"items": [task...], "total": n}'}},
+    openapi_extra={"parameters": _LIST_PARAMETERS},
+)
 async def list_tasks(request: Request) -> JSONResponse:
     """The account's tasks, newest first (ModelArk `content_generation.tasks.list`)."""
     services = get_services(request)
@@ -103,21 +133,27 @@ async def list_tasks(request: Request) -> JSONResponse:
         )
     model = query.get("filter.model") or None
     tier = query.get("filter.service_tier") or None
+    task_ids = query.getlist("filter.task_ids")
+    if len(task_ids) > MAX_TASK_IDS:
+        raise BadParameter("filter.task_ids", f"give at most {MAX_TASK_IDS} task ids")
+    # An id that could not be ours matches nothing (and is never sent to the database).
+    known_ids = [task_id for task_id in task_ids if is_plausible_id(task_id)]
+    matches_none = bool(task_ids) and not known_ids
     # Nothing here is ever `expired`, or of another tier or model: such filters match none.
-    matches_none = status == "expired" or tier not in (None, "default")
+    matches_none = matches_none or status == "expired" or tier not in (None, "default")
     if model is not None:
         model = _create.MODEL_IDS.get(model)
         matches_none = matches_none or model is None
     if matches_none:
         return _json(request, {"items": [], "total": 0})
-    rows, total = await services.database.read(
+    rows, total = await services.database.scan(
         lambda connection: _task.list_runs(
             connection,
-            account_id=key.account_id,
+            owner=key.owner,
             page_num=page_num,
             page_size=page_size,
             status=_task.RUN_STATUSES[status] if status else None,
-            task_ids=query.getlist("filter.task_ids"),
+            task_ids=known_ids,
             model=model,
         )
     )
@@ -128,13 +164,7 @@ async def list_tasks(request: Request) -> JSONResponse:
 def _page_number(text: str | None, name: str, default: int) -> int:
     if text is None or text == "":
         return default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        raise ArkRequestError(
-            f"The parameter `{name}` specified in the request is not valid: it must be an "
-            f"integer from 1 to {MAX_PAGE}.",
-            param=name,
-        )
-    return int(text)
+    return parse_int(text, name, low=1, high=MAX_PAGE)
 
 
 @router.delete("/{task_id}", response_class=Response, responses={200: {"description": "Empty"}})
@@ -150,7 +180,7 @@ async def delete_task(task_id: str, request: Request) -> Response:
     key = await authorize(request, services)
 
     def delete(connection: Connection) -> str:
-        run = _task.get_task_run(connection, task_id, account_id=key.account_id)
+        run = _task.get_task_run(connection, task_id, owner=key.owner)
         status = runs.RunStatus(run.status)
         if status is runs.RunStatus.PENDING:
             reason = "the task was cancelled by its owner"
@@ -159,7 +189,7 @@ async def delete_task(task_id: str, request: Request) -> Response:
             return "running"  # a worker claimed it a moment ago
         if status in _DELETABLE:
             if not runs.mark_deleted(
-                connection, task_id, account_id=key.account_id, statuses=_DELETABLE
+                connection, task_id, owner=key.owner, statuses=_DELETABLE
             ):  # a concurrent delete marked it first
                 raise RunNotFound(f"The task {task_id!r} was not found")
             return _DELETED_NOW

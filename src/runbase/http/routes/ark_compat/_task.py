@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Row, Table, func, select
 from runbase.core import listing
 from runbase.core.seedance import FPS, SIZES
 from runbase.errors import RunNotFound
+from runbase.parsing import readable
 from runbase.storage.tables import RunRow
 
 STATUSES: Final = {
@@ -64,7 +65,7 @@ def task_object(run: Row[Any], video_url: str | None) -> dict[str, Any]:
         tokens = _video_tokens(run, seconds)
         task["usage"] = {"completion_tokens": tokens, "total_tokens": tokens}
     if run.error_code is not None:
-        task["error"] = {"code": run.error_code, "message": run.error_message or ""}
+        task["error"] = {"code": run.error_code, "message": readable(run.error_message or "")}
     return task
 
 
@@ -84,10 +85,10 @@ def _video_tokens(run: Row[Any], seconds: int) -> int:
     return area * FPS * seconds // 1024
 
 
-def get_task_run(connection: Connection, run_id: str, *, account_id: str) -> Row[Any]:
+def get_task_run(connection: Connection, run_id: str, *, owner: listing.Owner) -> Row[Any]:
     """The run of a task that has not been deleted (RunNotFound otherwise)."""
     try:
-        return listing.get_undeleted_run(connection, run_id, account_id=account_id)
+        return listing.get_undeleted_run(connection, run_id, owner=owner)
     except RunNotFound:
         raise RunNotFound(f"The task {run_id!r} was not found") from None
 
@@ -95,7 +96,7 @@ def get_task_run(connection: Connection, run_id: str, *, account_id: str) -> Row
 def list_runs(
     connection: Connection,
     *,
-    account_id: str,
+    owner: listing.Owner,
     page_num: int,
     page_size: int,
     status: str | None,
@@ -103,7 +104,7 @@ def list_runs(
     model: str | None,
 ) -> tuple[list[Row[Any]], int]:
     """One page of the account's tasks, newest first, and how many match in all."""
-    conditions: list[Any] = [_RUNS.c.account_id == account_id, listing.UNDELETED]
+    conditions: list[Any] = [*listing.owned_by(owner), listing.UNDELETED]
     if status is not None:
         conditions.append(_RUNS.c.status == status)
     if task_ids:

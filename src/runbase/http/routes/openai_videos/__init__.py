@@ -12,6 +12,7 @@ OpenAI's envelope by this package alone (`_errors`); every other route keeps Run
 The surface is described for users in docs/compat.md.
 """
 
+from runbase.http.routes.openai_videos._errors import openai_error_response
 from runbase.http.routes.openai_videos._routes import router
 
-__all__ = ["router"]
+__all__ = ["openai_error_response", "router"]

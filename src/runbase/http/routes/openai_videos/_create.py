@@ -24,10 +24,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email import policy
+from email.errors import MessageError
 from email.parser import BytesParser
 from typing import Any, Final
 
@@ -38,12 +38,14 @@ from runbase.config import Settings
 from runbase.core import seedance
 from runbase.core.catalog import MODELS
 from runbase.errors import InvalidImage
+from runbase.http import submission
 from runbase.http.routes.openai_videos._errors import (
     RequestTooLarge,
     VideoRequestError,
     image_error,
 )
 from runbase.media.images import IMAGE_FORMATS, FetchPolicy, fetch_image
+from runbase.parsing import check_text, declared_length, read_int
 
 DEFAULT_SIZE: Final = "720x1280"
 SIZES: Final = {f"{width}x{height}": key for key, (width, height) in seedance.SIZES.items()}
@@ -77,8 +79,8 @@ def allowed_sizes() -> str:
 async def read_fields(request: Request) -> dict[str, Any]:
     """The request's fields: strings (or JSON values) and `Upload`s, by name."""
     content_type = request.headers.get("content-type", "")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    declared = declared_length(request.headers.get("content-length"))
+    if declared is not None and declared > MAX_BODY_BYTES:
         raise _too_large()
     body = bytearray()
     async for chunk in request.stream():
@@ -89,12 +91,7 @@ async def read_fields(request: Request) -> dict[str, Any]:
     if media_type == "multipart/form-data":
         return await asyncio.to_thread(_parse_multipart, content_type, bytes(body))
     if media_type == "application/json" or media_type.endswith("+json"):
-        try:
-            fields = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise VideoRequestError(
-                f"the request body is not valid JSON: {exc}", param=None, code="invalid_json"
-            ) from None
+        fields = await submission.parse_json_body(bytes(body))
         if not isinstance(fields, dict):
             raise VideoRequestError(
                 "the request body must be a JSON object", param=None, code="invalid_json"
@@ -116,17 +113,30 @@ def _too_large() -> RequestTooLarge:
 
 def _parse_multipart(content_type: str, body: bytes) -> dict[str, Any]:
     """multipart/form-data with the standard library's MIME parser (binary-safe)."""
+    try:
+        return _read_parts(content_type, body)
+    except (ValueError, TypeError, LookupError, MessageError):  # the parser's own faults
+        raise _unreadable() from None
+
+
+def _unreadable() -> VideoRequestError:
+    return VideoRequestError(
+        "the multipart/form-data body could not be read", param=None, code="invalid_body"
+    )
+
+
+def _read_parts(content_type: str, body: bytes) -> dict[str, Any]:
     head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1", "replace")
     message = BytesParser(policy=policy.HTTP).parsebytes(head + body)
     if not message.is_multipart():
-        raise VideoRequestError(
-            "the multipart/form-data body could not be read", param=None, code="invalid_body"
-        )
+        raise _unreadable()
     fields: dict[str, Any] = {}
     for part in message.iter_parts():
         name = part.get_param("name", header="content-disposition")
         if not isinstance(name, str):
             continue
+        # Header bytes that are not ASCII come back as lone surrogates ("surrogateescape").
+        name = check_text(name, "a form field's name")
         data = part.get_payload(decode=True)
         data = data if isinstance(data, bytes) else b""
         filename = part.get_filename()
@@ -236,7 +246,8 @@ def _extension_value(name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
     if name == "seed":
-        return int(value) if value.lstrip("-").isdigit() else value
+        number = read_int(value, allow_negative=True)
+        return value if number is None else number
     return {"true": True, "false": False}.get(value.lower(), value)
 
 

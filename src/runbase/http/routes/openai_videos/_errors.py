@@ -7,7 +7,8 @@
 answered here, before the app's Runbase envelope handler could see it. Statuses follow
 what the `openai` SDK expects:
 
-    400 invalid_request_error   bad parameters (`param` names the field when known)
+    400 invalid_request_error   bad parameters (`param` names the field when known;
+                                code invalid_value for an unreadable one)
     401 invalid_request_error   missing or invalid key (SDK: AuthenticationError)
     404 invalid_request_error   no such video for this account (NotFoundError)
     409 invalid_request_error   the video is in the wrong state (ConflictError)
@@ -30,6 +31,7 @@ from runbase.errors import (
     ApiError,
     InsufficientBalance,
     InvalidImage,
+    InvalidRequest,
     RateLimited,
     RunbaseError,
     ServerError,
@@ -103,6 +105,7 @@ def image_error(error: InvalidImage) -> VideoRequestError:
 def openai_error_response(request: Request, error: RunbaseError) -> JSONResponse:
     """`error` in OpenAI's envelope, with the rate-limit headers the Runbase routes send."""
     headers = rate_limit_headers(request)
+    headers.update(error.headers)
     status, kind, code = error.http_status, "invalid_request_error", error.code
     param = getattr(error, "param", None)
     if param is None:
@@ -114,6 +117,8 @@ def openai_error_response(request: Request, error: RunbaseError) -> JSONResponse
     elif isinstance(error, _QUOTA_ERRORS):
         status, kind, code = 429, "insufficient_quota", "insufficient_quota"
         headers["x-should-retry"] = "false"
+    elif isinstance(error, InvalidRequest):  # a header or parameter `parsing` refused
+        code = "invalid_value"
     elif isinstance(error, ServerError) or status >= 500:
         kind = "server_error"
     elif status == 409 and code != "idempotency_key_in_use":

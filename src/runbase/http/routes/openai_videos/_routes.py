@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from PIL import Image
 from sqlalchemy import Row
 
@@ -20,6 +20,7 @@ from runbase.errors import RunNotFound, ServerError
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
+from runbase.http.routes.files import RangeFileResponse
 from runbase.http.routes.openai_videos import _create, _video
 from runbase.http.routes.openai_videos._errors import (
     OpenAIRoute,
@@ -30,6 +31,7 @@ from runbase.http.routes.openai_videos._errors import (
 )
 from runbase.http.waiting import cancel_and_wait
 from runbase.media.probe import read_frames
+from runbase.parsing import parse_int
 from runbase.storage.blobs import LocalBlobStore
 
 router = APIRouter(prefix="/v1/videos", tags=["openai-compatible videos"], route_class=OpenAIRoute)
@@ -66,12 +68,10 @@ _CREATE_BODY: Final = {
 }
 
 
-async def _find_run(services: Services, video_id: str, account_id: str) -> Row[Any]:
+async def _find_run(services: Services, video_id: str, owner: listing.Owner) -> Row[Any]:
     try:
         return await services.database.read(
-            lambda connection: listing.get_undeleted_run(
-                connection, video_id, account_id=account_id
-            )
+            lambda connection: listing.get_undeleted_run(connection, video_id, owner=owner)
         )
     except RunNotFound:
         raise VideoNotFound(f"no video {video_id!r} exists for your account") from None
@@ -96,26 +96,37 @@ async def create_video(request: Request) -> JSONResponse:
     return _json(request, _video.video_object(run))
 
 
-@router.get("", responses={200: {"description": "A page of Video objects"}})
+@router.get(
+    "",
+    responses={200: {"description": "A page of Video objects"}},
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": _video.MAX_PAGE},
+            },
+            {"name": "after", "in": "query", "schema": {"type": "string"}},
+            {"name": "order", "in": "query", "schema": {"enum": ["asc", "desc"]}},
+        ]
+    },
+)
 async def list_videos(request: Request) -> JSONResponse:
     """The account's videos (OpenAI `videos.list`): newest first unless `order=asc`."""
     services = get_services(request)
     key = await authorize(request, services)
     query = request.query_params
-    limit_text = query.get("limit", str(_DEFAULT_PAGE))
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= _video.MAX_PAGE:
-        raise VideoRequestError(
-            f"limit must be an integer from 1 to {_video.MAX_PAGE}", param="limit"
-        )
+    limit = parse_int(query.get("limit", str(_DEFAULT_PAGE)), "limit", low=1, high=_video.MAX_PAGE)
+    after = query.get("after")
     order = query.get("order", "desc")
     if order not in ("asc", "desc"):
         raise VideoRequestError("order must be asc or desc", param="order")
-    page = await services.database.read(
+    page = await services.database.scan(
         lambda connection: _video.list_page(
             connection,
-            account_id=key.account_id,
-            limit=int(limit_text),
-            after=query.get("after"),
+            owner=key.owner,
+            limit=limit,
+            after=after,
             ascending=order == "asc",
         )
     )
@@ -127,7 +138,7 @@ async def retrieve_video(video_id: str, request: Request) -> JSONResponse:
     """A video's status and progress (OpenAI `videos.retrieve`)."""
     services = get_services(request)
     key = await authorize(request, services)
-    run = await _find_run(services, video_id, key.account_id)
+    run = await _find_run(services, video_id, key.owner)
     return _json(request, _video.video_object(run))
 
 
@@ -144,17 +155,17 @@ async def delete_video(video_id: str, request: Request) -> JSONResponse:
     """
     services = get_services(request)
     key = await authorize(request, services)
-    run = await _find_run(services, video_id, key.account_id)
+    run = await _find_run(services, video_id, key.owner)
     if runs.RunStatus(run.status).is_terminal():
         deleted = await services.database.write(
             lambda connection: runs.mark_deleted(
-                connection, video_id, account_id=key.account_id, statuses=_FINISHED
+                connection, video_id, owner=key.owner, statuses=_FINISHED
             )
         )
         if not deleted:  # a concurrent delete marked it first
             raise VideoNotFound(f"no video {video_id!r} exists for your account")
         return _deleted(request, video_id, True)
-    run = await cancel_and_wait(services, video_id, account_id=key.account_id)
+    run = await cancel_and_wait(services, video_id, owner=key.owner)
     if run.status == runs.RunStatus.PROCESSING:
         raise VideoConflict(
             f"the video's engine did not stop within {services.settings.cancel_wait_seconds:g}"
@@ -168,16 +179,22 @@ def _deleted(request: Request, video_id: str, deleted: bool) -> JSONResponse:
     return _json(request, {"id": video_id, "object": "video.deleted", "deleted": deleted})
 
 
-@router.get(
-    "/{video_id}/content",
-    response_class=Response,
-    responses={
+_CONTENT_ROUTE: Final[dict[str, Any]] = {
+    "response_class": Response,
+    "responses": {
         200: {
             "content": {"video/mp4": {}, "image/jpeg": {}},
             "description": "The MP4 (Range requests work), or a JPEG of its first frame",
-        }
+        },
+        206: {"content": {"video/mp4": {}}, "description": "The parts the Range asked for"},
+        302: {"description": "With S3 storage: the bucket's presigned link to the MP4"},
     },
-)
+}
+
+
+# Two routes, not one with two methods: each needs its own operation in the document.
+@router.head("/{video_id}/content", **_CONTENT_ROUTE)
+@router.get("/{video_id}/content", **_CONTENT_ROUTE)
 async def download_video_content(video_id: str, request: Request) -> Response:
     """The video's bytes (OpenAI `videos.download_content`); `variant=thumbnail`: a JPEG."""
     services = get_services(request)
@@ -188,7 +205,7 @@ async def download_video_content(video_id: str, request: Request) -> Response:
             f"variant {variant!r} is not available; available: {', '.join(_VARIANTS)}",
             param="variant",
         )
-    run = await _find_run(services, video_id, key.account_id)
+    run = await _find_run(services, video_id, key.owner)
     if run.status != runs.RunStatus.SUCCEEDED or not run.output_keys:
         status = _video.video_object(run)["status"]
         raise VideoNotReady(
@@ -212,7 +229,9 @@ async def download_video_content(video_id: str, request: Request) -> Response:
     if variant == "thumbnail":
         jpeg = await asyncio.to_thread(_first_frame_jpeg, path)
         return Response(jpeg, media_type="image/jpeg", headers=headers)
-    return FileResponse(path, media_type="video/mp4", headers=headers)
+    response = RangeFileResponse(request, path, media_type="video/mp4")
+    response.headers.update(headers)
+    return response
 
 
 def _first_frame_jpeg(path: Path) -> bytes:

@@ -17,6 +17,7 @@ from runbase.core import listing
 from runbase.core.catalog import MODELS
 from runbase.errors import RunNotFound
 from runbase.http.routes.openai_videos._errors import VideoRequestError
+from runbase.parsing import readable
 from runbase.storage.tables import RunRow
 
 MAX_PAGE: Final = listing.MAX_PAGE
@@ -36,7 +37,7 @@ def video_object(run: RunRow | Row[Any]) -> dict[str, Any]:
     progress = 100 if status == "completed" else min(99, max(0, int(run.progress * 100)))
     error = None
     if run.error_code is not None:
-        error = {"code": run.error_code, "message": run.error_message or ""}
+        error = {"code": run.error_code, "message": readable(run.error_message or "")}
     finished = status in ("completed", "failed")
     return {
         "id": run.id,
@@ -48,7 +49,7 @@ def video_object(run: RunRow | Row[Any]) -> dict[str, Any]:
         "completed_at": run.completed_ms // 1000 if finished and run.completed_ms else None,
         # Outputs are kept until an operator removes them; links to them are re-signed.
         "expires_at": None,
-        "prompt": run.input.get("prompt"),
+        "prompt": readable(run.input.get("prompt")),
         "seconds": str(run.input.get("duration")),
         "size": video_size(run),
         "remixed_from_video_id": None,
@@ -68,17 +69,17 @@ def video_size(run: RunRow | Row[Any]) -> str | None:
 def list_page(
     connection: Connection,
     *,
-    account_id: str,
+    owner: listing.Owner,
     limit: int,
     after: str | None,
     ascending: bool,
 ) -> dict[str, Any]:
     """One page in OpenAI's list shape; `after` is the last video id of the page before
     (it may have been deleted since: it still marks the place)."""
-    conditions: list[Any] = [_RUNS.c.account_id == account_id, listing.UNDELETED]
+    conditions: list[Any] = [*listing.owned_by(owner), listing.UNDELETED]
     if after is not None:
         try:
-            anchor = listing.get_run(connection, after, account_id=account_id)
+            anchor = listing.get_run(connection, after, owner=owner)
         except RunNotFound:
             raise VideoRequestError(
                 f"after: no video {after!r} exists for your account", param="after"

@@ -14,6 +14,8 @@ const state = {
   model: null, // the catalog entry of the model the form edits
   images: [null, null], // data: URIs of the first and last frame
   imageNames: [null, null],
+  imageSizes: [null, null], // {width, height, uri} of each frame
+  keptRatio: null, // {uri, ratio}: the user chose to crop this first frame to this ratio
   tab: "curl",
   quotes: new Map(), // the server's estimates, by priceKey
   quoteTimer: null,
@@ -92,6 +94,7 @@ function refresh() {
     `${width}×${height} · ${frames} frames · ${input.generate_audio ? "with audio" : "silent"}`;
   $("#prompt-count").textContent = String(input.prompt.length);
   if ($("#video").hidden) showFrame(width, height, frames);
+  renderRatioNotice();
   renderSnippet();
   scheduleQuote(input);
 }
@@ -144,6 +147,41 @@ function showFrame(width, height, frames) {
   $("#frame-size").textContent = `${width} × ${height} · 24 fps · ${frames} frames`;
 }
 
+// ---- the first frame against the chosen aspect ratio (ratio.js) ----------------------
+
+function currentRatioAdvice() {
+  const first = state.images[0] ? state.imageSizes[0] : null;
+  return ratioAdvice(first, radioValue("ratio"), state.model.aspectRatios, state.keptRatio);
+}
+
+function renderRatioNotice() {
+  const advice = currentRatioAdvice();
+  const notice = $("#ratio-notice");
+  notice.hidden = !advice;
+  if (!advice) {
+    notice.classList.remove("attention");
+    return;
+  }
+  $("#ratio-notice-text").textContent = advice.text;
+  $("#ratio-use").textContent = `Use ${advice.nearest}`;
+  $("#ratio-use").dataset.ratio = advice.nearest;
+  $("#ratio-keep").textContent = `Keep ${radioValue("ratio")} and crop`;
+}
+
+function setupRatioNotice() {
+  $("#ratio-use").addEventListener("click", () => {
+    const ratio = $("#ratio-use").dataset.ratio;
+    document.querySelector(`input[name="ratio"][value="${ratio}"]`).checked = true;
+    hideError();
+    refresh();
+  });
+  $("#ratio-keep").addEventListener("click", () => {
+    state.keptRatio = { uri: state.images[0], ratio: radioValue("ratio") };
+    hideError();
+    refresh();
+  });
+}
+
 // ---- images: drag and drop, or click, into data: URIs ---------------------------------
 
 function setupDrops() {
@@ -177,11 +215,19 @@ function loadImage(slot, file) {
   if (file.size > MAX_IMAGE_BYTES) return showError("Images must be under 30 MB.");
   const reader = new FileReader();
   reader.onload = () => {
-    state.images[slot] = reader.result;
-    state.imageNames[slot] = file.name;
-    hideError();
-    renderDrops();
-    refresh();
+    // Its size is known before it counts, so the ratio check never misses a frame.
+    const uri = reader.result;
+    const probe = new Image();
+    probe.onload = () => {
+      state.images[slot] = uri;
+      state.imageNames[slot] = file.name;
+      state.imageSizes[slot] = { width: probe.naturalWidth, height: probe.naturalHeight, uri };
+      hideError();
+      renderDrops();
+      refresh();
+    };
+    probe.onerror = () => showError("That image cannot be read.");
+    probe.src = uri;
   };
   reader.readAsDataURL(file);
 }
@@ -191,9 +237,11 @@ function removeImage(slot) {
     // The last frame alone would be read as a first frame: move it up instead.
     state.images = [state.images[1], null];
     state.imageNames = [state.imageNames[1], null];
+    state.imageSizes = [state.imageSizes[1], null];
   } else {
     state.images[1] = null;
     state.imageNames[1] = null;
+    state.imageSizes[1] = null;
   }
   renderDrops();
   refresh();
@@ -286,6 +334,11 @@ async function generate(event) {
   hideError();
   if (!$("#api-key").value.trim()) return showError("Paste an API key first (runbase serve prints one on first start).");
   if (!$("#prompt").value.trim()) return showError("Write a prompt first.");
+  if (currentRatioAdvice()) {
+    // Nothing is charged until the user has said how the first frame should fit.
+    $("#ratio-notice").classList.add("attention");
+    return showError("The first frame does not fit the chosen aspect ratio: choose above.");
+  }
   state.running = true;
   $("#run").disabled = true;
   resetResult();
@@ -486,6 +539,7 @@ async function start() {
   setupKey();
   setupDrops();
   setupSnippets();
+  setupRatioNotice();
   const response = await fetch("/playground/catalog.json");
   const catalog = await response.json();
   state.model = catalog.models[0];

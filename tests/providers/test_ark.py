@@ -1,15 +1,11 @@
-"""The ModelArk engine against the fake ModelArk (tests/fakes/modelark.py), through a live
+"""The ModelArk provider against the fake ModelArk (tests/fakes/modelark.py), through a live
 runbase: success to a probed MP4, failures refunded, expiry, 429 storms, prompt text
-commands, the key kept secret, and a SIGKILL of runbase in the middle of a task."""
+commands, the key kept secret, the attempts table, and a SIGKILL of runbase in the middle
+of a task."""
 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-import support
 from fakes.modelark import FakeModelArk, RunningFake
-from runbase.engines.ark import strip_text_commands
 from runbase.media.probe import probe
+from runbase.providers.ark import strip_text_commands
+from runbase.storage.tables import UpstreamAttemptRow
+from server_process import ServerProcess, free_port
 from support import SEEDANCE, Admin, LiveServer, make_settings
 
 ARK_KEY = "ark-secret-key-0123456789abcdef"
@@ -194,49 +191,31 @@ def test_a_429_storm_is_ridden_out(
     assert any("retrying" in line for line in run["logs"] or []), run["logs"]
 
 
-def test_old_task_records_are_forgotten(tmp_path: Path) -> None:
-    from runbase.engines.ark import STATE_FILE, forget_old_state
+def test_without_a_key_the_provider_cannot_start(tmp_path: Path) -> None:
+    from runbase.providers import load_provider
 
-    old, recent = tmp_path / "run_old", tmp_path / "run_recent"
-    for run_dir in (old, recent):
-        run_dir.mkdir()
-        (run_dir / STATE_FILE).write_text('{"task_id": "cgt-1"}')
-    eight_days_ago = time.time() - 8 * 24 * 3600
-    os.utime(old / STATE_FILE, (eight_days_ago, eight_days_ago))
-    forget_old_state(tmp_path)
-    assert not old.exists()
-    assert (recent / STATE_FILE).exists()
-
-
-def test_without_a_key_the_engine_is_unavailable(tmp_path: Path) -> None:
-    from runbase.engines import load_engine
-    from runbase.errors import EngineUnavailable
-
-    engine = load_engine("ark", make_settings(tmp_path))
-    with pytest.raises(EngineUnavailable, match="RUNBASE_ARK_API_KEY"):
-        engine.setup()
+    provider = load_provider("ark", make_settings(tmp_path))
+    assert "RUNBASE_ARK_API_KEY" in (provider.configuration_problem() or "")
 
 
 @pytest.mark.slow
 def test_sigkill_mid_task_resumes_the_same_upstream_task(ark: FakeModelArk, tmp_path: Path) -> None:
     ark.queued_seconds, ark.running_seconds = 1.0, 2.0
     data_dir = tmp_path / "data"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     server = _serve(data_dir, port, ark)
     try:
-        key = next(w for line in server.output for w in line.split() if w.startswith("sk-"))
+        key = server.printed_key
+        assert key is not None
         headers = {"Authorization": f"Bearer {key}"}
         base_url = f"http://127.0.0.1:{port}"
         body = {"model": SEEDANCE, "input": {"prompt": "a crash", "resolution": "480p"}}
         run_id = httpx.post(base_url + "/api/v1/runs", json=body, headers=headers).json()["id"]
         _wait_for(lambda: len(ark.creates) == 1)
-        time.sleep(0.2)  # the task id is on disk as soon as the create answer is read
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(timeout=10)
+        time.sleep(0.2)  # the task id is recorded as soon as the create answer is read
+        server.kill()
     finally:
-        _stop(server.process)
+        server.stop()
 
     server = _serve(data_dir, port, ark)
     try:
@@ -248,75 +227,37 @@ def test_sigkill_mid_task_resumes_the_same_upstream_task(ark: FakeModelArk, tmp_
             assert time.monotonic() < deadline, run
             time.sleep(0.1)
     finally:
-        _stop(server.process)
+        server.stop()
     assert run["status"] == "succeeded", run
     assert len(ark.creates) == 1
     admin = Admin(make_settings(data_dir))
     [row] = admin.runs()
     assert row.attempts == 2
     admin.check_books(row.account_id)
+    # One upstream attempt, resumed from the database by the restarted server.
+    [attempt] = admin.select(UpstreamAttemptRow.__table__)
+    assert attempt.state == "succeeded" and attempt.provider == "ark"
+    assert attempt.task_id == next(iter(ark.tasks))
+    assert any("resuming task" in line for line in run["logs"]), run["logs"]
 
 
 # ---- helpers ---------------------------------------------------------------------------
 
 
-class _Served:
-    def __init__(self, process: subprocess.Popen[str], output: list[str]) -> None:
-        self.process, self.output = process, output
-
-
-def _serve(data_dir: Path, port: int, fake: FakeModelArk) -> _Served:
-    database_env = getattr(support, "database_env", lambda _: {})
-    env = {
-        **os.environ,
-        **database_env(data_dir),
-        "PYTHONPATH": str(TESTS_DIR),
-        "RUNBASE_ENGINES": "ark",
-        "RUNBASE_ARK_API_KEY": ARK_KEY,
-        "RUNBASE_ARK_BASE_URL": fake.base_url + "/api/v3",
-        "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
-        "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.05",
-        "RUNBASE_LEASE_SECONDS": "2",
-        "RUNBASE_POLL_INTERVAL_SECONDS": "0.1",
-        "RUNBASE_RATE_LIMIT": "1000/10seconds",  # the test polls faster than 2 requests a second
-    }
-    command = [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
-    command += ["--data-dir", str(data_dir)]
-    process = subprocess.Popen(
-        command,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+def _serve(data_dir: Path, port: int, fake: FakeModelArk) -> ServerProcess:
+    return ServerProcess(
+        data_dir,
+        port,
+        {
+            "RUNBASE_ENGINES": "ark",
+            "RUNBASE_ARK_API_KEY": ARK_KEY,
+            "RUNBASE_ARK_BASE_URL": fake.base_url + "/api/v3",
+            "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
+            "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.05",
+            "RUNBASE_LEASE_SECONDS": "2",
+            "RUNBASE_POLL_INTERVAL_SECONDS": "0.1",
+        },
     )
-    output: list[str] = []
-    assert process.stdout is not None
-    for line in process.stdout:
-        output.append(line)
-        if "serving on" in line:
-            break
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            break
-        except httpx.TransportError:
-            assert time.monotonic() < deadline, "".join(output)
-            time.sleep(0.1)
-    return _Served(process, output)
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-    if process.stdout is not None:
-        process.stdout.close()
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:

@@ -1,0 +1,138 @@
+"""Claims and leases: how workers take pending runs and keep them.
+
+    claim_runs        move up to N of the oldest pending runs to processing under one
+                      worker's lease (compute workers take one, the provider gateway as
+                      many as it has free slots)
+    renew_leases      one statement extends every lease a worker holds (the gateway's
+                      heartbeat for all its runs at once); answers which it still holds
+                      and which of those their owners asked to cancel
+    transfer_run      hand a held run to another worker of this process (the gateway
+                      to a compute worker, when a run's route ends at a compute engine)
+
+Each is a guarded update, as in `core.runs`: a run moves only from the status (and holder)
+the statement names, so concurrent claimers never take the same run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, Table, func, or_, select, update
+
+from runbase.core.clock import now_ms
+from runbase.core.events import EventKind, record_event
+from runbase.core.webhooks import WebhookEvent
+from runbase.storage.tables import RunRow
+
+_RUNS = cast(Table, RunRow.__table__)
+_PENDING = "pending"
+_PROCESSING = "processing"
+
+
+def claim_runs(
+    connection: Connection,
+    *,
+    worker_id: str,
+    lease_ms: int,
+    is_postgres: bool,
+    limit: int = 1,
+    is_test: bool | None = None,
+) -> list[Row[Any]]:
+    """Claim up to `limit` of the oldest pending runs (only test runs, only live runs, or
+    either, as `is_test` says); each claim counts an attempt and records its event.
+
+    A run past its Cancel-After deadline is left for the reaper to cancel.
+    """
+    now = now_ms()
+    oldest = (
+        select(_RUNS.c.id)
+        .where(
+            _RUNS.c.status == _PENDING,
+            or_(_RUNS.c.deadline_ms.is_(None), _RUNS.c.deadline_ms > now),
+        )
+        .order_by(_RUNS.c.created_ms, _RUNS.c.id)
+        .limit(limit)
+    )
+    if is_test is not None:
+        oldest = oldest.where(_RUNS.c.is_test.is_(is_test))
+    if is_postgres:
+        oldest = oldest.with_for_update(skip_locked=True)
+    run_ids = list(connection.execute(oldest).scalars())
+    if not run_ids:
+        return []
+    claimed = list(
+        connection.execute(
+            update(_RUNS)
+            .where(_RUNS.c.id.in_(run_ids), _RUNS.c.status == _PENDING)
+            .values(
+                status=_PROCESSING,
+                worker_id=worker_id,
+                lease_expires_ms=now + lease_ms,
+                attempts=_RUNS.c.attempts + 1,
+                started_ms=func.coalesce(_RUNS.c.started_ms, now),
+                progress=0.0,
+            )
+            .returning(*_RUNS.c)
+        ).all()
+    )
+    claimed.sort(key=lambda run: (run.created_ms, run.id))
+    for run in claimed:
+        record_event(connection, run, EventKind.STATUS, webhook_event=WebhookEvent.START)
+    return claimed
+
+
+def claim_next_run(
+    connection: Connection, *, worker_id: str, lease_ms: int, is_postgres: bool
+) -> Row[Any] | None:
+    """Move the oldest pending run to processing under this worker's lease (or None)."""
+    claimed = claim_runs(
+        connection, worker_id=worker_id, lease_ms=lease_ms, is_postgres=is_postgres
+    )
+    return claimed[0] if claimed else None
+
+
+@dataclass(frozen=True)
+class Leases:
+    """What one renewal found."""
+
+    held: frozenset[str]
+    """Runs this worker still holds (their leases now extended)."""
+    canceling: frozenset[str]
+    """Of those, the runs whose owner asked to cancel them (or whose deadline passed)."""
+
+
+def renew_leases(connection: Connection, *, worker_id: str, lease_ms: int) -> Leases:
+    """Extend the lease of every processing run this worker holds, in one statement."""
+    rows = connection.execute(
+        update(_RUNS)
+        .where(_RUNS.c.worker_id == worker_id, _RUNS.c.status == _PROCESSING)
+        .values(lease_expires_ms=now_ms() + lease_ms)
+        .returning(_RUNS.c.id, _RUNS.c.cancel_requested)
+    ).all()
+    return Leases(
+        held=frozenset(row.id for row in rows),
+        canceling=frozenset(row.id for row in rows if row.cancel_requested),
+    )
+
+
+def transfer_run(
+    connection: Connection, run_id: str, *, from_worker: str, to_worker: str, lease_ms: int
+) -> bool:
+    """Give a processing run held by `from_worker` to `to_worker` (same attempt)."""
+    moved = connection.execute(
+        update(_RUNS)
+        .where(
+            _RUNS.c.id == run_id,
+            _RUNS.c.worker_id == from_worker,
+            _RUNS.c.status == _PROCESSING,
+        )
+        .values(worker_id=to_worker, lease_expires_ms=now_ms() + lease_ms)
+    ).rowcount
+    return bool(moved)
+
+
+def held_runs(connection: Connection, run_ids: Sequence[str]) -> list[Row[Any]]:
+    """The rows of these runs (a transferred run, as its new worker sees it)."""
+    return list(connection.execute(select(_RUNS).where(_RUNS.c.id.in_(list(run_ids)))).all())

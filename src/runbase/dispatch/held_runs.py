@@ -1,0 +1,109 @@
+"""What the provider gateway keeps per run and per provider while runs are in flight.
+
+HeldRun          a run the gateway holds: its logs and progress since the last
+                 heartbeat (it is the `RunLog` its provider writes to), why it must
+                 stop (canceled, lost), and the event that wakes its poll loop
+Slots            runs in flight per provider, never above the provider's cap
+GatewayObserver  who hears about the gateway's runs (the server's waiters, metrics)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy import Row
+
+from runbase.config import Settings
+from runbase.dispatch.routing import Breaker
+from runbase.dispatch.wakeup import WorkSignal
+from runbase.providers import Provider
+from runbase.storage.blobs import BlobStore
+from runbase.storage.db import Database
+
+
+class GatewayObserver(Protocol):
+    """Who hears about the gateway's runs (the server's waiters and metrics)."""
+
+    def run_changed(self, run_id: str) -> None: ...
+
+    def provider_submitted(self, provider: str, seconds: float) -> None: ...
+
+    def provider_completed(self, provider: str, seconds: float) -> None: ...
+
+    def provider_failed(self, provider: str, error_class: str) -> None: ...
+
+
+@dataclass
+class HeldRun:
+    """A run this gateway holds, and what its task reported since the last heartbeat."""
+
+    run: Row[Any]
+    logs: list[str] = field(default_factory=list)
+    fraction: float = 0.0
+    sent_fraction: float = 0.0
+    """Progress as last written (a claim sets it to 0): only a change is written."""
+    cancel_reason: str | None = None
+    is_lost: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set by a callback, a cancel, a lost lease or shutdown: the poll loop looks at once."""
+    provider: str | None = None
+    task_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return str(self.run.id)
+
+    def log(self, message: str) -> None:
+        self.logs.append(message)
+
+    def progress(self, fraction: float, stage: str = "") -> None:
+        del stage  # the run shows a fraction; the stage goes to the logs when it matters
+        self.fraction = max(0.0, min(1.0, fraction))
+
+
+class Slots:
+    """Runs in flight per provider, never above its cap; waiters wake when one frees."""
+
+    def __init__(self, caps: dict[str, int]) -> None:
+        self.caps = caps
+        self.in_flight = dict.fromkeys(caps, 0)
+        self._changed = WorkSignal()
+
+    def free(self, name: str) -> int:
+        return self.caps[name] - self.in_flight[name]
+
+    def try_take(self, name: str) -> bool:
+        if self.in_flight[name] >= self.caps[name]:
+            return False
+        self.in_flight[name] += 1
+        return True
+
+    def give(self, name: str) -> None:
+        self.in_flight[name] -= 1
+        self._changed.notify()
+
+    async def changed(self, timeout: float) -> None:
+        await self._changed.wait(timeout)
+
+
+class RunHost(Protocol):
+    """What a run needs from the gateway that carries it (`dispatch.gateway.Gateway`)."""
+
+    id: str
+    database: Database
+    blobs: BlobStore
+    settings: Settings
+    providers: dict[str, Provider]
+    slots: Slots
+    breakers: dict[str, Breaker]
+    observer: GatewayObserver
+    stopping: asyncio.Event
+    hand_to_compute: Callable[[HeldRun], Awaitable[bool]] | None
+    callback_url: Callable[[str, str], str | None]
+
+    def stations(self) -> tuple[str | None, ...]: ...
+
+    def usable(self, name: str) -> bool: ...

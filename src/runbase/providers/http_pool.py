@@ -1,0 +1,215 @@
+"""`ClientPool`: the keep-alive HTTP/1.1 connections that carry every API call of a
+provider's runs.
+
+A gateway with a thousand runs in flight makes hundreds of small calls a second to one
+host, so the cost of each call is what counts: measured (docs/benchmarks.md, "Gateway"),
+httpx's client layer and httpcore's pool (anyio locks and cancel scopes, a pool that does
+work in the square of its size on every request) cost several times the call itself. This
+is a small client for that one job, on asyncio's transports and the `httptools` parser
+that uvicorn already uses:
+
+- up to `max_connections` connections to the API's origin, kept alive while used and
+  closed after 4 s idle (before the 5 s after which many servers drop them, so that a
+  submit rarely goes out on a connection the server is closing);
+- a request either gets a whole response (status, headers, body; Content-Length or
+  chunked) or raises the httpx error it stands for: `ConnectError` / `ConnectTimeout`
+  (never sent), `ReadTimeout` / `RemoteProtocolError` (it may have been sent);
+- TLS with the shared context of `runbase.outbound`; no redirects, no proxies, no
+  cookies, no compression: provider APIs answer JSON directly.
+
+Answers are plain `httpx.Response` objects, so providers read them as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json as jsonlib
+import time
+from collections.abc import Mapping
+from typing import Any, Final, cast
+from urllib.parse import urlsplit
+
+import httptools
+import httpx
+
+from runbase.outbound import shared_ssl_context
+
+__all__ = ["ClientPool"]
+
+IDLE_SECONDS: Final = 4.0
+
+
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: one request at a time, its response into a future."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.idle_since = time.monotonic()
+        self._parser = httptools.HttpResponseParser(self)
+        self._answer: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._status = 0
+        self._headers_done = False
+        self.reusable = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(httpx.RemoteProtocolError(f"malformed response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.reusable = False
+        if self._headers_done and self._answer is not None and not self._answer.done():
+            # A body without a length ends where the connection does.
+            self._answer.set_result((self._status, self._headers, b"".join(self._body)))
+        self._fail(httpx.RemoteProtocolError("the server closed the connection"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.reusable = self._parser.should_keep_alive()
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_result((self._status, self._headers, b"".join(self._body)))
+
+    # the client's side
+    def is_usable(self) -> bool:
+        return (
+            self.transport is not None
+            and not self.transport.is_closing()
+            and time.monotonic() - self.idle_since < IDLE_SECONDS
+        )
+
+    def send(self, data: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+        assert self.transport is not None
+        self._answer = asyncio.get_running_loop().create_future()
+        self._headers, self._body, self.reusable = [], [], False
+        self._headers_done = False
+        self._parser = httptools.HttpResponseParser(self)
+        self.transport.write(data)
+        return self._answer
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self, error: Exception) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(error)
+
+
+class ClientPool:
+    """Calls to one API origin (`base_url`), with `headers` on every request."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        headers: Mapping[str, str],
+        timeout: float = 30.0,
+        max_connections: int = 32,
+    ) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) base URL: {base_url!r}")
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._tls else 80)
+        default_port = self._port == (443 if self._tls else 80)
+        authority = self._host if default_port else f"{self._host}:{self._port}"
+        self._origin = f"{parts.scheme}://{authority}"
+        self._prefix = parts.path.rstrip("/")
+        self._fixed = f"Host: {authority}\r\n" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        self._timeout = timeout
+        self._idle: list[_Connection] = []
+        self._slots = asyncio.Semaphore(max_connections)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request: `path` under the base URL, or an absolute URL of the same origin."""
+        target = self._target(path)
+        body = b"" if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
+        head = f"{method} {target} HTTP/1.1\r\n{self._fixed}"
+        if headers:
+            head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        if json is not None:
+            head += "Content-Type: application/json\r\n"
+        if body or method in ("POST", "PUT", "PATCH"):
+            head += f"Content-Length: {len(body)}\r\n"
+        data = head.encode("latin-1") + b"\r\n" + body
+        async with self._slots:
+            connection = await self._connection()
+            try:
+                status, raw_headers, content = await asyncio.wait_for(
+                    connection.send(data), self._timeout
+                )
+            except TimeoutError:
+                connection.close()
+                raise httpx.ReadTimeout(f"no answer within {self._timeout:g} s") from None
+            except BaseException:
+                connection.close()
+                raise
+            if connection.reusable:
+                connection.idle_since = time.monotonic()
+                self._idle.append(connection)
+            else:
+                connection.close()
+        return httpx.Response(status, headers=raw_headers, content=content)
+
+    async def aclose(self) -> None:
+        for connection in self._idle:
+            connection.close()
+        self._idle.clear()
+
+    def _target(self, path: str) -> str:
+        if "://" not in path:
+            return self._prefix + path
+        if not path.startswith(self._origin + "/"):
+            raise ValueError("ClientPool only calls its own origin")
+        return path[len(self._origin) :]
+
+    async def _connection(self) -> _Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.is_usable():
+                return connection
+            connection.close()
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(
+                    _Connection,
+                    self._host,
+                    self._port,
+                    ssl=shared_ssl_context() if self._tls else None,
+                    server_hostname=self._host if self._tls else None,
+                ),
+                self._timeout,
+            )
+        except TimeoutError:
+            raise httpx.ConnectTimeout(f"connecting took over {self._timeout:g} s") from None
+        except OSError as exc:
+            raise httpx.ConnectError(f"connecting failed: {exc.strerror or exc}") from exc
+        return protocol

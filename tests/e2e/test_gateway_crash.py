@@ -1,0 +1,173 @@
+"""The gateway's crash test: 200 runs in flight across two providers, SIGKILL of the whole
+server (its process group), restart. Every run ends; no run is created upstream twice (the
+fakes count creates by prompt, one prompt per run); every run that succeeded was made by
+the task it was first given; balances and ledger are exact.
+
+Providers are listed in `PROVIDERS`, one entry per kind: how to start its fake, the
+settings that point runbase at it, and which prompts it was asked to make. Add a kind (a
+fal fake, a Replicate fake) by adding an entry; the route is the list, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fakes.modelark import FakeModelArk, RunningFake
+from runbase.storage.tables import UpstreamAttemptRow
+from server_process import ServerProcess, free_port
+from support import SEEDANCE, Admin, make_settings
+
+TESTS_DIR = Path(__file__).resolve().parents[1]
+ARK_KEY = "ark-secret-key-0123456789abcdef"
+RUNS = 200
+
+
+@dataclass
+class ProviderKind:
+    """One provider of the route, with its fake."""
+
+    engine: str
+    """Its name in RUNBASE_ENGINES."""
+    start: Callable[[Path], tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]]
+    """Start the fake: answers (stop it, environment for runbase, prompts it was asked)."""
+
+
+def _ark_fake(
+    env_name: str | None,
+) -> Callable[..., tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]]:
+    def start(videos: Path) -> tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]:
+        fake = FakeModelArk(ARK_KEY, videos, queued_seconds=1.0, running_seconds=4.0)
+        runner = RunningFake(fake)
+        url = runner.start()
+        env = {env_name: url} if env_name else {"RUNBASE_ARK_BASE_URL": url}
+
+        def prompts() -> list[str]:
+            return [str(body["content"][0]["text"]) for body in fake.creates]
+
+        return runner.stop, env, prompts
+
+    return start
+
+
+PROVIDERS = [
+    ProviderKind("ark", _ark_fake(None)),
+    ProviderKind("provider_fixtures:ArkB", _ark_fake("RUNBASE_TEST_ARK_B_BASE_URL")),
+]
+
+
+def server_env(env: dict[str, str]) -> dict[str, str]:
+    return {
+        **env,
+        "RUNBASE_ENGINES": ",".join(kind.engine for kind in PROVIDERS),
+        "RUNBASE_ARK_API_KEY": ARK_KEY,
+        "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
+        "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.5",
+        "RUNBASE_ARK_MAX_POLL_INTERVAL_SECONDS": "1",
+        "RUNBASE_ARK_MAX_IN_FLIGHT": str(RUNS // len(PROVIDERS)),
+        "RUNBASE_LEASE_SECONDS": "2",
+        "RUNBASE_ACCESS_LOG": "false",
+        "RUNBASE_STARTING_BALANCE_USD": "1000",
+    }
+
+
+@pytest.fixture
+def fakes(tmp_path: Path) -> Iterator[tuple[dict[str, str], list[Callable[[], list[str]]]]]:
+    env: dict[str, str] = {}
+    prompts, stops = [], []
+    for kind in PROVIDERS:
+        stop, kind_env, kind_prompts = kind.start(tmp_path / "fake-videos")
+        env |= kind_env
+        prompts.append(kind_prompts)
+        stops.append(stop)
+    yield env, prompts
+    for stop in stops:
+        stop()
+
+
+async def create_all(base_url: str, key: str) -> list[str]:
+    headers = {"Authorization": f"Bearer {key}"}
+    limits = httpx.Limits(max_connections=20)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def one(index: int) -> str:
+            body = {
+                "model": SEEDANCE,
+                "input": {
+                    "prompt": f"crash run {index}",
+                    "resolution": "480p",
+                    "generate_audio": False,
+                },
+            }
+            response = await client.post("/api/v1/runs", json=body)
+            assert response.status_code == 200, response.text
+            return str(response.json()["id"])
+
+        return list(await asyncio.gather(*(one(i) for i in range(RUNS))))
+
+
+@pytest.mark.slow
+def test_sigkill_with_200_runs_in_flight_at_two_providers(
+    tmp_path: Path, fakes: tuple[dict[str, str], list[Callable[[], list[str]]]]
+) -> None:
+    env, prompts_of = fakes
+    data_dir, port = tmp_path / "data", free_port()
+    server = ServerProcess(data_dir, port, server_env(env))
+    try:
+        key = server.printed_key
+        assert key is not None
+        run_ids = asyncio.run(create_all(server.base_url, key))
+        deadline = time.monotonic() + 60
+        while sum(len(p()) for p in prompts_of) < RUNS:  # all are upstream
+            assert time.monotonic() < deadline, [len(p()) for p in prompts_of]
+            time.sleep(0.05)
+        assert all(len(p()) > 0 for p in prompts_of)  # both providers carry runs
+        server.kill()
+    finally:
+        server.stop()
+
+    server = ServerProcess(data_dir, port, server_env(env))
+    try:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(base_url=server.base_url, headers=headers, timeout=30) as client:
+            deadline = time.monotonic() + 120
+            while True:
+                runs = [client.get(f"/api/v1/runs/{r}").json() for r in run_ids]
+                if all(run["status"] in ("succeeded", "failed", "canceled") for run in runs):
+                    break
+                assert time.monotonic() < deadline, Counter(run["status"] for run in runs)
+                time.sleep(0.5)
+    finally:
+        server.stop()
+
+    creates = Counter(prompt for prompts in prompts_of for prompt in prompts())
+    assert max(creates.values()) == 1, creates.most_common(3)  # never created twice
+    by_status = Counter(run["status"] for run in runs)
+    failures = Counter(str(run["error"]["message"])[:90] for run in runs if run["error"])
+    # Only a run whose create was answered but not yet recorded when the server died may
+    # fail (refunded): a create is never repeated without an idempotency key.
+    assert by_status["succeeded"] >= RUNS * 9 // 10, (by_status, failures)
+    admin = Admin(make_settings(data_dir))
+    table = UpstreamAttemptRow.__table__
+    for run in runs:
+        attempts = admin.select(table, table.c.run_id == run["id"])
+        if run["status"] == "succeeded":  # made by the one task it was given
+            [attempt] = [a for a in attempts if a.state == "succeeded"]
+            assert creates[f"crash run {run_ids.index(run['id'])}"] == 1
+            assert run["backend"] == attempt.provider
+        else:  # interrupted mid-submit: failed rather than paid twice
+            assert "not submitted again" in run["error"]["message"], run
+            assert [a.state for a in attempts] == ["uncertain"]
+    [row] = admin.runs()[:1]
+    admin.check_books(row.account_id)
+    spent = sum(r.cost_micros for r in admin.runs() if r.status == "succeeded")
+    assert admin.balance(row.account_id) == 1000 * 1_000_000 - spent
