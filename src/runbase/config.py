@@ -306,7 +306,15 @@ class Settings(BaseSettings):
     """fal's public keys for webhook signatures (Ed25519), read at most once an hour."""
 
     fal_poll_interval_seconds: float = 2.0
-    """First wait between polls of a fal request (it grows to 5x)."""
+    """First wait between polls of a fal request (it grows 1.5x per poll)."""
+
+    fal_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of a fal request (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    fal_submit_retry_seconds: float = 10.0
+    """How long a submit answered with 429 or 5xx (or a refused connection) is retried
+    before the run moves to the next provider of the route (or fails, refunded)."""
 
     fal_timeout_seconds: float = 1800.0
     """Longest time one fal attempt may take, download included."""
@@ -335,7 +343,15 @@ class Settings(BaseSettings):
     """The Replicate model (`owner/name`) that runs Seedance 1.5 Pro."""
 
     replicate_poll_interval_seconds: float = 2.0
-    """First wait between polls of a prediction (it grows to 5x)."""
+    """First wait between polls of a prediction (it grows 1.5x per poll)."""
+
+    replicate_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of a prediction (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    replicate_submit_retry_seconds: float = 10.0
+    """How long a submit answered with 429 or 5xx (or a refused connection) is retried
+    before the run moves to the next provider of the route (or fails, refunded)."""
 
     replicate_timeout_seconds: float = 1800.0
     """Longest time one Replicate attempt may take, download included."""
@@ -361,14 +377,24 @@ class Settings(BaseSettings):
     """The `sk-...` key for `runbase_base_url`; never logged."""
 
     runbase_allow_private_hosts: bool = False
-    """Let the upstream and its video downloads be on loopback or private addresses."""
+    """Let video downloads from the upstream reach loopback and private addresses (an
+    upstream runbase on this machine or a private network; tests)."""
 
     runbase_rate_limit: str = "20/10seconds"
     """The upstream's rate limit over create and get together (`limits` notation); every
     run in flight shares it (runbase.net: 20 per 10 s per key)."""
 
     runbase_poll_interval_seconds: float = 2.0
-    """First wait between polls of an upstream run (it grows to 5x)."""
+    """First wait between polls of an upstream run (it grows 1.5x per poll)."""
+
+    runbase_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of an upstream run (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    runbase_submit_retry_seconds: float = 10.0
+    """How long a create answered with 5xx (or a refused connection) is retried before the
+    run moves to the next provider of the route (or fails, refunded); the upstream's 429s
+    are waited out, not counted here."""
 
     runbase_timeout_seconds: float = 1800.0
     """Longest time one attempt at the upstream may take, download included."""

@@ -53,7 +53,7 @@ async def provider(fake: FakeReplicate) -> AsyncIterator[ReplicateProvider]:
         poll_interval_s=0.05,
         allow_private_hosts=True,
         image_policy=FetchPolicy(allow_private_hosts=True),
-        submit_budget_s=3.0,
+        submit_retry_s=3.0,
     )
     await provider.start()
     yield provider

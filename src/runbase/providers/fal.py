@@ -45,6 +45,7 @@ from runbase.providers.base import (
     TokenPrices,
     video_tokens,
 )
+from runbase.providers.http_pool import ClientPool
 from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ MAX_SEED: Final = 2**31 - 1
 """fal's seed is a signed 32-bit integer (-1 for random); the contract allows up to 2^32-1."""
 WEBHOOK_TOLERANCE_S: Final = 300
 JWKS_TTL_S: Final = 3600.0
+JWKS_REFRESH_S: Final = 60.0
 _POLL_BUDGET_S: Final = 20.0
 _PROGRESS: Final = {"IN_QUEUE": 0.1, "IN_PROGRESS": 0.5}
 _CONTENT_ERRORS: Final = frozenset({"content_policy_violation"})
@@ -86,22 +88,23 @@ class FalProvider:
         prices: TokenPrices,
         max_in_flight: int = 40,
         poll_interval_s: float = 2.0,
+        max_poll_interval_s: float = 10.0,
         timeout_s: float = 1800.0,
+        submit_retry_s: float = 10.0,
         allow_private_hosts: bool = False,
-        submit_budget_s: float = 60.0,
     ) -> None:
         self._api_key = api_key
-        self.submit_budget_s = submit_budget_s
-        """How long a submit is retried while fal is busy (429, 5xx, refused connection)."""
         self.queue_url = queue_url.rstrip("/")
         self.jwks_url = jwks_url
         self.prices = prices
         self.max_in_flight = max_in_flight
         self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = poll_interval_s * 5
+        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
         self.timeout_s = timeout_s
+        self.submit_retry_s = submit_retry_s
+        """How long a submit is retried while fal is busy (429, 5xx, refused connection)."""
         self.allow_private_hosts = allow_private_hosts
-        self._client: httpx.AsyncClient | None = None
+        self._client: ClientPool | None = None
         self._keys: list[Ed25519PublicKey] = []
         self._keys_read_at = float("-inf")
 
@@ -117,7 +120,9 @@ class FalProvider:
             ),
             max_in_flight=settings.fal_max_in_flight,
             poll_interval_s=settings.fal_poll_interval_seconds,
+            max_poll_interval_s=settings.fal_max_poll_interval_seconds,
             timeout_s=settings.fal_timeout_seconds,
+            submit_retry_s=settings.fal_submit_retry_seconds,
             allow_private_hosts=settings.fal_allow_private_hosts,
         )
 
@@ -140,12 +145,9 @@ class FalProvider:
         if problem is not None:
             raise NotAccepted(problem)
         assert self._api_key is not None
-        self._client = httpx.AsyncClient(
+        self._client = ClientPool(
             base_url=self.queue_url,
             headers={"Authorization": f"Key {self._api_key.get_secret_value()}"},
-            timeout=30.0,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
 
     async def close(self) -> None:
@@ -181,7 +183,7 @@ class FalProvider:
         if job.callback_url is not None:
             path += "?" + urlencode({"fal_webhook": job.callback_url})
         log.progress(0.05, "submitting")
-        policy = RetryPolicy(self.submit_budget_s, self.poll_interval_s, retry_unsent_only=True)
+        policy = RetryPolicy(self.submit_retry_s, self.poll_interval_s, retry_unsent_only=True)
         try:
             response = await call(
                 self._api, "POST", path, policy=policy, log=log,
@@ -243,9 +245,9 @@ class FalProvider:
     async def cancel(self, task_id: str) -> bool:
         """A queued request is removed (free); one in progress goes on and is billed."""
         try:
-            status = await self._api.get(f"/{APP}/requests/{task_id}/status")
+            status = await self._api.request("GET", f"/{APP}/requests/{task_id}/status")
             queued = (json_object(status) or {}).get("status") == "IN_QUEUE"
-            response = await self._api.put(f"/{APP}/requests/{task_id}/cancel")
+            response = await self._api.request("PUT", f"/{APP}/requests/{task_id}/cancel")
         except httpx.HTTPError as exc:
             logger.warning("canceling fal request %s failed: %s", task_id, type(exc).__name__)
             return False
@@ -274,12 +276,13 @@ class FalProvider:
             return None
         digest = hashlib.sha256(callback.body).hexdigest()
         message = "\n".join((request_id, user_id, stamp, digest)).encode()
-        for key in await self._webhook_keys():
-            try:
-                key.verify(signature, message)
-            except InvalidSignature:
-                continue
-            return request_id
+        for refresh in (False, True):
+            for key in await self._webhook_keys(refresh=refresh):
+                try:
+                    key.verify(signature, message)
+                except InvalidSignature:
+                    continue
+                return request_id
         return None
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -292,31 +295,47 @@ class FalProvider:
         except CallFailed:
             return None
 
-    async def _webhook_keys(self) -> list[Ed25519PublicKey]:
-        """fal's webhook keys, read from its JWKS at most once an hour."""
-        if time.monotonic() - self._keys_read_at < JWKS_TTL_S and self._keys:
+    async def _webhook_keys(self, *, refresh: bool = False) -> list[Ed25519PublicKey]:
+        """fal's webhook keys, read from its JWKS at most once an hour, or once a minute
+        when asked to `refresh` (a signature none of them verifies: fal may have rotated)."""
+        age = time.monotonic() - self._keys_read_at
+        if age < (JWKS_REFRESH_S if refresh else JWKS_TTL_S) and (
+            self._keys or age < JWKS_REFRESH_S
+        ):
             return self._keys
+        self._keys_read_at = time.monotonic()
         try:
             async with httpx.AsyncClient(timeout=10.0, follow_redirects=False) as client:
                 response = await client.get(self.jwks_url)
-            keys = (json_object(response) or {}).get("keys")
         except httpx.HTTPError as exc:
             logger.warning("reading fal's webhook keys failed: %s", type(exc).__name__)
             return self._keys
-        found = []
-        for entry in keys if isinstance(keys, list) else []:
-            x = entry.get("x") if isinstance(entry, Mapping) else None
-            if entry.get("crv") == "Ed25519" and isinstance(x, str):
-                raw = base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))
-                found.append(Ed25519PublicKey.from_public_bytes(raw))
-        self._keys, self._keys_read_at = found, time.monotonic()
-        return found
+        keys = (json_object(response) or {}).get("keys")
+        found = [
+            key for entry in (keys if isinstance(keys, list) else []) if (key := _ed25519(entry))
+        ]
+        if found:
+            self._keys = found
+        return self._keys
 
     @property
-    def _api(self) -> httpx.AsyncClient:
+    def _api(self) -> ClientPool:
         if self._client is None:
             raise NotAccepted("the fal provider was not started")
         return self._client
+
+
+def _ed25519(entry: Any) -> Ed25519PublicKey | None:
+    """One JWKS entry as an Ed25519 public key (None for any other entry)."""
+    if not isinstance(entry, Mapping) or entry.get("crv") != "Ed25519":
+        return None
+    x = entry.get("x")
+    if not isinstance(x, str):
+        return None
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
+    except ValueError:  # not base64, or not 32 bytes
+        return None
 
 
 def _detail_type(body: Mapping[str, Any]) -> str | None:

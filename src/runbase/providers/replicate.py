@@ -53,6 +53,7 @@ from runbase.providers.base import (
     TokenPrices,
     video_tokens,
 )
+from runbase.providers.http_pool import ClientPool
 from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
 
 if TYPE_CHECKING:
@@ -87,10 +88,11 @@ class ReplicateProvider:
         prices: TokenPrices,
         max_in_flight: int = 100,
         poll_interval_s: float = 2.0,
+        max_poll_interval_s: float = 10.0,
         timeout_s: float = 1800.0,
+        submit_retry_s: float = 10.0,
         allow_private_hosts: bool = False,
         image_policy: FetchPolicy | None = None,
-        submit_budget_s: float = 60.0,
     ) -> None:
         self._api_token = api_token
         self.base_url = base_url.rstrip("/")
@@ -98,12 +100,12 @@ class ReplicateProvider:
         self.prices = prices
         self.max_in_flight = max_in_flight
         self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = poll_interval_s * 5
+        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
         self.timeout_s = timeout_s
+        self.submit_retry_s = submit_retry_s
         self.allow_private_hosts = allow_private_hosts
         self.image_policy = image_policy or FetchPolicy()
-        self.submit_budget_s = submit_budget_s
-        self._client: httpx.AsyncClient | None = None
+        self._client: ClientPool | None = None
         self._secret: str | None = None
         self._finished: dict[str, Mapping[str, Any]] = {}
 
@@ -119,7 +121,9 @@ class ReplicateProvider:
             ),
             max_in_flight=settings.replicate_max_in_flight,
             poll_interval_s=settings.replicate_poll_interval_seconds,
+            max_poll_interval_s=settings.replicate_max_poll_interval_seconds,
             timeout_s=settings.replicate_timeout_seconds,
+            submit_retry_s=settings.replicate_submit_retry_seconds,
             allow_private_hosts=settings.replicate_allow_private_hosts,
             image_policy=FetchPolicy(allow_private_hosts=settings.allow_private_image_hosts),
         )
@@ -142,12 +146,9 @@ class ReplicateProvider:
         if problem is not None:
             raise NotAccepted(problem)
         assert self._api_token is not None
-        self._client = httpx.AsyncClient(
+        self._client = ClientPool(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self._api_token.get_secret_value()}"},
-            timeout=30.0,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=64, max_keepalive_connections=64),
         )
 
     async def close(self) -> None:
@@ -181,7 +182,7 @@ class ReplicateProvider:
         if job.callback_url is not None:
             body |= {"webhook": job.callback_url, "webhook_events_filter": ["completed"]}
         log.progress(0.05, "submitting")
-        policy = RetryPolicy(self.submit_budget_s, self.poll_interval_s, retry_unsent_only=True)
+        policy = RetryPolicy(self.submit_retry_s, self.poll_interval_s, retry_unsent_only=True)
         path = f"/v1/models/{self.model}/predictions"
         try:
             response = await call(
@@ -245,7 +246,7 @@ class ReplicateProvider:
         """Replicate stops the prediction; Seedance is billed by its output, so a canceled
         prediction made no video and is not billed."""
         try:
-            response = await self._api.post(f"/v1/predictions/{task_id}/cancel")
+            response = await self._api.request("POST", f"/v1/predictions/{task_id}/cancel")
         except httpx.HTTPError as exc:
             logger.warning("canceling prediction %s failed: %s", task_id, type(exc).__name__)
             return False
@@ -289,7 +290,7 @@ class ReplicateProvider:
     async def _webhook_secret(self) -> str | None:
         if self._secret is None:
             try:
-                response = await self._api.get("/v1/webhooks/default/secret")
+                response = await self._api.request("GET", "/v1/webhooks/default/secret")
             except httpx.HTTPError as exc:
                 logger.warning("reading Replicate's webhook secret failed: %s", type(exc).__name__)
                 return None
@@ -298,7 +299,7 @@ class ReplicateProvider:
         return self._secret
 
     @property
-    def _api(self) -> httpx.AsyncClient:
+    def _api(self) -> ClientPool:
         if self._client is None:
             raise NotAccepted("the replicate provider was not started")
         return self._client

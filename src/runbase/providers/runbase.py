@@ -49,14 +49,21 @@ from runbase.providers.base import (
     SubmitUncertain,
     TaskFailed,
 )
-from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
+from runbase.providers.http_pool import ClientPool
+from runbase.providers.transport import (
+    CallFailed,
+    RetryPolicy,
+    call,
+    json_object,
+    retry_after_seconds,
+)
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
 
     from runbase.config import Settings
 
-__all__ = ["Pacer", "RunbaseProvider"]
+__all__ = ["PacedPool", "Pacer", "RunbaseProvider"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,34 +124,34 @@ class Pacer:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
 
-class _PacedTransport(httpx.AsyncBaseTransport):
-    """Every request waits for the pacer; a 429 `RATE_LIMITED` pauses all and is resent."""
+class PacedPool(ClientPool):
+    """A `ClientPool` whose every request waits for the pacer; a 429 `RATE_LIMITED` pauses
+    every request and is sent again (a 429 `USAGE_EXCEEDED`, a quota, is answered)."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport, pacer: Pacer) -> None:
-        self._inner = inner
+    def __init__(self, pacer: Pacer, *, base_url: str, headers: Mapping[str, str]) -> None:
+        super().__init__(base_url=base_url, headers=headers)
         self._pacer = pacer
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
         backoff = 1.0
         while True:
             await self._pacer.acquire()
             try:
-                response = await self._inner.handle_async_request(request)
+                response = await super().request(method, path, json=json, headers=headers)
             finally:
                 self._pacer.release()
-            if response.status_code != 429:
+            if response.status_code != 429 or b"USAGE_EXCEEDED" in response.content:
                 return response
-            body = await response.aread()
-            await response.aclose()
-            if b"USAGE_EXCEEDED" in body:  # a quota, not a rate: waiting does not help
-                return httpx.Response(429, headers=response.headers, content=body)
-            advised = response.headers.get("retry-after", "")
-            wait = float(advised) if advised.replace(".", "", 1).isdigit() else backoff
+            wait = retry_after_seconds(response) or backoff
             self._pacer.pause(min(wait, _MAX_PAUSE_S))
             backoff = min(backoff * 2, _MAX_PAUSE_S)
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
 
 
 class RunbaseProvider:
@@ -162,24 +169,27 @@ class RunbaseProvider:
         rate_limit: str = "20/10seconds",
         max_in_flight: int = 100,
         poll_interval_s: float = 2.0,
+        max_poll_interval_s: float = 10.0,
         timeout_s: float = 1800.0,
+        submit_retry_s: float = 10.0,
         allow_private_hosts: bool = False,
-        submit_budget_s: float = 120.0,
     ) -> None:
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.rate_limit = rate_limit
         self.max_in_flight = max_in_flight
         self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = poll_interval_s * 5
+        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
         self.timeout_s = timeout_s
+        self.submit_retry_s = submit_retry_s
+        """How long a create answered 5xx (or refused) is retried; 429s are waited out."""
         self.allow_private_hosts = allow_private_hosts
-        self.submit_budget_s = submit_budget_s
         self.accepts_idempotency_key = False
         """True once `start` found that the upstream is a runbase (it replays on the key)."""
         self.pacer: Pacer | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: PacedPool | None = None
         self._secret: str | None = None
+        self._extensions_known = False
         self._finished: dict[str, Mapping[str, Any]] = {}
 
     @classmethod
@@ -190,13 +200,15 @@ class RunbaseProvider:
             rate_limit=settings.runbase_rate_limit,
             max_in_flight=settings.runbase_max_in_flight,
             poll_interval_s=settings.runbase_poll_interval_seconds,
+            max_poll_interval_s=settings.runbase_max_poll_interval_seconds,
             timeout_s=settings.runbase_timeout_seconds,
+            submit_retry_s=settings.runbase_submit_retry_seconds,
             allow_private_hosts=settings.runbase_allow_private_hosts,
         )
 
     @property
     def is_runbase(self) -> bool:
-        """The upstream answered runbase's own extension (found at `start`)."""
+        """The upstream answered runbase's own extension (asked at `start`)."""
         return self._secret is not None
 
     def configuration_problem(self) -> str | None:
@@ -212,7 +224,7 @@ class RunbaseProvider:
         """A runbase takes the whole contract. runbase.net's public schema has no seed and
         no camera_fixed, so once the upstream is known not to be a runbase, a run that asks
         for either is refused rather than made without it."""
-        if self._client is None or self.is_runbase:
+        if not self._extensions_known or self.is_runbase:
             return
         seed = validated_input.get("seed")
         if isinstance(seed, int) and seed >= 0:
@@ -226,12 +238,10 @@ class RunbaseProvider:
             raise NotAccepted(problem)
         assert self._api_key is not None
         self.pacer = Pacer(self.rate_limit)
-        self._client = httpx.AsyncClient(
+        self._client = PacedPool(
+            self.pacer,
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}"},
-            timeout=30.0,
-            follow_redirects=False,
-            transport=_PacedTransport(httpx.AsyncHTTPTransport(), self.pacer),
         )
         await self._find_extensions()
 
@@ -262,19 +272,21 @@ class RunbaseProvider:
         return body
 
     async def submit(self, job: ProviderJob, log: RunLog) -> str:
+        if not self._extensions_known:  # the upstream did not answer at start
+            await self._find_extensions()
         self.check_input(job.model, job.input)
         log.progress(0.05, "submitting")
         body = self.create_body(job)
         headers = {"Idempotency-Key": job.idempotency_key} if self.is_runbase else None
         policy = RetryPolicy(
-            self.submit_budget_s, self.poll_interval_s, retry_unsent_only=not self.is_runbase
+            self.submit_retry_s, self.poll_interval_s, retry_unsent_only=not self.is_runbase
         )
         try:
             response = await call(
                 self._api, "POST", RUNS_PATH, policy=policy, log=log,
                 provider=self.display_name, json=body, headers=headers,
             )  # fmt: skip
-            if response.status_code == 400 and "webhook" in body and "webhook" in response.text:
+            if "webhook" in body and _refuses_webhook(response):
                 # The upstream will not call this URL back (plain http, say): poll only.
                 log.log("the upstream refused the callback URL; polling it instead")
                 body = {"model": body["model"], "input": body["input"]}
@@ -345,7 +357,7 @@ class RunbaseProvider:
         if not self.is_runbase:
             return False
         try:
-            response = await self._api.post(f"{RUNS_PATH}/{task_id}/cancel")
+            response = await self._api.request("POST", f"{RUNS_PATH}/{task_id}/cancel")
         except httpx.HTTPError as exc:
             logger.warning("canceling upstream run %s failed: %s", task_id, type(exc).__name__)
             return False
@@ -376,18 +388,25 @@ class RunbaseProvider:
     # ---- plumbing ------------------------------------------------------------------------
 
     async def _find_extensions(self) -> None:
-        """A runbase answers `GET /api/v1/webhooks/secret`; runbase.net does not (404)."""
+        """A runbase answers `GET /api/v1/webhooks/secret` with its account's secret (a test
+        key's: the test secret, which signs the webhooks of its test runs); runbase.net
+        does not have the route (404). Any other answer (down, 5xx, our key refused) says
+        nothing: the question is asked again before the next create."""
         try:
-            response = await self._api.get("/api/v1/webhooks/secret")
+            response = await self._api.request("GET", "/api/v1/webhooks/secret")
         except httpx.HTTPError as exc:
-            logger.warning("the upstream did not answer at start: %s", type(exc).__name__)
+            logger.warning("the upstream did not answer: %s", type(exc).__name__)
+            return
+        if response.status_code not in (200, 404, 405):
+            logger.warning("the upstream answered HTTP %s for its extensions", response.status_code)
             return
         key = (json_object(response) or {}).get("key") if response.status_code == 200 else None
         self._secret = key if isinstance(key, str) and key.startswith("whsec_") else None
         self.accepts_idempotency_key = self._secret is not None
+        self._extensions_known = True
 
     @property
-    def _api(self) -> httpx.AsyncClient:
+    def _api(self) -> PacedPool:
         if self._client is None:
             raise NotAccepted("the runbase provider was not started")
         return self._client
@@ -398,6 +417,11 @@ def _error(response: httpx.Response) -> tuple[str, str]:
     if isinstance(error, Mapping):
         return str(error.get("code") or "unknown"), str(error.get("message") or "")
     return "unknown", response.reason_phrase
+
+
+def _refuses_webhook(response: httpx.Response) -> bool:
+    code, message = _error(response)
+    return response.status_code == 400 and code == "invalid_input" and "webhook" in message
 
 
 def _refusal(response: httpx.Response) -> Exception:
