@@ -4,7 +4,6 @@ JWKS. End-to-end runs through a live server are in test_provider_runs.py."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
