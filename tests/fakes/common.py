@@ -72,9 +72,14 @@ class VideoLibrary:
         self._lock = threading.Lock()
         self._paths: dict[tuple[int, int, int, bool], Path] = {}
 
-    def for_contract(self, resolution: str, ratio: str, seconds: int, audio: bool) -> Path:
-        """The video the contract promises: SIZES[resolution, ratio], 24 x seconds + 1."""
+    def for_contract(
+        self, resolution: str, ratio: str, seconds: int, audio: bool, *, broken: bool = False
+    ) -> Path:
+        """The video the contract promises: SIZES[resolution, ratio], 24 x seconds + 1
+        frames; `broken`: half as wide, as a provider that got the size wrong."""
         width, height = SIZES[(resolution, ratio)]
+        if broken:
+            width = width // 4 * 2
         return self.path(width, height, FPS * seconds + 1, audio)
 
     def path(self, width: int, height: int, frames: int, audio: bool) -> Path:
@@ -130,6 +135,8 @@ class Fault(StrEnum):
     """Accepted, then refused by the provider's moderation: the user's fault."""
     STALL = "stall"
     """Accepted, and never finishes (for cancels and deadlines)."""
+    BAD_VIDEO = "bad_video"
+    """Accepted, and "succeeds" with a video of the wrong size (the contract check's)."""
 
 
 CREATE_FAULTS = frozenset(

@@ -178,6 +178,7 @@ class FakeFal:
             "16:9" if ratio == "auto" else ratio,
             int(request.input.get("duration", "5")),
             bool(request.input.get("generate_audio", True)),
+            broken=request.fault is Fault.BAD_VIDEO,
         )
 
     def _urls(self, request_id: str) -> dict[str, str]:

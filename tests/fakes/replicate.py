@@ -144,6 +144,7 @@ class FakeReplicate:
             prediction.ratio,
             int(data.get("duration", 5)),
             bool(data.get("generate_audio", False)),
+            broken=prediction.fault is Fault.BAD_VIDEO,
         )
 
     def body_of(self, prediction: Prediction) -> dict[str, Any]:
