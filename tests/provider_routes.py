@@ -12,6 +12,7 @@ each fake provider, a run's create, its attempts, and the check of its money.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -89,7 +90,7 @@ def check_money(server: LiveServer, run_id: str, *, refunded: bool) -> None:
 
 def check_one_at_a_time(rows: Sequence[Any]) -> None:
     """Never in flight at two providers: each attempt ended before the next one began."""
-    for earlier, later in zip(rows, rows[1:], strict=False):
+    for earlier, later in itertools.pairwise(rows):
         assert earlier.finished_ms is not None and earlier.finished_ms <= later.created_ms
 
 

@@ -15,6 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+from fakes.common import Fault
+from fakes.fal import FakeFal
+from fakes.replicate import FakeReplicate
 from provider_routes import (
     FAL_KEY,
     REPLICATE_TOKEN,
@@ -25,10 +29,6 @@ from provider_routes import (
     replicate_settings,
     served,
 )
-
-from fakes.common import Fault
-from fakes.fal import FakeFal
-from fakes.replicate import FakeReplicate
 from runbase.core.seedance import FPS, SIZES
 from runbase.dispatch.callbacks import CallbackSigner
 from runbase.media.probe import probe
