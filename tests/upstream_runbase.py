@@ -31,6 +31,7 @@ def upstream_runbase(data_dir: Path, **env: str) -> Iterator[Upstream]:
     test_key = admin.create_key(account_id, is_test=True)
     environment = {
         "RUNBASE_ENGINES": "engine_fixtures:QuickEngine",
+        "RUNBASE_TEST_ENGINE": "engine_fixtures:QuickEngine",
         "RUNBASE_WORKERS": "4",
         "RUNBASE_POLL_INTERVAL_SECONDS": "0.05",
         "RUNBASE_RATE_LIMIT": "20/10seconds",  # the default, as runbase.net's

@@ -15,12 +15,12 @@ import httpx
 import pytest
 from provider_support import KeptLog, make_job, run_to_end
 from pydantic import SecretStr
-from upstream_runbase import Upstream, upstream_runbase
 
 from runbase.core.webhooks import sign
 from runbase.media.probe import probe
 from runbase.providers import AttemptState, CallbackRequest, ContentRefused
 from runbase.providers.runbase import RunbaseProvider
+from upstream_runbase import Upstream, upstream_runbase
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +31,11 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
         yield served
 
 
-def make_provider(upstream: Upstream, rate_limit: str = "20/10seconds") -> RunbaseProvider:
+def make_provider(
+    upstream: Upstream, rate_limit: str = "20/10seconds", *, api_key: str | None = None
+) -> RunbaseProvider:
     return RunbaseProvider(
-        api_key=SecretStr(upstream.api_key),
+        api_key=SecretStr(api_key or upstream.api_key),
         base_url=upstream.base_url,
         rate_limit=rate_limit,
         poll_interval_s=0.5,
@@ -118,3 +120,46 @@ async def test_callbacks_are_checked_with_the_upstream_secret(
     assert await provider.read_callback(CallbackRequest(headers, body)) == "run_x"
     forged = dict(headers, **{"webhook-signature": sign("whsec_" + "A" * 44, "msg_1", stamp, body)})
     assert await provider.read_callback(CallbackRequest(forged, body)) is None
+
+
+def webhook_headers(secret: str, body: bytes) -> dict[str, str]:
+    stamp = int(time.time())
+    return {
+        "webhook-id": "msg_2",
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(secret, "msg_2", stamp, body),
+    }
+
+
+async def test_a_test_key_upstream_makes_test_runs_and_signs_with_the_test_secret(
+    upstream: Upstream,
+) -> None:
+    """With an upstream test key the provider still finds a runbase (the route answers a
+    test key with the account's test secret, which signs its test runs' webhooks): runs
+    are test runs there, free, and only the test secret's signatures are believed."""
+    secrets = {
+        name: httpx.get(
+            upstream.base_url + "/api/v1/webhooks/secret",
+            headers={"Authorization": f"Bearer {key}"},
+        ).json()["key"]
+        for name, key in (("live", upstream.api_key), ("test", upstream.test_key))
+    }
+    assert secrets["live"] != secrets["test"]
+    provider = make_provider(upstream, api_key=upstream.test_key)
+    await provider.start()
+    try:
+        assert provider.is_runbase and provider.accepts_idempotency_key
+        body = json.dumps({"id": "run_t", "status": "succeeded"}).encode()
+        test_signed = CallbackRequest(webhook_headers(secrets["test"], body), body)
+        assert await provider.read_callback(test_signed) == "run_t"
+        live_signed = CallbackRequest(webhook_headers(secrets["live"], body), body)
+        assert await provider.read_callback(live_signed) is None
+        balance = upstream.admin.balance(upstream.account_id)
+        log = KeptLog()
+        task = await provider.submit(make_job("run_testkey"), log)
+        await run_to_end(provider, task, log, limit_s=120)
+    finally:
+        await provider.close()
+    [made] = [run for run in upstream.admin.runs() if run.id == task]
+    assert made.is_test and made.status == "succeeded"
+    assert upstream.admin.balance(upstream.account_id) == balance  # the live balance: untouched
