@@ -34,6 +34,8 @@ Every class carries `code` (the contract's code, spelled exactly as the server s
     │   ├── RateLimited               429 RATE_LIMITED (retried automatically first)
     │   ├── UsageExceeded             429 USAGE_EXCEEDED (never retried: a daily quota)
     │   └── ServerError               5xx internal_error (retried first where that is safe)
+    │       └── EngineUnavailable     503 engine_unavailable (nothing on the server can make
+    │                                 videos now; the run was not created, nothing charged)
     ├── ConnectionFailed              no answer: refused, reset or timed out
     ├── RunFailed                     the run ended `failed` or `canceled`; `code` is its error
     ├── WaitTimeout                   the run did not finish within the time given to wait
@@ -274,6 +276,14 @@ class ServerError(APIError):
     status = 500
 
 
+class EngineUnavailable(ServerError):
+    """Nothing the server is configured with can make videos now; nothing was created or
+    charged (503)."""
+
+    code = "engine_unavailable"
+    status = 503
+
+
 class ConnectionFailed(RunbaseError):
     """No answer from the server: the connection was refused, reset or timed out."""
 
@@ -342,6 +352,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         RateLimited,
         UsageExceeded,
         ServerError,
+        EngineUnavailable,
     )
 }
 _BY_STATUS: dict[int, type[APIError]] = {
