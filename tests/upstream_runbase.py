@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from server_process import ServerProcess, free_port
-from support import Admin, make_settings
+from support import Admin, kept_database, make_settings
 
 
 @dataclass
@@ -25,6 +25,12 @@ class Upstream:
 
 @contextmanager
 def upstream_runbase(data_dir: Path, **env: str) -> Iterator[Upstream]:
+    """The upstream for the length of the block (its database too: a module may share it)."""
+    with kept_database(data_dir):
+        yield from _serve(data_dir, env)
+
+
+def _serve(data_dir: Path, env: dict[str, str]) -> Iterator[Upstream]:
     admin = Admin(make_settings(data_dir))  # migrates the database the server then uses
     account_id = admin.create_account("gateway", 100.0)
     api_key = admin.create_key(account_id)
