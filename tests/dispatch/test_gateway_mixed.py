@@ -17,8 +17,6 @@ from fakes.modelark import FakeModelArk, RunningFake
 from fakes.replicate import FakeReplicate
 from provider_routes import (
     ARK_KEY,
-    FAL_KEY,
-    REPLICATE_TOKEN,
     ark_settings,
     attempts,
     check_money,
@@ -27,22 +25,9 @@ from provider_routes import (
     fal_settings,
     replicate_settings,
     runbase_settings,
-    served,
 )
 from support import LiveServer
 from upstream_runbase import Upstream, upstream_runbase
-
-
-@pytest.fixture
-def fal(tmp_path: Path) -> Iterator[FakeFal]:
-    with served(FakeFal(FAL_KEY, tmp_path / "fake-videos")) as fake:
-        yield fake
-
-
-@pytest.fixture
-def replicate(tmp_path: Path) -> Iterator[FakeReplicate]:
-    with served(FakeReplicate(REPLICATE_TOKEN, tmp_path / "fake-videos")) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -31,7 +31,7 @@ KEY = "fal-id:fal-secret"
 
 
 @pytest.fixture
-def fal(tmp_path: Path) -> Iterator[FakeFal]:
+def fake(tmp_path: Path) -> Iterator[FakeFal]:
     fake = FakeFal(KEY, tmp_path / "videos", queue_seconds=0.1, run_seconds=0.1)
     server = FakeServer(fake)
     server.start()
@@ -40,11 +40,11 @@ def fal(tmp_path: Path) -> Iterator[FakeFal]:
 
 
 @pytest.fixture
-async def provider(fal: FakeFal) -> AsyncIterator[FalProvider]:
+async def provider(fake: FakeFal) -> AsyncIterator[FalProvider]:
     provider = FalProvider(
         api_key=SecretStr(KEY),
-        queue_url=fal.base_url,
-        jwks_url=fal.base_url + "/.well-known/jwks.json",
+        queue_url=fake.base_url,
+        jwks_url=fake.base_url + "/.well-known/jwks.json",
         prices=TokenPrices(silent=1_200_000, audio=2_400_000),
         poll_interval_s=0.05,
         allow_private_hosts=True,
@@ -55,7 +55,7 @@ async def provider(fal: FakeFal) -> AsyncIterator[FalProvider]:
     await provider.close()
 
 
-async def test_text_to_video_maps_the_contract(fal: FakeFal, provider: FalProvider) -> None:
+async def test_text_to_video_maps_the_contract(fake: FakeFal, provider: FalProvider) -> None:
     job = make_job(
         aspect_ratio="21:9",
         resolution="720p",
@@ -67,8 +67,8 @@ async def test_text_to_video_maps_the_contract(fal: FakeFal, provider: FalProvid
     log = KeptLog()
     task = await provider.submit(job, log)
     output = await run_to_end(provider, task, log)
-    assert fal.creates[0]["endpoint"] == TEXT_TO_VIDEO
-    assert fal.creates[0]["input"] == {
+    assert fake.creates[0]["endpoint"] == TEXT_TO_VIDEO
+    assert fake.creates[0]["input"] == {
         "prompt": "a red fox",
         "aspect_ratio": "21:9",
         "resolution": "720p",
@@ -84,11 +84,11 @@ async def test_text_to_video_maps_the_contract(fal: FakeFal, provider: FalProvid
 
 
 async def test_first_and_last_frame_go_to_image_to_video(
-    fal: FakeFal, provider: FalProvider
+    fake: FakeFal, provider: FalProvider
 ) -> None:
     job = make_job(image_urls=["https://x.example/a.png", "https://x.example/b.png"])
     await provider.submit(job, KeptLog())
-    sent = fal.creates[0]
+    sent = fake.creates[0]
     assert sent["endpoint"] == IMAGE_TO_VIDEO
     assert sent["input"]["image_url"] == "https://x.example/a.png"
     assert sent["input"]["end_image_url"] == "https://x.example/b.png"
@@ -104,20 +104,20 @@ async def test_first_and_last_frame_go_to_image_to_video(
     ],
 )
 async def test_refused_submits(
-    fal: FakeFal, provider: FalProvider, fault: Fault, expected: type[Exception]
+    fake: FakeFal, provider: FalProvider, fault: Fault, expected: type[Exception]
 ) -> None:
-    fal.faults.add(fault, times=None)
+    fake.faults.add(fault, times=None)
     with pytest.raises(expected) as raised:
         await provider.submit(make_job(), KeptLog())
     assert KEY not in str(raised.value)
-    assert fal.creates == []
+    assert fake.creates == []
 
 
-async def test_a_429_is_retried_then_accepted(fal: FakeFal, provider: FalProvider) -> None:
-    fal.faults.add(Fault.RATE_LIMITED, times=1)
+async def test_a_429_is_retried_then_accepted(fake: FakeFal, provider: FalProvider) -> None:
+    fake.faults.add(Fault.RATE_LIMITED, times=1)
     log = KeptLog()
     task = await provider.submit(make_job(), log)
-    assert task and len(fal.creates) == 1
+    assert task and len(fake.creates) == 1
     assert any("busy" in line for line in log.lines)
 
 
@@ -130,27 +130,27 @@ async def test_a_429_is_retried_then_accepted(fal: FakeFal, provider: FalProvide
     ],
 )
 async def test_accepted_then_failed(
-    fal: FakeFal, provider: FalProvider, fault: Fault, expected: type[Exception]
+    fake: FakeFal, provider: FalProvider, fault: Fault, expected: type[Exception]
 ) -> None:
-    fal.faults.add(fault)
+    fake.faults.add(fault)
     log = KeptLog()
     task = await provider.submit(make_job(), log)
     with pytest.raises(expected):
         await run_to_end(provider, task, log)
 
 
-async def test_cancel_removes_a_queued_request(fal: FakeFal, provider: FalProvider) -> None:
-    fal.queue_seconds = 30
+async def test_cancel_removes_a_queued_request(fake: FakeFal, provider: FalProvider) -> None:
+    fake.queue_seconds = 30
     task = await provider.submit(make_job(), KeptLog())
     assert await provider.cancel(task) is True
     with pytest.raises(TaskFailed):
         await run_to_end(provider, task, KeptLog())
 
 
-async def test_cancel_in_progress_is_still_billed(fal: FakeFal, provider: FalProvider) -> None:
-    fal.faults.add(Fault.STALL)
+async def test_cancel_in_progress_is_still_billed(fake: FakeFal, provider: FalProvider) -> None:
+    fake.faults.add(Fault.STALL)
     task = await provider.submit(make_job(), KeptLog())
-    fal.advance(1)
+    fake.advance(1)
     assert await provider.cancel(task) is False
 
 
@@ -160,13 +160,13 @@ def test_refuses_at_creation_what_it_cannot_honour(provider: FalProvider) -> Non
     provider.check_input("bytedance/seedance-1.5-pro", {"prompt": "x", "seed": 2**31 - 1})
 
 
-async def test_webhooks_are_checked_against_the_jwks(fal: FakeFal, provider: FalProvider) -> None:
+async def test_webhooks_are_checked_against_the_jwks(fake: FakeFal, provider: FalProvider) -> None:
     body = json.dumps({"request_id": "r-1", "status": "OK"}).encode()
-    good = CallbackRequest(fal.sign("r-1", body), body)
+    good = CallbackRequest(fake.sign("r-1", body), body)
     assert await provider.read_callback(good) == "r-1"
     tampered = CallbackRequest(good.headers, body + b" ")
     assert await provider.read_callback(tampered) is None
-    stale = CallbackRequest(fal.sign("r-1", body, timestamp=1_000_000), body)
+    stale = CallbackRequest(fake.sign("r-1", body, timestamp=1_000_000), body)
     assert await provider.read_callback(stale) is None
     other = FakeFal(KEY, Path("/nonexistent"))  # another key pair: a forgery
     assert await provider.read_callback(CallbackRequest(other.sign("r-1", body), body)) is None

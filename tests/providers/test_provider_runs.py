@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from provider_routes import (
     create,
     fal_settings,
     replicate_settings,
-    served,
 )
 from runbase.core.seedance import FPS, SIZES
 from runbase.dispatch.callbacks import CallbackSigner
@@ -38,18 +37,6 @@ from support import LiveServer
 
 KINDS = ["fal", "replicate"]
 SECRETS = {"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}
-
-
-@pytest.fixture
-def fal(tmp_path: Path) -> Iterator[FakeFal]:
-    with served(FakeFal(FAL_KEY, tmp_path / "fake-videos")) as fake:
-        yield fake
-
-
-@pytest.fixture
-def replicate(tmp_path: Path) -> Iterator[FakeReplicate]:
-    with served(FakeReplicate(REPLICATE_TOKEN, tmp_path / "fake-videos")) as fake:
-        yield fake
 
 
 def start(

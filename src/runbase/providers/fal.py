@@ -46,7 +46,7 @@ from runbase.providers.base import (
     video_tokens,
 )
 from runbase.providers.http_pool import ClientPool
-from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
+from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object, submit_request
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -184,18 +184,9 @@ class FalProvider:
             path += "?" + urlencode({"fal_webhook": job.callback_url})
         log.progress(0.05, "submitting")
         policy = RetryPolicy(self.submit_retry_s, self.poll_interval_s, retry_unsent_only=True)
-        try:
-            response = await call(
-                self._api, "POST", path, policy=policy, log=log,
-                provider=self.display_name, json=arguments,
-            )  # fmt: skip
-        except CallFailed as failed:
-            if failed.maybe_sent:
-                raise SubmitUncertain(
-                    f"fal did not answer the submit ({failed.problem}); the run is not "
-                    "submitted again, so that it cannot be paid for twice"
-                ) from None
-            raise NotAccepted(f"fal is unavailable ({failed.problem})") from None
+        response = await submit_request(
+            self._api, path, policy=policy, log=log, provider=self.display_name, json=arguments
+        )
         if response.status_code >= 300:
             raise _refusal(response)
         request_id = (json_object(response) or {}).get("request_id")

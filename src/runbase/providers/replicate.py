@@ -54,7 +54,7 @@ from runbase.providers.base import (
     video_tokens,
 )
 from runbase.providers.http_pool import ClientPool
-from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
+from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object, submit_request
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -184,18 +184,9 @@ class ReplicateProvider:
         log.progress(0.05, "submitting")
         policy = RetryPolicy(self.submit_retry_s, self.poll_interval_s, retry_unsent_only=True)
         path = f"/v1/models/{self.model}/predictions"
-        try:
-            response = await call(
-                self._api, "POST", path, policy=policy, log=log,
-                provider=self.display_name, json=body,
-            )  # fmt: skip
-        except CallFailed as failed:
-            if failed.maybe_sent:
-                raise SubmitUncertain(
-                    f"Replicate did not answer the create ({failed.problem}); the run is not "
-                    "submitted again, so that it cannot be paid for twice"
-                ) from None
-            raise NotAccepted(f"Replicate is unavailable ({failed.problem})") from None
+        response = await submit_request(
+            self._api, path, policy=policy, log=log, provider=self.display_name, json=body
+        )
         if response.status_code >= 300:
             raise _refusal(response)
         prediction_id = (json_object(response) or {}).get("id")

@@ -56,6 +56,7 @@ from runbase.providers.transport import (
     call,
     json_object,
     retry_after_seconds,
+    submit_request,
 )
 
 if TYPE_CHECKING:
@@ -281,26 +282,18 @@ class RunbaseProvider:
         policy = RetryPolicy(
             self.submit_retry_s, self.poll_interval_s, retry_unsent_only=not self.is_runbase
         )
-        try:
-            response = await call(
-                self._api, "POST", RUNS_PATH, policy=policy, log=log,
-                provider=self.display_name, json=body, headers=headers,
+        response = await submit_request(
+            self._api, RUNS_PATH, policy=policy, log=log, provider=self.display_name,
+            json=body, headers=headers,
+        )  # fmt: skip
+        if "webhook" in body and _refuses_webhook(response):
+            # The upstream will not call this URL back (plain http, say): poll only.
+            log.log("the upstream refused the callback URL; polling it instead")
+            body = {"model": body["model"], "input": body["input"]}
+            response = await submit_request(
+                self._api, RUNS_PATH, policy=policy, log=log, provider=self.display_name,
+                json=body, headers=headers,
             )  # fmt: skip
-            if "webhook" in body and _refuses_webhook(response):
-                # The upstream will not call this URL back (plain http, say): poll only.
-                log.log("the upstream refused the callback URL; polling it instead")
-                body = {"model": body["model"], "input": body["input"]}
-                response = await call(
-                    self._api, "POST", RUNS_PATH, policy=policy, log=log,
-                    provider=self.display_name, json=body, headers=headers,
-                )  # fmt: skip
-        except CallFailed as failed:
-            if failed.maybe_sent:
-                raise SubmitUncertain(
-                    f"the upstream did not answer the create ({failed.problem}); the run is "
-                    "not submitted again, so that it cannot be paid for twice"
-                ) from None
-            raise NotAccepted(f"the upstream is unavailable ({failed.problem})") from None
         if response.status_code >= 300:
             raise _refusal(response)
         run = json_object(response) or {}

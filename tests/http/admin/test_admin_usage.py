@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from conftest import AdminServer
@@ -12,12 +11,9 @@ from fakes.common import Fault
 from fakes.fal import FakeFal
 from fakes.replicate import FakeReplicate
 from provider_routes import (
-    FAL_KEY,
-    REPLICATE_TOKEN,
     attempts,
     fal_settings,
     replicate_settings,
-    served,
 )
 from provider_routes import create as create_run
 from support import SEEDANCE
@@ -97,24 +93,20 @@ def test_usage_parameters_are_checked(admin_server: Callable[..., AdminServer]) 
 
 
 def test_upstream_cost_and_margin_of_runs_made_at_providers(
-    admin_server: Callable[..., AdminServer], tmp_path: Path
+    admin_server: Callable[..., AdminServer], fal: FakeFal, replicate: FakeReplicate
 ) -> None:
     """Runs made here at fal and Replicate (one failed over from fal): each provider's
     upstream cost is what its runs' attempts cost, and its margin net spend minus that."""
-    with (
-        served(FakeFal(FAL_KEY, tmp_path / "videos")) as fal,
-        served(FakeReplicate(REPLICATE_TOKEN, tmp_path / "videos")) as replicate,
-    ):
-        admin = admin_server(
-            engines=["fal", "replicate"],
-            rate_limit="1000/10seconds",
-            **fal_settings(fal),
-            **replicate_settings(replicate),
-        )
-        key = admin.server.new_key()
-        made = [admin.server.wait_for_run(key, create_run(admin.server, key)) for _ in range(2)]
-        fal.faults.add(Fault.FAILED)  # lost at fal, made by Replicate
-        made.append(admin.server.wait_for_run(key, create_run(admin.server, key)))
+    admin = admin_server(
+        engines=["fal", "replicate"],
+        rate_limit="1000/10seconds",
+        **fal_settings(fal),
+        **replicate_settings(replicate),
+    )
+    key = admin.server.new_key()
+    made = [admin.server.wait_for_run(key, create_run(admin.server, key)) for _ in range(2)]
+    fal.faults.add(Fault.FAILED)  # lost at fal, made by Replicate
+    made.append(admin.server.wait_for_run(key, create_run(admin.server, key)))
     assert [run["backend"] for run in made] == ["fal", "fal", "replicate"]
     costs: dict[str, int] = {}
     for run in made:
