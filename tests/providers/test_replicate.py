@@ -19,7 +19,6 @@ from pydantic import SecretStr
 
 from fakes.common import FakeServer, Fault
 from fakes.replicate import MODEL, FakeReplicate
-from runbase.media.images import FetchPolicy
 from runbase.providers import (
     AttemptState,
     CallbackRequest,
@@ -52,7 +51,7 @@ async def provider(fake: FakeReplicate) -> AsyncIterator[ReplicateProvider]:
         prices=TokenPrices(silent=1_200_000, audio=2_400_000),
         poll_interval_s=0.05,
         allow_private_hosts=True,
-        image_policy=FetchPolicy(allow_private_hosts=True),
+        allow_private_image_hosts=True,
         submit_retry_s=3.0,
     )
     await provider.start()

@@ -50,12 +50,11 @@ HTTP status, with the server's `code` kept as is.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from runbase.client._models import AsyncRun, Run
+from runbase.client._models import AsyncRun, Run, RunStatus
 
 
 class RunbaseError(Exception):
@@ -316,6 +315,17 @@ class RunNotFinished(RunbaseError):
     """The run has no output to download (yet)."""
 
     code = "run_not_finished"
+
+
+def require_output_url(run: Run | AsyncRun) -> str:
+    """The run's video URL; `RunFailed` for a failed or canceled run, `RunNotFinished` for a
+    running one."""
+    if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
+        raise RunFailed(run)
+    url = run.output_url
+    if url is None:
+        raise RunNotFinished(f"run {run.id} is {run.status}; it has no output to download")
+    return url
 
 
 class RangeNotSatisfiable(APIError):

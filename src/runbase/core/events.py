@@ -17,13 +17,13 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select
 
 from runbase.core import webhooks
 from runbase.core.clock import now_ms
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunEventRow, RunRow
 
 _EVENTS = cast(Table, RunEventRow.__table__)
 MAX_SEQ = 2**31 - 1  # run_events.seq is a 32-bit integer
 _RUN_COLUMNS = tuple(column.name for column in cast(Table, RunRow.__table__).columns)
-_INSERT_EVENT = Prepared(insert(_EVENTS))
+_INSERT_EVENT = PreparedStatement(insert(_EVENTS))
 _NEXT_SEQ = select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
     _EVENTS.c.run_id == bindparam("run_id")
 )

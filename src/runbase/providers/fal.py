@@ -230,8 +230,9 @@ class FalProvider:
         url = video.get("url") if isinstance(video, Mapping) else None
         if not isinstance(url, str) or not url:
             raise TaskFailed(f"fal request {task_id} finished without a video URL")
-        metadata = {"upstream_task_id": task_id, "upstream_seed": body.get("seed")}
-        return Output(url, {}, metadata)
+        seed = body.get("seed")
+        log.log(f"fal request {task_id} made" + (f" with seed {seed}" if seed is not None else ""))
+        return Output(url, {})
 
     async def cancel(self, task_id: str) -> bool:
         """A queued request is removed (free); one in progress goes on and is billed."""

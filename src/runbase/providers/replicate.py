@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 from PIL import Image
 
+from runbase.core.catalog import find_model
 from runbase.core.webhooks import verify
 from runbase.errors import InvalidImage
 from runbase.media.images import FetchPolicy, fetch_image, fit_image
@@ -92,7 +93,7 @@ class ReplicateProvider:
         timeout_s: float = 1800.0,
         submit_retry_s: float = 10.0,
         allow_private_hosts: bool = False,
-        image_policy: FetchPolicy | None = None,
+        allow_private_image_hosts: bool = False,
     ) -> None:
         self._api_token = api_token
         self.base_url = base_url.rstrip("/")
@@ -104,7 +105,7 @@ class ReplicateProvider:
         self.timeout_s = timeout_s
         self.submit_retry_s = submit_retry_s
         self.allow_private_hosts = allow_private_hosts
-        self.image_policy = image_policy or FetchPolicy()
+        self.allow_private_image_hosts = allow_private_image_hosts
         self._client: ClientPool | None = None
         self._secret: str | None = None
         self._finished: dict[str, Mapping[str, Any]] = {}
@@ -125,7 +126,7 @@ class ReplicateProvider:
             timeout_s=settings.replicate_timeout_seconds,
             submit_retry_s=settings.replicate_submit_retry_seconds,
             allow_private_hosts=settings.replicate_allow_private_hosts,
-            image_policy=FetchPolicy(allow_private_hosts=settings.allow_private_image_hosts),
+            allow_private_image_hosts=settings.allow_private_image_hosts,
         )
 
     def configuration_problem(self) -> str | None:
@@ -230,8 +231,8 @@ class ReplicateProvider:
             raise TaskFailed(f"Replicate prediction {task_id} succeeded without an output URL")
         metrics = prediction.get("metrics")
         usage = dict(metrics) if isinstance(metrics, Mapping) else {}
-        metadata = {"upstream_task_id": task_id, "upstream_model": prediction.get("model")}
-        return Output(url, usage, metadata)
+        log.log(f"Replicate prediction {task_id} made by {prediction.get('model', self.model)}")
+        return Output(url, usage)
 
     async def cancel(self, task_id: str) -> bool:
         """Replicate stops the prediction; Seedance is billed by its output, so a canceled
@@ -269,11 +270,15 @@ class ReplicateProvider:
 
     async def _framed_images(self, job: ProviderJob) -> list[str]:
         """Each image fetched, checked, cropped to the run's exact size, as a data URI."""
+        policy = FetchPolicy(
+            max_bytes=find_model(job.model).max_image_bytes,
+            allow_private_hosts=self.allow_private_image_hosts,
+        )
         framed = []
         for index, url in enumerate(job.image_urls):
             try:
                 size = (job.width, job.height)
-                framed.append(await asyncio.to_thread(_framed, url, index, size, self.image_policy))
+                framed.append(await asyncio.to_thread(_framed, url, index, size, policy))
             except InvalidImage as exc:
                 raise ContentRefused(exc.message) from None
         return framed

@@ -341,9 +341,8 @@ class RunbaseProvider:
             raise TaskFailed(f"the upstream run {task_id} succeeded without an output URL")
         cost = run.get("costUsd")
         usage = {"cost_micros": cost} if isinstance(cost, int) else {}
-        return Output(
-            url, usage, {"upstream_task_id": task_id, "upstream_backend": run.get("backend")}
-        )
+        log.log(f"the upstream run {task_id} made by {run.get('backend') or 'the upstream'}")
+        return Output(url, usage)
 
     async def cancel(self, task_id: str) -> bool:
         """A runbase cancels and refunds in full; runbase.net has no cancel (billed)."""
