@@ -33,7 +33,7 @@ from runbase.dispatch.callbacks import CallbackSigner
 from runbase.media.probe import probe
 from runbase.providers import TokenPrices, video_tokens
 from runbase.storage.blobs import load_or_create_secret
-from support import LiveServer
+from support import SEEDANCE, LiveServer
 
 KINDS = ["fal", "replicate"]
 SECRETS = {"fal": FAL_KEY, "replicate": REPLICATE_TOKEN}
@@ -84,6 +84,8 @@ def test_a_run_is_made_upstream_and_served_by_runbase(
     tokens = video_tokens(width, height, FPS, 4)
     assert attempt.cost_micros == TokenPrices(1_200_000, 2_400_000).cost_micros(tokens, audio=False)
     assert any("accepted as task" in line for line in run["logs"]), run["logs"]
+    made = [line for line in run["logs"] if f"{attempt.task_id} made" in line]  # what made it
+    assert made and (name != "fal" or made[0].endswith("with seed 7")), run["logs"]
     check_money(server, run_id, refunded=False)
     server.stop()
     assert SECRETS[name] not in capfd.readouterr().err  # the key is never logged
@@ -104,6 +106,22 @@ def test_a_video_that_breaks_the_contract_fails_the_run_refunded(
     [attempt] = attempts(server, run["id"])
     assert (attempt.state, attempt.error_class) == ("failed", "task_failed")
     check_money(server, run["id"], refunded=True)
+
+
+def test_a_seed_fal_cannot_take_is_refused_at_creation(
+    start_server: Callable[..., LiveServer], fal: FakeFal
+) -> None:
+    """The contract's seeds go to 2^32 - 1, fal's stop at 2^31 - 1: with fal alone, such a
+    run is refused before anything is charged or sent, not made with another seed."""
+    server = start(start_server, "fal", fal)
+    key = server.new_key(balance_usd=1.0)
+    body = {"model": SEEDANCE, "input": {"prompt": "a cat", "seed": 2**31}}
+    with server.client(key) as client:
+        refused = client.post("/api/v1/runs", json=body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["code"] == "invalid_input"
+    assert "fal takes seeds up to 2147483647" in refused.json()["error"]["message"]
+    assert server.admin.runs() == [] and fal.creates == []
 
 
 # ---- callbacks ----------------------------------------------------------------------------
