@@ -188,13 +188,21 @@ class FakeReplicate:
             if not prediction.webhook:
                 continue
             status = self.status_of(prediction)
-            event = "completed" if status in _TERMINAL else "start"
-            if status == "starting" or event in prediction.sent:
-                continue
-            prediction.sent.add(event)
-            if event in prediction.events:
-                args = (prediction, event, json.dumps(self.body_of(prediction)).encode())
-                threading.Thread(target=self._post_webhook, args=args).start()
+            # A tick that comes late (a busy machine) still sends "start" before "completed".
+            due = [] if status == "starting" else ["start"]
+            due += ["completed"] if status in _TERMINAL else []
+            events = [event for event in due if event not in prediction.sent]
+            prediction.sent.update(events)
+            events = [event for event in events if event in prediction.events]
+            if events:
+                body = json.dumps(self.body_of(prediction)).encode()
+                threading.Thread(
+                    target=self._post_webhooks, args=(prediction, events, body)
+                ).start()
+
+    def _post_webhooks(self, prediction: Prediction, events: list[str], body: bytes) -> None:
+        for event in events:  # in order, one after the other
+            self._post_webhook(prediction, event, body)
 
     def _post_webhook(self, prediction: Prediction, event: str, body: bytes) -> None:
         assert prediction.webhook is not None

@@ -77,7 +77,8 @@ async def test_text_to_video_maps_the_contract(fake: FakeFal, provider: FalProvi
         "seed": 77,
         "camera_fixed": True,
     }
-    assert httpx.get(output.video_url).headers["content-type"] == "video/mp4"
+    # The fake writes a geometry's MP4 on its first GET: seconds on a busy machine.
+    assert httpx.get(output.video_url, timeout=60).headers["content-type"] == "video/mp4"
     # 1470 x 630 x 24 x 12 / 1024 = 260,466 tokens at $1.2 per million, without audio.
     assert provider.cost_micros(job, output, AttemptState.SUCCEEDED) == 312_560
     assert provider.cost_micros(job, None, AttemptState.FAILED) == 0

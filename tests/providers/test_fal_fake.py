@@ -106,7 +106,8 @@ def test_official_client_subscribes_submits_polls_and_cancels(
     assert fake.creates[1]["endpoint"] == IMAGE_TO_VIDEO
     # The video is a real MP4 of the contract's 480p 1:1 geometry, without audio.
     video = tmp_path / "out.mp4"
-    video.write_bytes(httpx.get(str(result["video"]), verify=trust(cert)).content)
+    # The fake writes a geometry's MP4 on its first GET: seconds on a busy machine.
+    video.write_bytes(httpx.get(str(result["video"]), verify=trust(cert), timeout=60).content)
     info = probe(video)
     assert info.video is not None and not info.audio
     assert (info.video.width, info.video.height, info.video.num_frames) == (640, 640, 97)

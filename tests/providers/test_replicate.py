@@ -84,7 +84,8 @@ async def test_the_contract_in_the_models_spelling(
             "camera_fixed": True,
         }
     }
-    assert httpx.get(output.video_url).headers["content-type"] == "video/mp4"
+    # The fake writes a geometry's MP4 on its first GET: seconds on a busy machine.
+    assert httpx.get(output.video_url, timeout=60).headers["content-type"] == "video/mp4"
     assert provider.cost_micros(job, output, AttemptState.SUCCEEDED) > 0
     assert provider.cost_micros(job, None, AttemptState.CANCELED) == 0
 

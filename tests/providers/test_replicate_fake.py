@@ -59,7 +59,8 @@ def test_official_client_creates_waits_and_downloads(fake: FakeReplicate, tmp_pa
     again = api.predictions.get(prediction.id)
     assert again.output == prediction.output and again.metrics
     video = tmp_path / "out.mp4"
-    video.write_bytes(httpx.get(prediction.output).content)
+    # The fake writes a geometry's MP4 on its first GET: seconds on a busy machine.
+    video.write_bytes(httpx.get(prediction.output, timeout=60).content)
     info = probe(video)
     assert info.video is not None and info.audio
     assert (info.video.width, info.video.height, info.video.num_frames) == (752, 560, 97)
