@@ -68,8 +68,8 @@ async def job_basis(
             log.log(f"aspect ratio {ratio} chosen to match the first image")
     geometry = spec.output_geometry(validated, ratio)
     seed = int(validated.get("seed", -1))
-    if seed == -1:
-        seed = random.randrange(2**32)
+    if seed == -1:  # below 2^31: fal's seed is a signed 32-bit integer
+        seed = random.randrange(2**31)
         log.log(f"seed {seed}")
     return JobBasis(
         aspect_ratio=ratio or "16:9",

@@ -65,8 +65,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
-        if self._headers_done and self._answer is not None and not self._answer.done():
-            # A body without a length ends where the connection does.
+        unframed = not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
+        if self._headers_done and unframed and self._answer is not None and not self._answer.done():
+            # A body without a length ends where the connection does; one with a length (or
+            # chunks) cut short is not an answer: the request may have been taken.
             self._answer.set_result((self._status, self._headers, b"".join(self._body)))
         self._fail(httpx.RemoteProtocolError("the server closed the connection"))
 
