@@ -237,7 +237,9 @@ class Gateway:
                 updates[held.id] = runs.ProgressUpdate(fraction, tuple(held.logs))
         lease_ms = int(self.settings.lease_seconds * 1000)
         leases = await self.database.write(
-            lambda connection: _renew(connection, self.id, lease_ms, updates)
+            lambda connection: claims.renew_leases(
+                connection, worker_id=self.id, lease_ms=lease_ms, updates=updates
+            )
         )
         for run_id, update_ in updates.items():  # written: drop what was sent, keep what came since
             sent = self.held.get(run_id)
@@ -288,19 +290,6 @@ def _claim_with_attempts(
     )
     history = attempts.attempts_of_runs(connection, [run.id for run in claimed])
     return [(run, history[run.id]) for run in claimed]
-
-
-def _renew(
-    connection: Connection,
-    worker_id: str,
-    lease_ms: int,
-    updates: dict[str, runs.ProgressUpdate],
-) -> claims.Leases:
-    for run_id, update_ in updates.items():
-        runs.heartbeat_run(
-            connection, run_id, worker_id=worker_id, lease_ms=lease_ms, update_=update_
-        )
-    return claims.renew_leases(connection, worker_id=worker_id, lease_ms=lease_ms)
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:

@@ -20,7 +20,6 @@ success is refunded (`runs.fail_run` / `runs.cancel_run`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -293,9 +292,7 @@ class ProviderRun:
 
     async def _sleep(self, seconds: float) -> None:
         """Wait between polls; a callback, a cancel or shutdown cuts it short."""
-        self.held.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.held.wake.wait(), seconds)
+        await self.held.wake.sleep(seconds)
 
     async def _deliver(
         self, provider: Provider, job: ProviderJob, attempt: Attempt, task_id: str
