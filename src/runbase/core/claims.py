@@ -49,20 +49,8 @@ def claim_runs(
     A run past its Cancel-After deadline is left for the reaper to cancel.
     """
     now = now_ms()
-    oldest = (
-        select(_RUNS.c.id)
-        .where(
-            _RUNS.c.status == _PENDING,
-            or_(_RUNS.c.deadline_ms.is_(None), _RUNS.c.deadline_ms > now),
-        )
-        .order_by(_RUNS.c.created_ms, _RUNS.c.id)
-        .limit(limit)
-    )
-    if is_test is not None:
-        oldest = oldest.where(_RUNS.c.is_test.is_(is_test))
-    if is_postgres:
-        oldest = oldest.with_for_update(skip_locked=True)
-    run_ids = list(connection.execute(oldest).scalars())
+    oldest = _oldest_pending(is_test, is_postgres)
+    run_ids = [row[0] for row in oldest.execute(connection, {"now": now, "limit": limit}).rows]
     if not run_ids:
         return []
     claimed = list(
@@ -84,6 +72,31 @@ def claim_runs(
     for run in claimed:
         record_event(connection, run, EventKind.STATUS, webhook_event=WebhookEvent.START)
     return claimed
+
+
+def _oldest_pending(is_test: bool | None, is_postgres: bool) -> Prepared:
+    """The claim's first statement, prepared: every create and every finished run wakes
+    the claimers, and most of their claims find nothing."""
+    found = _OLDEST_PENDING.get((is_test, is_postgres))
+    if found is None:
+        oldest = (
+            select(_RUNS.c.id)
+            .where(
+                _RUNS.c.status == _PENDING,
+                or_(_RUNS.c.deadline_ms.is_(None), _RUNS.c.deadline_ms > bindparam("now")),
+            )
+            .order_by(_RUNS.c.created_ms, _RUNS.c.id)
+            .limit(bindparam("limit"))
+        )
+        if is_test is not None:
+            oldest = oldest.where(_RUNS.c.is_test.is_(is_test))
+        if is_postgres:
+            oldest = oldest.with_for_update(skip_locked=True)
+        found = _OLDEST_PENDING[(is_test, is_postgres)] = Prepared(oldest)
+    return found
+
+
+_OLDEST_PENDING: dict[tuple[bool | None, bool], Prepared] = {}
 
 
 def claim_next_run(

@@ -135,14 +135,14 @@ class Gateway:
         try:
             while not stopping.is_set():
                 try:
-                    claimed = await self._claim()
+                    again = await self._claim()
                     failures = 0
                 except Exception:
                     failures += 1
                     logger.exception("claiming runs failed; retrying")
                     await _sleep_unless(stopping, min(30.0, 0.5 * 2**failures))
                     continue
-                if not claimed:
+                if not again:
                     await self._work.wait(self.settings.poll_interval_seconds)
         finally:
             for held in self.held.values():
@@ -156,13 +156,15 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await provider.close()
 
-    async def _claim(self) -> int:
+    async def _claim(self) -> bool:
+        """Claim as many runs as there is room for; True when it should look again at once
+        (it claimed some, or every slot was taken and one may have come free since)."""
         if not self.claims_fresh_runs():
-            return 0
+            return False
         room = min(self.capacity(), _CLAIM_BATCH)
         if room <= 0:
             await self.slots.changed(self.settings.poll_interval_seconds)
-            return 0
+            return True
         lease_ms = int(self.settings.lease_seconds * 1000)
         claimed = await self.database.write(
             lambda connection: _claim_with_attempts(
@@ -171,7 +173,7 @@ class Gateway:
         )
         for run, history in claimed:
             self._start(run, history)
-        return len(claimed)
+        return bool(claimed)
 
     def _start(self, run: Row[Any], history: list[attempts.Attempt]) -> None:
         held = HeldRun(run)
@@ -193,7 +195,6 @@ class Gateway:
         if not self.stopping.is_set():  # at shutdown, _hand_back_all still needs it
             self.held.pop(held.id, None)
         self.observer.run_changed(held.id)
-        self._work.notify()  # a slot may be free: claim again
 
     async def _stop_tasks(self) -> None:
         if not self._tasks:
