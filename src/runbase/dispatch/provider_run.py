@@ -31,7 +31,15 @@ from runbase.core import attempts, runs
 from runbase.core.attempts import Attempt
 from runbase.dispatch.executor import check_output, output_key, remove_scratch
 from runbase.dispatch.held_runs import HeldRun, RunHost
-from runbase.dispatch.provider_jobs import JobBasis, failure_of, job_basis, label, make_job
+from runbase.dispatch.provider_jobs import (
+    JobBasis,
+    failure_of,
+    job_basis,
+    label,
+    make_job,
+    record_accepted,
+    record_success,
+)
 from runbase.errors import GenerationFailed, RunFailure, RunTimedOut, UpstreamError
 from runbase.providers import (
     AttemptState,
@@ -242,8 +250,11 @@ class ProviderRun:
                 return await self._close(provider, job, attempt, broken)
             self.held.log(f"{label(provider)}: accepted as task {task_id}")
             logs = self._take_logs()  # the path so far, in the same transaction
+            lease_ms = int(self.gw.settings.lease_seconds * 1000)
             await self.gw.database.write(
-                lambda connection: _accept(connection, self.gw, attempt, task_id, logs)
+                lambda connection: record_accepted(
+                    connection, self.gw.id, lease_ms, attempt, task_id, logs
+                )
             )
             self.gw.observer.provider_submitted(name, time.monotonic() - started)
         else:
@@ -331,7 +342,7 @@ class ProviderRun:
         cost = provider.cost_micros(job, output, AttemptState.SUCCEEDED)
         logs = self._take_logs()
         recorded = await self.gw.database.write(
-            lambda connection: _succeed(connection, self.gw.id, job, attempt, key, cost, logs)
+            lambda connection: record_success(connection, self.gw.id, job, attempt, key, cost, logs)
         )
         self.gw.breakers[provider.name].succeeded()
         self.gw.observer.provider_completed(provider.name, time.time() - attempt.created_ms / 1000)
@@ -464,42 +475,6 @@ class ProviderRun:
 _ENDS_RUN_CLASSES = frozenset(
     {ContentRefused.error_class, SubmitUncertain.error_class, "not_configured"}
 )
-
-
-def _accept(
-    connection: Any, gateway: RunHost, attempt: Attempt, task_id: str, logs: list[str]
-) -> None:
-    """Record the task id (whoever holds the run now must find it) and the run's logs."""
-    attempts.accept_attempt(connection, attempt.id, task_id=task_id)
-    if logs:
-        lease_ms = int(gateway.settings.lease_seconds * 1000)
-        update_ = runs.ProgressUpdate(None, tuple(logs))
-        runs.heartbeat_run(
-            connection, attempt.run_id, worker_id=gateway.id, lease_ms=lease_ms, update_=update_
-        )
-
-
-def _succeed(
-    connection: Any,
-    worker_id: str,
-    job: ProviderJob,
-    attempt: Attempt,
-    key: str,
-    cost: int,
-    logs: list[str],
-) -> bool:
-    """The attempt's end and the run's success, in one transaction."""
-    attempts.end_attempt(
-        connection, attempt.id, state=AttemptState.SUCCEEDED.value, cost_micros=cost
-    )
-    return runs.succeed_run(
-        connection,
-        job.run_id,
-        worker_id=worker_id,
-        output_keys=[key],
-        backend=attempt.provider,
-        logs=logs,
-    )
 
 
 __all__ = ["ProviderRun"]
