@@ -81,7 +81,8 @@ def listeners_off_loopback(pid: int) -> list[str]:
 
 
 TEST_DATABASE_URL = os.environ.get("RUNBASE_TEST_DATABASE_URL") or None
-_TEMPLATE = "runbase_template"
+# One template per pytest-xdist worker: each migrates its own.
+_TEMPLATE = "runbase_template_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 _created_databases: set[str] = set()
 _template_ready = False
 

@@ -228,7 +228,7 @@ def _run_workers(settings: Settings) -> None:
     from runbase.dispatch.pools import Pools, QuietObserver
     from runbase.dispatch.wakeup import WorkSignal
     from runbase.logs import configure_logging
-    from runbase.storage.s3 import open_blob_store
+    from runbase.storage.blobs import open_blob_store
 
     configure_logging(settings.log_format)
     _check_engines(settings.model_copy(update={"workers": max(1, settings.workers)}))

@@ -14,8 +14,6 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from runbase.core.seedance import MODEL_ID, PriceRates
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RUNBASE_", extra="ignore")
@@ -107,21 +105,11 @@ class Settings(BaseSettings):
     webhook_max_age_seconds: float = 24 * 3600
     """A delivery not made within this time of its event is given up."""
 
-    openai_model_map: dict[str, str] = Field(
-        default_factory=lambda: dict.fromkeys(
-            (
-                "sora-2",
-                "sora-2-pro",
-                "sora-2-2025-10-06",
-                "sora-2-pro-2025-10-06",
-                "sora-2-2025-12-08",
-            ),
-            MODEL_ID,
-        )
-    )
+    openai_model_map: dict[str, str] | None = None
     """`model` names that the OpenAI-compatible `POST /v1/videos` reads as a catalog model
     (catalog ids are always accepted as they are). JSON, e.g. `{"sora-2": "bytedance/..."}`;
-    `{}` refuses every other name."""
+    `{}` refuses every other name. Default: OpenAI's `sora-2` names (`sora-2`, `sora-2-pro`
+    and their dated names) map to Seedance 1.5 Pro."""
 
     # The admin API and console (README "Administration")
     admin: bool = True
@@ -140,7 +128,10 @@ class Settings(BaseSettings):
 
     # Prices in micro-USD per million video tokens.
     price_silent_per_million_tokens: int = 1_200_000
+    """What a run without audio costs its owner, in micro-USD per million video tokens."""
+
     price_audio_per_million_tokens: int = 2_400_000
+    """What a run with audio costs its owner, in micro-USD per million video tokens."""
 
     @field_validator("trusted_proxies", "engines", "webhook_http_hosts", mode="before")
     @classmethod
@@ -168,12 +159,6 @@ class Settings(BaseSettings):
     @property
     def outputs_dir(self) -> Path:
         return self.data_dir / "outputs"
-
-    @property
-    def price_rates(self) -> PriceRates:
-        return PriceRates(
-            silent=self.price_silent_per_million_tokens, audio=self.price_audio_per_million_tokens
-        )
 
     # LTX-2 engine (engines/ltx2/)
     ltx2_model: str = "Lightricks/LTX-2.5-Diffusers"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import socket
 import ssl
 import threading
@@ -216,13 +217,18 @@ def checked_pool(
     )
 
 
-@functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """certifi's roots, or the bundle named by SSL_CERT_FILE (as everywhere in httpx).
 
-    Built once: loading the roots costs about 30 ms of CPU, more than a whole small
-    transfer, and a context is safe to share between connections and threads.
+    Built once per bundle: loading the roots costs about 30 ms of CPU, more than a whole
+    small transfer, and a context is safe to share between connections and threads. Keyed
+    by SSL_CERT_FILE so that a bundle named after the first call is still honoured.
     """
+    return _ssl_context_for(os.environ.get("SSL_CERT_FILE"))
+
+
+@functools.cache
+def _ssl_context_for(cert_file: str | None) -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 

@@ -26,7 +26,9 @@ def server_error_codes() -> dict[str, set[int]]:
 
     def walk(parent: type[errors.RunbaseError]) -> None:
         for cls in parent.__subclasses__():
-            if issubclass(cls, errors.AdminError):
+            # The admin API's refusals, and a provider's callback with a bad signature: never
+            # answered on the runs API.
+            if issubclass(cls, errors.AdminError | errors.InvalidCallbackSignature):
                 continue
             if not cls.__module__.startswith("runbase.") or cls.__module__.startswith(
                 COMPATIBLE_SURFACES

@@ -7,6 +7,7 @@ with SIGKILL by the process id that each run logs, as when a Ray worker or node 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,7 +23,7 @@ import pytest
 
 import engine_fixtures
 from runbase.config import Settings
-from runbase.dispatch import executor
+from runbase.dispatch import engine_hosts
 from runbase.media.probe import probe
 from support import (
     RAY_LOOPBACK_ENV,
@@ -140,6 +141,9 @@ def test_runs_succeed_on_ray_actors_with_real_mp4s(
         assert run["status"] == "succeeded", run
         assert run["backend"] == "preview"
         assert actor_pids(run), run["logs"]  # rendered by an actor, not in this process
+        # The engine's metadata came back from the actor as the run's last log line.
+        details = json.loads(run["logs"][-1].removeprefix("preview details: "))
+        assert details["preview"] is True and details["music"] is False
         [url] = run["output"]["urls"]
         assert url.startswith(f"{server.base_url}/files/runs/{run['id']}/")
         video = tmp_path / f"{run['id']}.mp4"
@@ -308,7 +312,7 @@ def test_without_ray_the_executor_says_how_to_install_it(
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     monkeypatch.delitem(sys.modules, "runbase.dispatch.ray_executor", raising=False)
     with pytest.raises(RuntimeError, match=r"pip install 'runbase\[ray\]'"):
-        executor.open_engine(Settings(data_dir=tmp_path, executor="ray"))
+        engine_hosts.open_engine(Settings(data_dir=tmp_path, executor="ray"))
 
 
 def test_engine_actors_ask_for_the_gpus_their_engine_needs(tmp_path: Path) -> None:

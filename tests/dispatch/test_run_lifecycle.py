@@ -43,6 +43,7 @@ def test_run_succeeds_with_a_signed_seekable_mp4(
     assert run["backend"] == "quick"
     assert run["progress"] == 1.0
     assert run["startedAt"] and run["completedAt"] and run["error"] is None
+    assert run["logs"][-1] == 'quick details: {"fixture": true}'  # the engine's metadata
     [url] = run["output"]["urls"]
     assert url.startswith(server.base_url + "/files/runs/" + run_id + "/")
     with server.client() as client:  # output URLs need no API key: the signature is the key

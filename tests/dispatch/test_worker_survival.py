@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
 
-from runbase.dispatch.pools import Pools, QuietObserver
+from runbase.dispatch.pools import Pools
 from runbase.dispatch.wakeup import WorkSignal
 from runbase.dispatch.worker import Worker
-from runbase.storage.blobs import LocalBlobStore
+from runbase.http.provider_metrics import ProviderMetrics
 from runbase.storage.db import Database
+from runbase.storage.local_blobs import LocalBlobStore
 from support import SEEDANCE, Admin, LiveServer, database_env, make_settings
 
 T = TypeVar("T")
@@ -121,7 +123,8 @@ async def test_a_loop_that_dies_is_restarted_and_counted(tmp_path: Path) -> None
     settings = make_settings(tmp_path)
     Admin(settings)
     database = Database(settings.resolved_database_url)
-    observer = QuietObserver()
+    registry = CollectorRegistry()
+    observer = ProviderMetrics(registry)  # what /metrics shows
     pools = Pools(
         database=database,
         blobs=LocalBlobStore(settings.outputs_dir, b"k" * 32),
@@ -139,10 +142,11 @@ async def test_a_loop_that_dies_is_restarted_and_counted(tmp_path: Path) -> None
 
     await pools._supervise("fragile", dies_once)
     assert len(calls) == 2 and pools.restarts == {"fragile": 1}
+    assert 'runbase_task_restarts_total{task="fragile"} 1.0' in generate_latest(registry).decode()
     database.dispose()
 
 
-def test_serve_refuses_to_start_when_no_engine_can(tmp_path: Path) -> None:
+def test_serve_and_worker_refuse_to_start_when_no_engine_can(tmp_path: Path) -> None:
     for engines, reason in (
         ("ark", "RUNBASE_ARK_API_KEY"),
         ("nonexistent", "unknown engine 'nonexistent'"),
@@ -153,16 +157,16 @@ def test_serve_refuses_to_start_when_no_engine_can(tmp_path: Path) -> None:
             **database_env(tmp_path),
             "RUNBASE_ENGINES": engines,
         }
-        command = [sys.executable, "-m", "runbase", "serve", "--port", "0"]
-        done = subprocess.run(
-            [*command, "--data-dir", str(tmp_path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 2, done.stderr
-        assert reason in done.stderr and "Traceback" not in done.stderr
+        for command in (["serve", "--port", "0"], ["worker"]):
+            done = subprocess.run(
+                [sys.executable, "-m", "runbase", *command, "--data-dir", str(tmp_path)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 2, (command, done.stderr)
+            assert reason in done.stderr and "Traceback" not in done.stderr
 
 
 def test_an_engine_that_cannot_start_makes_the_server_unready_and_refuse_creates(

@@ -18,10 +18,12 @@ import pytest
 from media_samples import ImageServer, encode_image, png_claiming, save_image
 from PIL import Image, ImageFile
 
+from runbase.core.seedance import MAX_IMAGE_BYTES
 from runbase.errors import InvalidImage
 from runbase.media.images import FetchPolicy, check_address, fetch_image, fit_image
 
-OPEN = FetchPolicy(allow_private_hosts=True)
+PUBLIC = FetchPolicy(max_bytes=MAX_IMAGE_BYTES)
+OPEN = FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True)
 
 
 # --- formats -------------------------------------------------------------------------------
@@ -105,7 +107,9 @@ def test_a_side_over_the_maximum_is_refused(image_server: ImageServer) -> None:
     url = image_server.serve("/big.png", encode_image("PNG", (1200, 800)))
 
     with pytest.raises(InvalidImage, match="1200x800 px; each side must be 300 to 1000 px"):
-        fetch_image(url, FetchPolicy(allow_private_hosts=True, max_side=1000))
+        fetch_image(
+            url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True, max_side=1000)
+        )
 
 
 def test_the_default_maximum_side_is_6000(image_server: ImageServer) -> None:
@@ -135,7 +139,9 @@ def test_a_decompression_bomb_is_refused_before_decoding(
     url = image_server.serve("/bomb.png", png_claiming(*size))
 
     with pytest.raises(InvalidImage, match="too many pixels to decode safely"):
-        fetch_image(url, FetchPolicy(allow_private_hosts=True, max_side=50_000))
+        fetch_image(
+            url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True, max_side=50_000)
+        )
 
 
 def test_sides_are_checked_before_any_pixel_is_decoded(
@@ -178,7 +184,7 @@ def test_the_aspect_ratio_is_judged_as_displayed(image_server: ImageServer) -> N
     exif[0x0112] = 6
     stored = Image.new("RGB", (900, 400), (0, 200, 0))  # 2.25 as stored, 0.44 upright
     url = image_server.serve("/turned.jpg", save_image(stored, "JPEG", exif=exif))
-    policy = FetchPolicy(allow_private_hosts=True, min_aspect=1.0)
+    policy = FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True, min_aspect=1.0)
 
     with pytest.raises(InvalidImage, match=r"image is 400x900 px, an aspect ratio .* of 0\.44"):
         fetch_image(url, policy)
@@ -192,7 +198,7 @@ def test_a_body_over_max_bytes_is_refused(image_server: ImageServer, content_len
     noise = np.random.default_rng(0).integers(0, 255, (400, 400, 3), dtype=np.uint8)
     body = save_image(Image.fromarray(noise), "PNG")
     url = image_server.serve("/noise.png", body, content_length=content_length)
-    policy = FetchPolicy(allow_private_hosts=True, max_bytes=10_000)
+    policy = FetchPolicy(max_bytes=10_000, allow_private_hosts=True)
 
     with pytest.raises(InvalidImage, match="image is larger than 10000 bytes"):
         fetch_image(url, policy)
@@ -204,7 +210,9 @@ def test_a_slow_body_hits_the_total_deadline(image_server: ImageServer) -> None:
     started = time.monotonic()
 
     with pytest.raises(InvalidImage, match=r"took longer than 0\.5 s"):
-        fetch_image(url, FetchPolicy(allow_private_hosts=True, timeout_s=0.5))
+        fetch_image(
+            url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True, timeout_s=0.5)
+        )
 
     assert time.monotonic() - started < 1.5
 
@@ -214,7 +222,9 @@ def test_a_silent_server_hits_the_deadline(image_server: ImageServer) -> None:
     started = time.monotonic()
 
     with pytest.raises(InvalidImage, match=r"took longer than 0\.3 s"):
-        fetch_image(url, FetchPolicy(allow_private_hosts=True, timeout_s=0.3))
+        fetch_image(
+            url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True, timeout_s=0.3)
+        )
 
     assert time.monotonic() - started < 1.3
 
@@ -242,7 +252,9 @@ def test_redirects_are_followed_up_to_the_limit(image_server: ImageServer) -> No
     image_server.redirect("/r2", image_server.url("/r3"), status=301)
     url = image_server.redirect("/r1", image_server.url("/r2"))
 
-    image = fetch_image(url, FetchPolicy(allow_private_hosts=True, max_redirects=3))
+    image = fetch_image(
+        url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True, max_redirects=3)
+    )
 
     assert image.size == (400, 400)
     assert image_server.hits == ["/r1", "/r2", "/r3", "/final.png"]
@@ -255,7 +267,9 @@ def test_one_redirect_too_many_is_refused(image_server: ImageServer) -> None:
     url = image_server.redirect("/r1", "/r2")
 
     with pytest.raises(InvalidImage, match="redirected more than 2 times"):
-        fetch_image(url, FetchPolicy(allow_private_hosts=True, max_redirects=2))
+        fetch_image(
+            url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True, max_redirects=2)
+        )
 
     assert "/final.png" not in image_server.hits
 
@@ -274,7 +288,7 @@ def test_a_redirect_off_http_is_refused(image_server: ImageServer, location: str
 def test_a_data_uri_is_decoded() -> None:
     payload = base64.b64encode(encode_image("WEBP", (500, 400))).decode()
 
-    image = fetch_image(f"data:image/webp;base64,{payload}")
+    image = fetch_image(f"data:image/webp;base64,{payload}", PUBLIC)
 
     assert image.size == (500, 400)
 
@@ -290,12 +304,12 @@ def test_a_data_uri_is_decoded() -> None:
 )
 def test_a_malformed_data_uri_is_refused(url: str) -> None:
     with pytest.raises(InvalidImage, match=r"image_urls\[0\]: .*data URI"):
-        fetch_image(url)
+        fetch_image(url, PUBLIC)
 
 
 def test_a_data_uri_of_something_else_is_refused() -> None:
     with pytest.raises(InvalidImage, match="not a supported image"):
-        fetch_image("data:image/png;base64," + base64.b64encode(b"plain text").decode())
+        fetch_image("data:image/png;base64," + base64.b64encode(b"plain text").decode(), PUBLIC)
 
 
 def test_a_data_uri_over_max_bytes_is_refused() -> None:
@@ -308,7 +322,7 @@ def test_a_data_uri_over_max_bytes_is_refused() -> None:
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.png", "/a.png"])
 def test_other_schemes_are_refused(url: str) -> None:
     with pytest.raises(InvalidImage, match="only https://, http:// and data:image/"):
-        fetch_image(url)
+        fetch_image(url, PUBLIC)
 
 
 # --- addresses -----------------------------------------------------------------------------
@@ -337,7 +351,7 @@ def test_private_hosts_are_refused_without_connecting(
     url = f"http://{host}:{image_server.port}/a.png"
 
     with pytest.raises(InvalidImage, match=rf"image_urls\[0\]: {reason}"):
-        fetch_image(url)
+        fetch_image(url, PUBLIC)
 
     assert loopback_only == [], "a refused address is never connected to"
     assert image_server.hits == []
@@ -348,7 +362,9 @@ def test_a_host_on_the_allowlist_is_fetched(
 ) -> None:
     url = image_server.serve("/a.png", encode_image("PNG", (400, 400)))
 
-    image = fetch_image(url, FetchPolicy(allowed_hosts=frozenset({"127.0.0.1"})))
+    image = fetch_image(
+        url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allowed_hosts=frozenset({"127.0.0.1"}))
+    )
 
     assert image.size == (400, 400)
 
@@ -368,7 +384,9 @@ def test_a_redirect_to_a_private_host_is_refused(
     url = image_server.redirect("/r", target.format(port=image_server.port))
 
     with pytest.raises(InvalidImage, match=reason):
-        fetch_image(url, FetchPolicy(allowed_hosts=frozenset({"127.0.0.1"})))
+        fetch_image(
+            url, FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allowed_hosts=frozenset({"127.0.0.1"}))
+        )
 
     assert loopback_only == ["127.0.0.1"], "only the allowed first hop was connected to"
     assert image_server.hits == ["/r"]
@@ -402,7 +420,7 @@ def test_a_name_with_any_private_answer_is_refused(
     fake_resolver(monkeypatch, {"mixed.test": [["8.8.8.8", "10.1.2.3"]]})
 
     with pytest.raises(InvalidImage, match=r"mixed\.test resolves to 10\.1\.2\.3"):
-        fetch_image("http://mixed.test/a.png")
+        fetch_image("http://mixed.test/a.png", PUBLIC)
 
     assert loopback_only == []
 
@@ -414,7 +432,7 @@ def test_the_connection_goes_to_the_address_resolved_once(
     # fetcher must resolve once and connect to that address, never resolve again.
     lookups = fake_resolver(monkeypatch, {"rebind.test": [["127.0.0.1"], ["10.9.9.9"]]})
     image_server.serve("/a.png", encode_image("PNG", (400, 400)))
-    policy = FetchPolicy(allowed_hosts=frozenset({"rebind.test"}))
+    policy = FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allowed_hosts=frozenset({"rebind.test"}))
 
     image = fetch_image(image_server.url("/a.png", host="rebind.test"), policy)
 
@@ -450,20 +468,22 @@ def test_the_connection_goes_to_the_address_resolved_once(
 )
 def test_check_address_refuses_non_public_addresses(address: str) -> None:
     with pytest.raises(InvalidImage, match="images are only fetched from public addresses"):
-        check_address(address)
+        check_address(address, PUBLIC)
 
 
 @pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
 def test_check_address_allows_public_addresses(address: str) -> None:
-    check_address(address)
-    check_address(ipaddress.ip_address(address), FetchPolicy())
+    check_address(address, PUBLIC)
+    check_address(ipaddress.ip_address(address), PUBLIC)
 
 
 def test_check_address_trusts_allowed_hosts_and_the_operator_switch() -> None:
     check_address(
-        "10.0.0.1", FetchPolicy(allowed_hosts=frozenset({"files.internal"})), host="files.internal"
+        "10.0.0.1",
+        FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allowed_hosts=frozenset({"files.internal"})),
+        host="files.internal",
     )
-    check_address("10.0.0.1", FetchPolicy(allow_private_hosts=True))
+    check_address("10.0.0.1", OPEN)
 
 
 # --- fitting -------------------------------------------------------------------------------
@@ -527,7 +547,7 @@ def test_https_is_pinned_yet_verified_against_the_host_name(
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_certificate[0]))
     lookups = fake_resolver(monkeypatch, {"images.test": [["127.0.0.1"], ["10.9.9.9"]]})
     tls_image_server.serve("/a.png", encode_image("PNG", (400, 400)))
-    policy = FetchPolicy(allowed_hosts=frozenset({"images.test"}))
+    policy = FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allowed_hosts=frozenset({"images.test"}))
 
     image = fetch_image(tls_image_server.url("/a.png", host="images.test"), policy)
 

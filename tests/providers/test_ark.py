@@ -111,6 +111,8 @@ def test_success_strips_flags_and_keeps_the_key_secret(
     assert (info.video.width, info.video.height, info.video.num_frames) == (864, 496, 97)
     assert info.audio
     assert any("text commands removed" in line for line in run["logs"] or []), run["logs"]
+    [task_id] = ark.tasks
+    assert f"ModelArk task {task_id} made by seedance-1-5-pro-251215" in run["logs"]
 
     server.stop()
     captured = capfd.readouterr()

@@ -15,7 +15,7 @@ import pytest
 
 from fakes.modelark import FakeModelArk, RunningFake
 from runbase.dispatch.callbacks import CallbackSigner
-from runbase.storage.blobs import load_or_create_secret
+from runbase.storage.local_blobs import load_or_create_secret
 from support import SEEDANCE, LiveServer
 
 ARK_KEY = "ark-secret-key-0123456789abcdef"

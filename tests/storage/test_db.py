@@ -4,8 +4,10 @@ and on PostgreSQL when RUNBASE_TEST_DATABASE_URL names one)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
+import tomllib
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,9 +16,10 @@ from sqlalchemy import Connection, Table, bindparam, func, insert, select, updat
 
 from runbase.core import billing, listing, runs
 from runbase.core.keys import create_key, find_key
+from runbase.storage import prepared
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import AccountRow, RunRow
 from support import TEST_DATABASE_URL, database_url_for
 
@@ -112,9 +115,9 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
         assert prepared_read.logs == [] and prepared_read.output_keys is None
         assert prepared_read.queue_position == 0
 
-        count = Prepared(select(func.count()).select_from(_RUNS))
+        count = PreparedStatement(select(func.count()).select_from(_RUNS))
         assert count.execute(connection, {}).scalar_one() == 1
-        take = Prepared(
+        take = PreparedStatement(
             update(_ACCOUNTS)
             .where(
                 _ACCOUNTS.c.id == bindparam("account"), _ACCOUNTS.c.balance_micros >= bindparam("n")
@@ -125,7 +128,7 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
         assert take.execute(connection, {"account": account.id, "n": 4}).one().balance_micros == 3
         refused = take.execute(connection, {"account": account.id, "n": 4})
         assert refused.rows == [] and refused.rowcount == 0
-        Prepared(insert(_ACCOUNTS)).execute(
+        PreparedStatement(insert(_ACCOUNTS)).execute(
             connection,
             {"id": "acct_x", "name": "x", "balance_micros": 0, "created_ms": 1},
         )
@@ -136,6 +139,16 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
             == "x"
         )
     del key
+
+
+def test_sqlalchemy_is_held_below_3_while_prepared_statements_use_its_private_parts() -> None:
+    """The parity test above checks today's SQLAlchemy; the pin keeps a major release, which
+    may rename what `storage/prepared.py` calls, from installing unchecked."""
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    server = tomllib.loads(pyproject.read_text())["project"]["optional-dependencies"]["server"]
+    [requirement] = [r for r in server if re.match(r"sqlalchemy\b", r, re.IGNORECASE)]
+    if "._cached_" in Path(prepared.__file__).read_text():
+        assert "<3" in requirement.replace(" ", ""), requirement
 
 
 async def test_scans_run_off_the_event_loop(database: Database) -> None:

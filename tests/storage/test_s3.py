@@ -21,7 +21,9 @@ from support import S3_BUCKET, SEEDANCE, LiveServer, make_settings
 boto3 = pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
-from runbase.storage.s3 import S3BlobStore, open_blob_store, parse_s3_url  # noqa: E402
+from runbase.storage.blob_location import RemoteFile  # noqa: E402
+from runbase.storage.blobs import open_blob_store  # noqa: E402
+from runbase.storage.s3 import S3BlobStore, parse_s3_url  # noqa: E402
 
 BUCKET = S3_BUCKET  # moto's bucket (the s3_endpoint fixture, tests/conftest.py)
 
@@ -97,6 +99,54 @@ def test_large_files_go_up_in_parts(s3_endpoint: str, tmp_path: Path) -> None:
     url = store.signed_url("runs/r1/large.bin", base_url="http://unused", ttl_seconds=60)
     assert "X-Amz-Expires=60" in url
     assert httpx.get(url, timeout=30).content == payload
+
+
+def test_the_bucket_serves_every_blob_and_runbase_signs_no_file_link(
+    s3_endpoint: str, tmp_path: Path
+) -> None:
+    store = S3BlobStore(BUCKET, "loc", endpoint_url=s3_endpoint)
+    source = tmp_path / "output.mp4"
+    source.write_bytes(b"mp4" * 100)
+    asyncio.run(store.put_file("runs/r2/output.mp4", source))
+    assert source.exists()  # uploaded; the caller's scratch clean-up removes it
+
+    location = store.locate("runs/r2/output.mp4", base_url="http://unused", ttl_seconds=90)
+    assert isinstance(location, RemoteFile)
+    assert location.url.startswith(f"{s3_endpoint}/{BUCKET}/loc/runs/r2/output.mp4?")
+    assert "X-Amz-Expires=90" in location.url
+    download = httpx.get(location.url, timeout=30)
+    assert download.content == b"mp4" * 100 and download.headers["content-type"] == "video/mp4"
+    # A link to a key with nothing behind it is not checked here: the bucket answers 404.
+    missing = store.locate("runs/none/output.mp4", base_url="http://unused", ttl_seconds=90)
+    assert httpx.get(missing.url, timeout=30).status_code == 404
+    # No /files/ link is this store's, whatever it carries.
+    local = open_blob_store(make_settings(tmp_path))
+    url = local.signed_url("runs/r2/output.mp4", base_url="http://h/", ttl_seconds=60)
+    expires, signature = url.split("expires=")[1].split("&sig=")
+    assert local.verify("runs/r2/output.mp4", int(expires), signature)
+    assert not store.verify("runs/r2/output.mp4", int(expires), signature)
+
+
+def test_the_openai_content_route_redirects_to_the_bucket(
+    start_server: Callable[..., LiveServer], s3_endpoint: str
+) -> None:
+    server = start_server(storage_url=f"s3://{BUCKET}/prod/", s3_endpoint_url=s3_endpoint)
+    key = server.new_key()
+    body = {"model": SEEDANCE, "input": {"prompt": "a harbour", "resolution": "480p"}}
+    with server.client(key) as client:
+        run_id = client.post("/api/v1/runs", json=body).json()["id"]
+    assert server.wait_for_run(key, run_id)["status"] == "succeeded"
+    with server.client(key) as client:
+        answer = client.get(f"/v1/videos/{run_id}/content")
+        assert answer.status_code == 302, answer.text
+        location = answer.headers["location"]
+        assert location.startswith(f"{s3_endpoint}/{BUCKET}/prod/runs/{run_id}/output.mp4?")
+        assert "x-ratelimit-limit" in answer.headers
+        thumbnail = client.get(f"/v1/videos/{run_id}/content", params={"variant": "thumbnail"})
+    assert thumbnail.status_code == 400
+    assert thumbnail.json()["error"]["param"] == "variant"
+    video = httpx.get(location, timeout=30)
+    assert video.status_code == 200 and video.content[4:8] == b"ftyp"
 
 
 def test_images_sent_inside_a_create_are_stored_in_the_bucket(

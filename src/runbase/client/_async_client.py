@@ -48,6 +48,7 @@ from runbase.client._errors import (
     RunFailed,
     WaitTimeout,
     error_from_response,
+    require_output_url,
 )
 from runbase.client._extensions import Account, ModelInfo, read_account, read_model
 from runbase.client._models import (
@@ -56,7 +57,6 @@ from runbase.client._models import (
     RunPage,
     RunStatus,
     read_run_fields,
-    require_output_url,
 )
 from runbase.client._pacing import RateLimitBudget, may_retry, poll_delays, retry_delay
 

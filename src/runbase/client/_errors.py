@@ -34,6 +34,8 @@ Every class carries `code` (the contract's code, spelled exactly as the server s
     │   ├── RateLimited               429 RATE_LIMITED (retried automatically first)
     │   ├── UsageExceeded             429 USAGE_EXCEEDED (never retried: a daily quota)
     │   └── ServerError               5xx internal_error (retried first where that is safe)
+    │       └── EngineUnavailable     503 engine_unavailable (nothing on the server can make
+    │                                 videos now; the run was not created, nothing charged)
     ├── ConnectionFailed              no answer: refused, reset or timed out
     ├── RunFailed                     the run ended `failed` or `canceled`; `code` is its error
     ├── WaitTimeout                   the run did not finish within the time given to wait
@@ -48,12 +50,11 @@ HTTP status, with the server's `code` kept as is.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
-if TYPE_CHECKING:
-    from runbase.client._models import AsyncRun, Run
+from runbase.client._models import AsyncRun, Run, RunStatus
 
 
 class RunbaseError(Exception):
@@ -274,6 +275,14 @@ class ServerError(APIError):
     status = 500
 
 
+class EngineUnavailable(ServerError):
+    """Nothing the server is configured with can make videos now; nothing was created or
+    charged (503)."""
+
+    code = "engine_unavailable"
+    status = 503
+
+
 class ConnectionFailed(RunbaseError):
     """No answer from the server: the connection was refused, reset or timed out."""
 
@@ -306,6 +315,17 @@ class RunNotFinished(RunbaseError):
     """The run has no output to download (yet)."""
 
     code = "run_not_finished"
+
+
+def require_output_url(run: Run | AsyncRun) -> str:
+    """The run's video URL; `RunFailed` for a failed or canceled run, `RunNotFinished` for a
+    running one."""
+    if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
+        raise RunFailed(run)
+    url = run.output_url
+    if url is None:
+        raise RunNotFinished(f"run {run.id} is {run.status}; it has no output to download")
+    return url
 
 
 class RangeNotSatisfiable(APIError):
@@ -342,6 +362,7 @@ _BY_CODE: dict[str, type[APIError]] = {
         RateLimited,
         UsageExceeded,
         ServerError,
+        EngineUnavailable,
     )
 }
 _BY_STATUS: dict[int, type[APIError]] = {

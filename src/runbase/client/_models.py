@@ -20,8 +20,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
-from runbase.client._errors import RunFailed, RunNotFinished
-
 ProgressCallback = Callable[[int, int | None], None]
 """Called as `on_progress(bytes_done, bytes_total)` while a file downloads (total may be None)."""
 
@@ -175,17 +173,6 @@ class RunPage(Generic[AnyRun]):
     data: tuple[AnyRun, ...]
     next_cursor: str | None
     """Pass it as `cursor` for the next page; None on the last one."""
-
-
-def require_output_url(run: Run | AsyncRun) -> str:
-    """The run's video URL; `RunFailed` for a failed or canceled run, `RunNotFinished` for a
-    running one."""
-    if run.status in (RunStatus.FAILED, RunStatus.CANCELED):
-        raise RunFailed(run)
-    url = run.output_url
-    if url is None:
-        raise RunNotFinished(f"run {run.id} is {run.status}; it has no output to download")
-    return url
 
 
 def read_run_fields(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, func, insert, or_, select, update
 
 from runbase.core.clock import now_ms
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunRow, UpstreamAttemptRow
 
 _ATTEMPTS = cast(Table, UpstreamAttemptRow.__table__)
@@ -30,20 +30,20 @@ _OPEN = ("submitting", "accepted")
 # A busy gateway writes an attempt's rows for every run it carries: the statements are
 # prepared once (`storage.prepared`).
 _IS_OPEN = or_(*(_ATTEMPTS.c.state == state for state in _OPEN))
-_HOLDS = Prepared(
+_HOLDS = PreparedStatement(
     select(_RUNS.c.id).where(
         _RUNS.c.id == bindparam("run_id"),
         _RUNS.c.worker_id == bindparam("worker_id"),
         _RUNS.c.status == "processing",
     )
 )
-_LAST_NUMBER = Prepared(
+_LAST_NUMBER = PreparedStatement(
     select(func.coalesce(func.max(_ATTEMPTS.c.number), 0)).where(
         _ATTEMPTS.c.run_id == bindparam("run_id")
     )
 )
-_INSERT = Prepared(insert(_ATTEMPTS).returning(*_ATTEMPTS.c))
-_ACCEPT = Prepared(
+_INSERT = PreparedStatement(insert(_ATTEMPTS).returning(*_ATTEMPTS.c))
+_ACCEPT = PreparedStatement(
     update(_ATTEMPTS)
     .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.state == "submitting")
     .values(
@@ -52,7 +52,7 @@ _ACCEPT = Prepared(
         submitted_ms=bindparam("now", type_=_ATTEMPTS.c.submitted_ms.type),
     )
 )
-_END = Prepared(
+_END = PreparedStatement(
     update(_ATTEMPTS)
     .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _IS_OPEN)
     .values(

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, 
 
 from runbase.core.clock import new_id, now_ms
 from runbase.errors import InsufficientBalance
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import AccountRow, ApiKeyRow, LedgerEntryRow
 
 MICROS_PER_USD = 1_000_000
@@ -29,7 +29,7 @@ _KEYS = cast(Table, ApiKeyRow.__table__)
 _LEDGER = cast(Table, LedgerEntryRow.__table__)
 # Statements of the hot paths are built once: a statement is a pure value, and building it
 # anew costs more than running it.
-_CHARGE = Prepared(
+_CHARGE = PreparedStatement(
     update(_ACCOUNTS)
     .where(
         _ACCOUNTS.c.id == bindparam("account_id"), _ACCOUNTS.c.balance_micros >= bindparam("cost")
@@ -42,7 +42,7 @@ _CREDIT = (
     .values(balance_micros=_ACCOUNTS.c.balance_micros + bindparam("amount"))
 )
 # The test balance (runs of test keys) has no floor: it is topped up before it could run out.
-_CHARGE_TEST = Prepared(
+_CHARGE_TEST = PreparedStatement(
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.id == bindparam("account_id"))
     .values(test_balance_micros=_ACCOUNTS.c.test_balance_micros - bindparam("cost"))
@@ -52,7 +52,7 @@ _CREDIT_TEST = (
     .where(_ACCOUNTS.c.id == bindparam("account_id"))
     .values(test_balance_micros=_ACCOUNTS.c.test_balance_micros + bindparam("amount"))
 )
-_TOP_UP_TEST = Prepared(
+_TOP_UP_TEST = PreparedStatement(
     update(_ACCOUNTS)
     .where(
         _ACCOUNTS.c.id == bindparam("account_id"),
@@ -66,7 +66,7 @@ _UNSPEND_ON_KEY = (
     .where(_KEYS.c.id == bindparam("key_id"))
     .values(spent_micros=_KEYS.c.spent_micros - bindparam("amount"))
 )
-_INSERT_ENTRY = Prepared(insert(_LEDGER))
+_INSERT_ENTRY = PreparedStatement(insert(_LEDGER))
 
 
 class Book(StrEnum):

@@ -28,6 +28,8 @@ class ModelSpec:
     """The input's JSON Schema, made from the same field table as `validate_input`."""
     output_schema: Callable[[], dict[str, Any]]
     price_table: Callable[[seedance.PriceRates], list[dict[str, Any]]]
+    max_image_bytes: int
+    """The largest input image, in bytes (`media.images.FetchPolicy.max_bytes`)."""
 
 
 MODELS: Mapping[str, ModelSpec] = {
@@ -41,6 +43,7 @@ MODELS: Mapping[str, ModelSpec] = {
         input_schema=seedance.input_schema,
         output_schema=seedance.output_schema,
         price_table=seedance.price_table,
+        max_image_bytes=seedance.MAX_IMAGE_BYTES,
     )
 }
 

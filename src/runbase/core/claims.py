@@ -26,7 +26,7 @@ from runbase.core.clock import now_ms
 from runbase.core.events import EventKind, record_event, record_events
 from runbase.core.runs import MAX_LOG_LINES, ProgressUpdate
 from runbase.core.webhooks import WebhookEvent
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
@@ -74,7 +74,7 @@ def claim_runs(
     return claimed
 
 
-def _oldest_pending(is_test: bool | None, is_postgres: bool) -> Prepared:
+def _oldest_pending(is_test: bool | None, is_postgres: bool) -> PreparedStatement:
     """The claim's first statement, prepared: every create and every finished run wakes
     the claimers, and most of their claims find nothing."""
     found = _OLDEST_PENDING.get((is_test, is_postgres))
@@ -92,11 +92,11 @@ def _oldest_pending(is_test: bool | None, is_postgres: bool) -> Prepared:
             oldest = oldest.where(_RUNS.c.is_test.is_(is_test))
         if is_postgres:
             oldest = oldest.with_for_update(skip_locked=True)
-        found = _OLDEST_PENDING[(is_test, is_postgres)] = Prepared(oldest)
+        found = _OLDEST_PENDING[(is_test, is_postgres)] = PreparedStatement(oldest)
     return found
 
 
-_OLDEST_PENDING: dict[tuple[bool | None, bool], Prepared] = {}
+_OLDEST_PENDING: dict[tuple[bool | None, bool], PreparedStatement] = {}
 
 
 def claim_next_run(
@@ -193,7 +193,7 @@ def _write_progress(
     record_events(connection, moved, EventKind.PROGRESS, webhook_event=WebhookEvent.PROGRESS)
 
 
-_SET_LOGS = Prepared(
+_SET_LOGS = PreparedStatement(
     update(_RUNS)
     .where(
         _RUNS.c.id == bindparam("logs_run_id"),

@@ -17,15 +17,15 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select
 
 from runbase.core import webhooks
 from runbase.core.clock import now_ms
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunEventRow, RunRow
 
 _EVENTS = cast(Table, RunEventRow.__table__)
 MAX_SEQ = 2**31 - 1  # run_events.seq is a 32-bit integer
 _RUNS = cast(Table, RunRow.__table__)
 _RUN_COLUMNS = tuple(column.name for column in _RUNS.columns)
-_INSERT_EVENT = Prepared(insert(_EVENTS))
-_NEXT_SEQ = Prepared(
+_INSERT_EVENT = PreparedStatement(insert(_EVENTS))
+_NEXT_SEQ = PreparedStatement(
     select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
         _EVENTS.c.run_id == bindparam("run_id")
     )
@@ -86,16 +86,8 @@ def record_event(
             "created_ms": now_ms(),
         },
     )
-    wanted = run.webhook_events or webhooks.DEFAULT_EVENTS
-    if run.webhook and webhook_event is not None and webhook_event in wanted:
-        webhooks.queue_delivery(
-            connection,
-            account_id=run.account_id,
-            run_id=run.id,
-            url=run.webhook,
-            event=webhook_event,
-            snapshot=_snapshot(run),
-        )
+    if _wants_webhook(run, webhook_event):
+        _queue_webhook(connection, run, webhook_event, run)
 
 
 def record_events(
@@ -131,18 +123,35 @@ def record_events(
     ]
     _INSERT_EVENT.execute_many(connection, rows)
     for run in runs:
-        wanted = run.webhook_events or webhooks.DEFAULT_EVENTS
-        if run.webhook and webhook_event is not None and webhook_event in wanted:
+        if _wants_webhook(run, webhook_event):
             # The message shows the whole run: read it (`runs` may hold a few columns).
             whole = connection.execute(select(_RUNS).where(_RUNS.c.id == run.id)).one()
-            webhooks.queue_delivery(
-                connection,
-                account_id=run.account_id,
-                run_id=run.id,
-                url=run.webhook,
-                event=webhook_event,
-                snapshot=_snapshot(whole),
-            )
+            _queue_webhook(connection, run, webhook_event, whole)
+
+
+def _wants_webhook(run: EventSubject, event: webhooks.WebhookEvent | None) -> bool:
+    return (
+        bool(run.webhook)
+        and event is not None
+        and event in (run.webhook_events or webhooks.DEFAULT_EVENTS)
+    )
+
+
+def _queue_webhook(
+    connection: Connection,
+    run: EventSubject,
+    event: webhooks.WebhookEvent | None,
+    whole: EventSubject,
+) -> None:
+    assert event is not None and run.webhook
+    webhooks.queue_delivery(
+        connection,
+        account_id=run.account_id,
+        run_id=run.id,
+        url=run.webhook,
+        event=event,
+        snapshot=_snapshot(whole),
+    )
 
 
 def _snapshot(run: EventSubject) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, case, fu
 
 from runbase.errors import BadParameter, RunNotFound
 from runbase.parsing import read_int
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
@@ -97,13 +97,13 @@ _OWNED_RUN = (
     _RUNS.c.account_id == bindparam("account_id"),
     _RUNS.c.is_test == bindparam("is_test"),
 )
-_SELECT_RUN = Prepared(SELECT_RUNS.where(*_OWNED_RUN))
+_SELECT_RUN = PreparedStatement(SELECT_RUNS.where(*_OWNED_RUN))
 
 
 def get_run(connection: Connection, run_id: str, *, owner: Owner) -> Row[Any]:
     """A run of this owner; any other run is reported as missing, never forbidden.
 
-    The hot path of polling (a `Prepared` statement): the row has the attributes of
+    The hot path of polling (a `PreparedStatement` statement): the row has the attributes of
     `RunRow` that the run object shows, and `queue_position` (pending runs ahead of it;
     None unless it is pending).
     """
@@ -112,7 +112,7 @@ def get_run(connection: Connection, run_id: str, *, owner: Owner) -> Row[Any]:
 
 UNDELETED = _RUNS.c.deleted_ms.is_(None)
 """Runs not deleted through a compatible API (`runs.mark_deleted`): add it to their lists."""
-_SELECT_UNDELETED_RUN = Prepared(SELECT_RUNS.where(*_OWNED_RUN, UNDELETED))
+_SELECT_UNDELETED_RUN = PreparedStatement(SELECT_RUNS.where(*_OWNED_RUN, UNDELETED))
 
 
 def get_undeleted_run(connection: Connection, run_id: str, *, owner: Owner) -> Row[Any]:
@@ -120,7 +120,9 @@ def get_undeleted_run(connection: Connection, run_id: str, *, owner: Owner) -> R
     return _read_one(connection, _SELECT_UNDELETED_RUN, run_id, owner)
 
 
-def _read_one(connection: Connection, statement: Prepared, run_id: str, owner: Owner) -> Row[Any]:
+def _read_one(
+    connection: Connection, statement: PreparedStatement, run_id: str, owner: Owner
+) -> Row[Any]:
     if not is_plausible_id(run_id):
         raise _missing(run_id)
     params = {"run_id": run_id, "account_id": owner.account_id, "is_test": owner.is_test}

@@ -4,11 +4,15 @@ Reads live in `core.listing`, claims and leases in `core.claims`, the reaper's p
 (what to do with lost and overdue runs) in `core.reaper`. Every other change of a run's
 status is a function of this module.
 
-    pending ──claim──> processing ──finish──> succeeded
-       ^                  │  │  └──cancel───> canceled (refunded)
-       └──requeue (lost)──┘  └──fail──────> failed (refunded)
-    pending ──fail (timeout)──> failed (refunded)
+    pending ──claim──> processing ──succeed──> succeeded
+       ^                  │  │  └──cancel────> canceled (refunded)
+       └──requeue (lost)──┘  └──fail───────> failed (refunded)
     pending ──cancel (owner, Cancel-After)──> canceled (refunded)
+
+A processing run fails when its engine or provider fails, when the reaper finds it
+processing longer than the maximum (`timeout`), or when its worker is lost once too often
+(`worker_lost`); a lost run with attempts left is requeued. A pending run never times out
+and never fails: it waits for a worker, or is canceled.
 
 Each change is one guarded `UPDATE ... WHERE id = :id AND status IN (...)`; zero rows means
 another process moved the run first, and the change is dropped, never forced. The status
@@ -51,7 +55,7 @@ from runbase.errors import (
     SpendLimitExceeded,
     UsageExceeded,
 )
-from runbase.storage.prepared import Prepared
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import ApiKeyRow, RunRow
 
 DAY_MS = 24 * 3600 * 1000
@@ -81,18 +85,18 @@ _KEYS = cast(Table, ApiKeyRow.__table__)
 _RUNS = cast(Table, RunRow.__table__)
 # Statements of the hot paths are built once: a statement is a pure value, and building it
 # anew costs more than running it.
-_SPEND_ON_KEY = Prepared(
+_SPEND_ON_KEY = PreparedStatement(
     update(_KEYS)
     .where(_KEYS.c.id == bindparam("key_id"))
     .values(spent_micros=_KEYS.c.spent_micros + bindparam("cost"))
     .returning(_KEYS.c.spent_micros, _KEYS.c.spend_limit_cents, _KEYS.c.daily_run_quota)
 )
-_COUNT_RECENT_RUNS = Prepared(
+_COUNT_RECENT_RUNS = PreparedStatement(
     select(func.count())
     .select_from(_RUNS)
     .where(_RUNS.c.key_id == bindparam("key_id"), _RUNS.c.created_ms > bindparam("since"))
 )
-_INSERT_RUN = Prepared(insert(_RUNS))
+_INSERT_RUN = PreparedStatement(insert(_RUNS))
 # A new run as create_run answers it: a plain tuple, since an ORM object costs more to
 # build than the whole insert. Columns create_run does not set are None, as in the table.
 _NEW_RUN = namedtuple(  # type: ignore[misc]
@@ -460,7 +464,7 @@ def _move(
     columns = tuple(sorted(values))
     statement = _MOVES.get(columns)
     if statement is None:
-        statement = _MOVES[columns] = Prepared(
+        statement = _MOVES[columns] = PreparedStatement(
             update(_RUNS)
             .where(
                 _RUNS.c.id == bindparam("move_run_id"),
@@ -480,5 +484,5 @@ def _appended_logs(connection: Connection, run_id: str, lines: Sequence[str]) ->
     return [*((current and current.logs) or []), *lines][-MAX_LOG_LINES:]
 
 
-_MOVES: dict[tuple[str, ...], Prepared] = {}
-_LOGS_OF = Prepared(select(_RUNS.c.logs).where(_RUNS.c.id == bindparam("run_id")))
+_MOVES: dict[tuple[str, ...], PreparedStatement] = {}
+_LOGS_OF = PreparedStatement(select(_RUNS.c.logs).where(_RUNS.c.id == bindparam("run_id")))

@@ -4,8 +4,8 @@
     ├── EngineProcess  the default: the engine in a spawned child process of the worker
     └── RayEngine      RUNBASE_EXECUTOR=ray: the engine in a Ray actor (dispatch/ray_executor.py)
 
-`open_engine(settings)` picks one. Either way a crash, a leak or a hang in an engine never
-takes the server down. The worker and the engine exchange small frozen dataclasses:
+`engine_hosts.open_engine(settings)` picks one. Either way a crash, a leak or a hang in an
+engine never takes the server down. The worker and the engine exchange small frozen dataclasses:
 
     parent -> child   RunTask, or None to shut down
     child  -> parent  Ready | SetupFailed          once, after engine set-up
@@ -26,13 +26,14 @@ import contextlib
 import ctypes
 import functools
 import gc
+import json
 import logging
 import multiprocessing
 import random
 import shutil
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
@@ -82,7 +83,6 @@ class Log:
 class Done:
     files: tuple[Path, ...]
     """Files for the worker to store (in a scratch directory on its machine)."""
-    metadata: Mapping[str, Any] = field(default_factory=dict)
     stored_keys: tuple[str, ...] = ()
     """Files the engine's host already put in the blob store (a Ray actor on S3)."""
 
@@ -179,15 +179,6 @@ class EngineHost:
                 raise _failure_from(message)
             else:
                 raise GenerationFailed(f"unexpected message from the engine: {message!r}")
-
-
-def open_engine(settings: Settings) -> EngineHost:
-    """The engine host that `settings.executor` names, not started yet."""
-    if settings.executor == "ray":
-        from runbase.dispatch.ray_executor import RayEngine  # the optional `ray` extra
-
-        return RayEngine(settings)
-    return EngineProcess(settings)
 
 
 class EngineProcess(EngineHost):
@@ -384,7 +375,7 @@ def generate_run(
                 Failed(task.fail_with, f"failed on purpose: the prompt asks for {task.fail_with}")
             )
         spec = find_model(task.model)
-        images = _fetch_images(task.input.get("image_urls") or [], settings)
+        images = _fetch_images(task.input.get("image_urls") or [], spec.max_image_bytes, settings)
         ratio = task.input.get("aspect_ratio")
         if ratio is None and images:
             ratio = spec.nearest_aspect_ratio(*images[0].size)
@@ -410,7 +401,10 @@ def generate_run(
         )
         result = engine.generate(request, sink)
         check_output(result.files[0] if result.files else None, request)
-        return Done(tuple(result.files), dict(result.metadata))
+        if result.metadata:  # the engine's account of the run, kept in its logs
+            details = json.dumps(result.metadata, ensure_ascii=False, default=str)
+            sink.log(f"{engine.name} details: {details}")
+        return Done(tuple(result.files))
     except RunFailure as failure:
         return Failed(failure.code, failure.message)
     except Exception:  # a bug: the traceback goes to the server log, plain words to the user
@@ -418,12 +412,14 @@ def generate_run(
         return Failed("generation_failed", "the engine failed unexpectedly while making the video")
 
 
-def _fetch_images(urls: list[str], settings: Settings) -> tuple[Any, ...]:
+def _fetch_images(urls: list[str], max_bytes: int, settings: Settings) -> tuple[Any, ...]:
     if not urls:
         return ()
     from runbase.media.images import FetchPolicy, fetch_image  # httpx: only runs with images
 
-    policy = FetchPolicy(allow_private_hosts=settings.allow_private_image_hosts)
+    policy = FetchPolicy(
+        max_bytes=max_bytes, allow_private_hosts=settings.allow_private_image_hosts
+    )
     return tuple(fetch_image(url, policy, index=index) for index, url in enumerate(urls))
 
 

@@ -34,8 +34,9 @@ from runbase.dispatch.wakeup import WorkListener, WorkSignal
 from runbase.dispatch.worker import ComputeStation, Worker, WorkerObserver, reap_forever
 from runbase.errors import EngineUnavailable, InvalidInput
 from runbase.providers import InputUnsupported, Provider, load_provider
-from runbase.storage.blobs import BlobStore, load_or_create_secret
+from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
+from runbase.storage.local_blobs import load_or_create_secret
 
 logger = logging.getLogger(__name__)
 

@@ -62,7 +62,9 @@ async def job_basis(
     ratio = validated.get("aspect_ratio")
     urls = list(validated.get("image_urls") or [])
     if urls:
-        policy = FetchPolicy(allow_private_hosts=settings.allow_private_image_hosts)
+        policy = FetchPolicy(
+            max_bytes=spec.max_image_bytes, allow_private_hosts=settings.allow_private_image_hosts
+        )
         images = await asyncio.to_thread(
             lambda: [fetch_image(url, policy, index=i) for i, url in enumerate(urls)]
         )

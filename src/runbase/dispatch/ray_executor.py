@@ -55,7 +55,7 @@ from runbase.dispatch.executor import (
     set_up_engine,
 )
 from runbase.errors import EngineUnavailable
-from runbase.storage.blobs import BlobStore
+from runbase.storage.blobs import BlobStore, open_blob_store
 
 try:
     import ray
@@ -123,7 +123,6 @@ class ShippedFiles:
     """Outputs carried back through Ray's object store (local blob store): name, bytes."""
 
     files: tuple[tuple[str, bytes], ...]
-    metadata: dict[str, Any]
 
 
 class EngineActor:
@@ -167,9 +166,7 @@ class EngineActor:
     def _deliver(self, run_id: str, done: Done) -> Done | Failed | ShippedFiles:
         if not self._settings.storage_url:
             shipped = tuple((path.name, path.read_bytes()) for path in done.files)
-            return ShippedFiles(shipped, dict(done.metadata))
-        from runbase.storage.s3 import open_blob_store
-
+            return ShippedFiles(shipped)
         try:
             if self._store is None:
                 self._store = open_blob_store(self._settings)
@@ -179,7 +176,7 @@ class EngineActor:
                 keys.append(output_key(run_id, path))
         except Exception as exc:
             return Failed("generation_failed", f"storing the output failed: {exc}")
-        return Done((), done.metadata, stored_keys=tuple(keys))
+        return Done((), stored_keys=tuple(keys))
 
     def drain(self) -> list[Progress | Log]:
         events = []
@@ -292,7 +289,7 @@ class RayEngine(EngineHost):
             path = self._scratch / Path(name).name
             path.write_bytes(content)
             paths.append(path)
-        return Done(tuple(paths), shipped.metadata)
+        return Done(tuple(paths))
 
     async def _call(self, ref: Any, *, timeout: float) -> Any:
         """An actor call's answer; `EngineLost` when the actor died, TimeoutError past

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, Row
 from runbase.config import Settings
 from runbase.core import claims, idempotency, reaper, runs, testmode
 from runbase.core.clock import new_id, now_ms
+from runbase.dispatch.engine_hosts import open_engine
 from runbase.dispatch.executor import (
     ChildEvent,
     Done,
@@ -43,7 +44,6 @@ from runbase.dispatch.executor import (
     EngineLost,
     Log,
     RunTask,
-    open_engine,
     output_key,
     remove_scratch,
 )

@@ -77,6 +77,8 @@ class GenerationResult:
 
     files: tuple[Path, ...]
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    """The engine's account of the run (what it drew, the steps it took...), JSON-able. The
+    engine's host adds it to the run's logs as one line: `<engine> details: {...}`."""
 
 
 class Engine(Protocol):

@@ -45,9 +45,9 @@ from runbase.http.routes import (
     runs,
 )
 from runbase.http.webhook_sender import deliver_webhooks_forever
+from runbase.storage.blobs import open_blob_store
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
-from runbase.storage.s3 import open_blob_store
 
 logger = logging.getLogger(__name__)
 

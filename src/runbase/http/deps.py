@@ -18,6 +18,7 @@ from fastapi import Depends, Request
 
 from runbase.config import Settings
 from runbase.core.keys import KeyRecord, check_key, find_key
+from runbase.core.seedance import PriceRates
 from runbase.dispatch.signals import RunSignals
 from runbase.dispatch.wakeup import WorkSignal
 from runbase.errors import MissingApiKey
@@ -49,6 +50,14 @@ class Services:
     """Wakes this process's idle workers when a run is created."""
     pools: Pools | None = None
     """This process's workers and provider gateway (None on an API-only server)."""
+
+    @property
+    def price_rates(self) -> PriceRates:
+        """The prices the settings name (`RUNBASE_PRICE_*`), as the catalog reads them."""
+        return PriceRates(
+            silent=self.settings.price_silent_per_million_tokens,
+            audio=self.settings.price_audio_per_million_tokens,
+        )
 
 
 def get_services(request: Request) -> Services:

@@ -35,7 +35,7 @@ from runbase.storage.tables import RunRow
 
 
 @dataclass(frozen=True)
-class Prepared:
+class CheckedCreate:
     """A create's body, checked and priced (everything before the transaction)."""
 
     body: dict[str, Any]
@@ -83,7 +83,7 @@ async def parse_json_body(raw: bytes) -> Any:
     return parse_json(raw)
 
 
-def prepare(services: Services, body: dict[str, Any]) -> Prepared:
+def prepare(services: Services, body: dict[str, Any]) -> CheckedCreate:
     """Validate and price a create body, in the contract's order of checks."""
     model_id = body.get("model")
     if not isinstance(model_id, str) or not model_id:
@@ -104,14 +104,14 @@ def prepare(services: Services, body: dict[str, Any]) -> Prepared:
             http_hosts=settings.webhook_http_hosts,
             allow_private_hosts=settings.allow_private_webhook_hosts,
         )
-    cost = spec.price_micros(validated, services.settings.price_rates)
-    return Prepared(body, model_id, validated, cost, webhook, events)
+    cost = spec.price_micros(validated, services.price_rates)
+    return CheckedCreate(body, model_id, validated, cost, webhook, events)
 
 
 async def submit(
     services: Services,
     key: KeyRecord,
-    prepared: Prepared,
+    prepared: CheckedCreate,
     request: Request,
     *,
     cancel_after_ms: int | None = None,
@@ -155,7 +155,7 @@ async def submit(
 def _create_or_replay(
     connection: Connection,
     key: KeyRecord,
-    prepared: Prepared,
+    prepared: CheckedCreate,
     stored_input: dict[str, Any],
     options: runs.RunOptions,
     idempotency_key: str | None,

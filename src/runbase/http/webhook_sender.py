@@ -26,7 +26,7 @@ from runbase.core import webhooks
 from runbase.core.clock import now_ms
 from runbase.dispatch.webhook_post import PostResult, WebhookRefused, post_webhook
 from runbase.http.deps import Services
-from runbase.http.routes.runs import run_read
+from runbase.http.run_object import run_read
 from runbase.storage.tables import WebhookDeliveryRow
 
 logger = logging.getLogger(__name__)

@@ -45,7 +45,6 @@ import httpx
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from runbase.core.seedance import MAX_IMAGE_BYTES
 from runbase.errors import InvalidImage
 from runbase.outbound import Deadline, IPAddress, checked_pool, refusal_reason
 
@@ -74,19 +73,22 @@ _HEADERS: Final = (
 _SIDEWAYS_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FetchPolicy:
     """What a fetched image may be and where it may come from.
+
+    `max_bytes` is the model's rule (`core.catalog.ModelSpec.max_image_bytes`), given by
+    whoever fetches for a run; the other limits are the same for every model so far.
 
     `allow_private_hosts` turns the address check off entirely (operators on a closed
     network, tests on 127.0.0.1). `allowed_hosts` turns it off for the named hosts only,
     matched against the URL's host as written (a name or an IP literal).
     """
 
+    max_bytes: int
     allow_private_hosts: bool = False
     allowed_hosts: frozenset[str] = frozenset()
     timeout_s: float = 10.0
-    max_bytes: int = MAX_IMAGE_BYTES
     max_redirects: int = 3
     min_side: int = 300
     max_side: int = 6000
@@ -101,7 +103,7 @@ class FetchPolicy:
         return any(name == allowed.strip("[]").lower() for allowed in self.allowed_hosts)
 
 
-def fetch_image(url: str, policy: FetchPolicy = FetchPolicy(), *, index: int = 0) -> Image.Image:
+def fetch_image(url: str, policy: FetchPolicy, *, index: int = 0) -> Image.Image:
     """Fetch, check and decode the image at `url` (http, https or a base64 data URI).
 
     Returns an RGB image with its EXIF orientation applied (the first frame of an animated
@@ -145,7 +147,7 @@ def fit_image(image: Image.Image, width: int, height: int) -> np.ndarray:
 
 def check_address(
     address: str | IPAddress,
-    policy: FetchPolicy = FetchPolicy(),
+    policy: FetchPolicy,
     *,
     host: str | None = None,
     index: int = 0,

@@ -256,8 +256,8 @@ class ArkProvider:
         if not isinstance(video_url, str) or not video_url:
             raise TaskFailed(f"ModelArk task {task_id} succeeded without a video URL")
         usage = task.get("usage")
-        metadata = {"upstream_task_id": task_id, "upstream_model": task.get("model", self.model)}
-        return Output(video_url, usage if isinstance(usage, Mapping) else {}, metadata)
+        log.log(f"ModelArk task {task_id} made by {task.get('model', self.model)}")
+        return Output(video_url, usage if isinstance(usage, Mapping) else {})
 
     async def cancel(self, task_id: str) -> bool:
         """Only a queued task can be cancelled (free); a running one goes on (billed)."""

@@ -172,9 +172,8 @@ class Output:
 
     video_url: str
     usage: Mapping[str, Any] = field(default_factory=dict)
-    """What the provider says it used (tokens, seconds): read by `cost_micros`."""
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    """Anything worth keeping about the task (the upstream model, its seed...)."""
+    """What the provider says it used (tokens, seconds): read by `cost_micros`. Anything
+    else worth keeping about the task goes to the run's logs (`RunLog`)."""
 
 
 class AttemptState(StrEnum):

@@ -1,33 +1,37 @@
 """Blob stores hold the output files; the database holds only their keys.
 
     BlobStore (Protocol)
-    └── LocalBlobStore   files under a directory, served by runbase at /files/<key>
-                         with an HMAC-signed expiring URL
+    ├── LocalBlobStore   files under a directory, served by runbase at /files/<key> with
+    │                    an HMAC-signed expiring URL (storage/local_blobs.py; the default)
+    └── S3BlobStore      objects in a bucket, `RUNBASE_STORAGE_URL=s3://bucket/prefix`;
+                         URLs are presigned GETs on the bucket (storage/s3.py)
+
+`open_blob_store(settings)` picks one; the server, `runbase worker` and Ray actors all build
+their store through it, so that every process agrees on where outputs live.
 
 A key is a relative path such as `runs/run_01j.../output.mp4` (outputs) or
-`inputs/<sha256>.png` (images sent inside a create, `storage/inputs.py`).
+`inputs/<sha256>.png` (images sent inside a create, `storage/inputs.py`). Routes never ask
+which store they have: `locate` says how to serve a blob (`storage/blob_location.py`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
-import os
-import re
-import secrets
-import shutil
-import time
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import quote, urlencode
 
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+from runbase.config import Settings
+from runbase.storage.blob_location import BlobLocation
+from runbase.storage.local_blobs import LocalBlobStore, load_or_create_secret
+from runbase.storage.s3 import MIB, S3BlobStore, parse_s3_url
+
+__all__ = ["BlobStore", "open_blob_store"]
 
 
 class BlobStore(Protocol):
     async def put_file(self, key: str, source: Path) -> None:
-        """Store `source` under `key` (the source may be moved away)."""
+        """Store the file `source` under `key`. The caller gives `source` up: the local
+        store moves it there (a rename on the same file system), S3 uploads it and leaves
+        it for the caller's clean-up; either way the caller must not use it afterwards."""
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
         """Store `data` under `key`, replacing what was there."""
@@ -38,70 +42,27 @@ class BlobStore(Protocol):
     def signed_url(self, key: str, *, base_url: str, ttl_seconds: int) -> str:
         """An absolute URL that serves the blob until it expires."""
 
-
-class LocalBlobStore:
-    """Files in a local directory, signed with a secret kept beside them."""
-
-    def __init__(self, root: Path, secret: bytes) -> None:
-        self.root = root
-        self._secret = secret
-
-    def path_for(self, key: str) -> Path:
-        # Keys come from our own code, but a URL carries them back in: refuse anything that
-        # could step outside the root (.., absolute paths, odd characters).
-        if not _SAFE_KEY.match(key) or any(part in {".", ".."} for part in key.split("/")):
-            raise ValueError(f"invalid blob key {key!r}")
-        return self.root / key
-
-    async def put_file(self, key: str, source: Path) -> None:
-        target = self.path_for(key)
-        await asyncio.to_thread(_move, source, target)
-
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> None:
-        del content_type  # served by its name's suffix
-        await asyncio.to_thread(_write, data, self.path_for(key))
-
-    async def read_bytes(self, key: str) -> bytes:
-        return await asyncio.to_thread(self.path_for(key).read_bytes)
-
-    def signed_url(self, key: str, *, base_url: str, ttl_seconds: int) -> str:
-        expires = int(time.time()) + ttl_seconds
-        query = urlencode({"expires": expires, "sig": self._sign(key, expires)})
-        return f"{base_url.rstrip('/')}/files/{quote(key)}?{query}"
+    def locate(self, key: str, *, base_url: str, ttl_seconds: int) -> BlobLocation:
+        """How to serve the blob: the file on this machine (`LocalFile`), or a link that
+        serves it for `ttl_seconds` (`RemoteFile`). `FileNotFoundError` when the store
+        knows there is none (a bucket's link is not checked: the bucket answers 404)."""
 
     def verify(self, key: str, expires: int, signature: str) -> bool:
-        if expires < time.time():
-            return False
-        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, a 500).
-        return hmac.compare_digest(self._sign(key, expires).encode(), signature.encode())
-
-    def _sign(self, key: str, expires: int) -> str:
-        message = f"{key}\n{expires}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+        """Whether a `/files/<key>` link's `expires` and `sig` are this store's and still
+        valid. A store whose links point elsewhere (S3) signs none: always False."""
 
 
-def _move(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    shutil.copyfile(source, partial)
-    os.replace(partial, target)
-
-
-def _write(data: bytes, target: Path) -> None:
-    # A name of its own per writer: two creates storing the same image never share one.
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f"{target.name}.{secrets.token_hex(8)}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)
-
-
-def load_or_create_secret(path: Path) -> bytes:
-    """The URL-signing secret, generated on first start and kept private to the owner."""
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_bytes(32)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as file:
-        file.write(secret.hex())
-    return secret
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store the settings name: S3 for an s3:// storage URL, else the local dir."""
+    if settings.storage_url:
+        bucket, prefix = parse_s3_url(settings.storage_url)
+        return S3BlobStore(
+            bucket,
+            prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.s3_region,
+            multipart_threshold_bytes=settings.s3_multipart_threshold_mb * MIB,
+            multipart_chunk_bytes=settings.s3_multipart_chunk_mb * MIB,
+        )
+    secret = load_or_create_secret(settings.data_dir / "url-signing.key")
+    return LocalBlobStore(settings.outputs_dir, secret)

@@ -4,10 +4,14 @@ A create runs five short statements and a poll one; a busy gateway writes every 
 attempts, heartbeats and end. SQLite answers each in a few microseconds, while
 SQLAlchemy's per-execution machinery (parameter processing, execution context, result
 set-up) costs ten times that, and on SQLite's single writer thread that overhead is the
-limit on creates per second (docs/benchmarks.md). `Prepared` compiles its
+limit on creates per second (docs/benchmarks.md). `PreparedStatement` compiles its
 statement once, keeps the column types' own bind and result converters (so values go in
 and come out exactly as SQLAlchemy would convert them), and calls the driver directly.
 On other databases it simply runs the statement through SQLAlchemy.
+
+The converters come from SQLAlchemy's private `_cached_bind_processor` and
+`_cached_result_processor`, so pyproject.toml keeps SQLAlchemy below 3, and
+tests/storage/test_db.py checks what it reads against what SQLAlchemy reads.
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ class _Compiled:
     row_type: type[tuple[Any, ...]] | None
 
 
-class Prepared:
+class PreparedStatement:
+    """One statement of a hot path; on SQLite compiled once per set of parameter names."""
+
     def __init__(self, statement: ClauseElement) -> None:
         self.statement = statement
         self._compiled: dict[tuple[str, ...], _Compiled] = {}

@@ -1,12 +1,6 @@
-"""Output files in S3-compatible object storage (AWS S3, MinIO, Ceph, R2, ...).
-
-    BlobStore (Protocol, storage/blobs.py)
-    ├── LocalBlobStore   the embedded default
-    └── S3BlobStore      `RUNBASE_STORAGE_URL=s3://bucket/prefix`; output URLs are presigned
-                         GETs straight to the bucket, so runbase serves no bytes
-
-`open_blob_store(settings)` picks one from the settings; the server and `runbase worker`
-both build their store through it, so that every process agrees on where outputs live.
+"""Output files in S3-compatible object storage (AWS S3, MinIO, Ceph, R2, ...), for
+`RUNBASE_STORAGE_URL=s3://bucket/prefix`: a `BlobStore` (storage/blobs.py) whose URLs are
+presigned GETs straight to the bucket, so runbase serves no bytes.
 
 boto3 is optional (`pip install runbase[s3]`) and imported only when an s3:// URL is used.
 """
@@ -18,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from runbase.config import Settings
-from runbase.storage.blobs import BlobStore, LocalBlobStore, load_or_create_secret
+from runbase.storage.blob_location import RemoteFile
+
+__all__ = ["MIB", "S3BlobStore", "parse_s3_url"]
 
 if TYPE_CHECKING:
     from boto3.s3.transfer import TransferConfig
@@ -27,7 +22,7 @@ if TYPE_CHECKING:
 
 # SigV4 presigned URLs live at most 7 days; S3 rejects longer ones when they are used.
 _MAX_PRESIGN_SECONDS = 7 * 24 * 3600
-_MIB = 1024 * 1024
+MIB = 1024 * 1024
 
 
 class S3BlobStore:
@@ -40,8 +35,8 @@ class S3BlobStore:
         *,
         endpoint_url: str | None = None,
         region: str | None = None,
-        multipart_threshold_bytes: int = 64 * _MIB,
-        multipart_chunk_bytes: int = 16 * _MIB,
+        multipart_threshold_bytes: int = 64 * MIB,
+        multipart_chunk_bytes: int = 16 * MIB,
     ) -> None:
         try:
             import boto3
@@ -77,7 +72,8 @@ class S3BlobStore:
         return f"{self.prefix}/{key}" if self.prefix else key
 
     async def put_file(self, key: str, source: Path) -> None:
-        """Upload `source`; files above the threshold go up as a multipart upload."""
+        """Upload `source` (left in place for the caller to remove); files above the
+        threshold go up as a multipart upload."""
         content_type = "video/mp4" if source.suffix == ".mp4" else "application/octet-stream"
         await asyncio.to_thread(
             self._client.upload_file,
@@ -116,6 +112,16 @@ class S3BlobStore:
             ExpiresIn=max(1, min(ttl_seconds, _MAX_PRESIGN_SECONDS)),
         )
 
+    def locate(self, key: str, *, base_url: str, ttl_seconds: int) -> RemoteFile:
+        """The bucket serves every blob: a presigned link (not checked: a HEAD would cost
+        a round trip, and the bucket answers a missing key with 404 itself)."""
+        return RemoteFile(self.signed_url(key, base_url=base_url, ttl_seconds=ttl_seconds))
+
+    def verify(self, key: str, expires: int, signature: str) -> bool:
+        """False: this store's links go to the bucket, none to runbase's `/files/`."""
+        del key, expires, signature
+        return False
+
 
 def parse_s3_url(url: str) -> tuple[str, str]:
     """`s3://bucket/some/prefix` -> ("bucket", "some/prefix")."""
@@ -123,19 +129,3 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not parts.netloc:
         raise ValueError(f"not an s3://bucket/prefix URL: {url!r}")
     return parts.netloc, parts.path.strip("/")
-
-
-def open_blob_store(settings: Settings) -> BlobStore:
-    """The blob store the settings name: S3 for an s3:// storage URL, else the local dir."""
-    if settings.storage_url:
-        bucket, prefix = parse_s3_url(settings.storage_url)
-        return S3BlobStore(
-            bucket,
-            prefix,
-            endpoint_url=settings.s3_endpoint_url,
-            region=settings.s3_region,
-            multipart_threshold_bytes=settings.s3_multipart_threshold_mb * _MIB,
-            multipart_chunk_bytes=settings.s3_multipart_chunk_mb * _MIB,
-        )
-    secret = load_or_create_secret(settings.data_dir / "url-signing.key")
-    return LocalBlobStore(settings.outputs_dir, secret)

@@ -12,7 +12,11 @@ says what it is: the run's `backend` is "preview" and every frame carries a PREV
     overlays   subtitles and the PREVIEW mark
     frames     the camera over a stage or over the user's images
     producer   frames rendered in a thread, ahead of the encoder
-    soundtrack speech, ambience and music for the clip
+    dialogue   the prompt's quoted lines; languages tells each line's language
+    speech     each line spoken (espeak-ng, out of process)
+    ambience   rain, sea, wind, city, forest, fire or room tone, from noise
+    music      a pad and an arpeggio, when the prompt asks for music
+    soundtrack the lines placed and fitted, over ambience and music, mixed
     engine     PreviewEngine: soundtrack + frames -> output.mp4
 """
 

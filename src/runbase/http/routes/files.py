@@ -1,28 +1,26 @@
 """`GET /files/{key}` (and `HEAD`): output files behind signed, expiring URLs.
 
-Files speak HTTP as players and download tools expect: `HEAD` answers as `GET` without the
-body, and `Range` is read strictly (`parsing.byte_ranges`, RFC 9110): a satisfiable one
-gets 206, one of which no part is in the file 416 with `Content-Range: bytes */size`, and
-a malformed one is ignored (the whole file, 200), as RFC 9110 allows.
+Files speak HTTP as players and download tools expect (`http/file_response.py`): `HEAD`
+answers as `GET` without the body, and `Range` is read strictly.
 
-With S3 storage, output URLs are presigned links to the bucket and never come here: the
-bucket answers Range itself, and a presigned GET link does not answer HEAD (the signature
-covers the method).
+The blob store checks the link (`BlobStore.verify`) and says where the file is
+(`BlobStore.locate`). With S3 storage, output URLs are presigned links to the bucket and
+never come here: the bucket answers Range itself, and a presigned GET link does not answer
+HEAD (the signature covers the method).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
-from starlette.types import Receive, Scope, Send
 
 from runbase.errors import RouteNotFound
 from runbase.http.deps import get_services
-from runbase.parsing import INT64_MAX, byte_ranges, parse_int
-from runbase.storage.blobs import LocalBlobStore
+from runbase.http.file_response import RangeFileResponse
+from runbase.parsing import INT64_MAX, parse_int
+from runbase.storage.blob_location import LocalFile
 
 router = APIRouter(tags=["files"])
 
@@ -31,28 +29,6 @@ class FileNotFound(RouteNotFound):
     """No such file, or the link has expired."""
 
     code = "file_not_found"
-
-
-class RangeFileResponse(FileResponse):
-    """A file whose `Range` header is read by `parsing.byte_ranges` before Starlette sends
-    it: Starlette's own reading answers a malformed header with a plain-text 400.
-
-    Raises `RangeNotSatisfiable` (answered in the route's envelope) at construction, so
-    build it inside the route's handler.
-    """
-
-    def __init__(self, request: Request, path: Path, *, media_type: str | None = None) -> None:
-        super().__init__(path, media_type=media_type)
-        size = path.stat().st_size
-        parts = byte_ranges(request.headers.get("range"), size)
-        # Starlette reads what is left: the ranges asked for, written plainly, or none.
-        self._range = None if parts is None else "bytes=" + ",".join(f"{a}-{b}" for a, b in parts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(name, value) for name, value in scope["headers"] if name != b"range"]
-        if self._range is not None:
-            headers.append((b"range", self._range.encode()))
-        await super().__call__({**scope, "headers": headers}, receive, send)
 
 
 _FILE_PARAMETERS = [
@@ -83,15 +59,14 @@ _FILE_ROUTE: Final[dict[str, Any]] = {
 async def read_file(key: str, request: Request) -> FileResponse:
     """Serve an output file; the URL's signature and expiry are checked first."""
     blobs = get_services(request).blobs
-    if not isinstance(blobs, LocalBlobStore):  # S3 outputs are served by the bucket itself
-        raise FileNotFound()
     query = request.query_params
     expires = parse_int(query.get("expires", "0"), "expires", low=0, high=INT64_MAX)
-    try:
-        path = blobs.path_for(key)
-    except ValueError:
-        raise FileNotFound() from None
-    if not blobs.verify(key, expires, query.get("sig", "")) or not path.is_file():
+    if not blobs.verify(key, expires, query.get("sig", "")):
         raise FileNotFound()
-    media_type = "video/mp4" if path.suffix == ".mp4" else None
-    return RangeFileResponse(request, path, media_type=media_type)
+    try:
+        location = blobs.locate(key, base_url=str(request.base_url), ttl_seconds=600)
+    except FileNotFoundError:
+        raise FileNotFound() from None
+    if not isinstance(location, LocalFile):  # stores that serve elsewhere sign no such link
+        raise FileNotFound()
+    return RangeFileResponse(request, location)

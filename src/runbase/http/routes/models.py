@@ -57,7 +57,7 @@ class ModelList(BaseModel):
 
 def describe_model(services: Services, spec: ModelSpec) -> dict[str, Any]:
     settings = services.settings
-    rates = settings.price_rates
+    rates = services.price_rates
     owner, _, name = spec.id.partition("/")
     running = [worker.backend for worker in services.workers if worker.backend]
     return {

@@ -69,7 +69,7 @@ async def read_static_file(name: str) -> Response:
 @router.get("/playground/catalog.json")
 async def read_catalog(services: ServicesDep) -> JSONResponse:
     """Each model's choices, defaults, output sizes and prices, for the form."""
-    return JSONResponse({"models": [describe_seedance(services.settings.price_rates)]})
+    return JSONResponse({"models": [describe_seedance(services.price_rates)]})
 
 
 def describe_seedance(rates: seedance.PriceRates) -> dict[str, Any]:

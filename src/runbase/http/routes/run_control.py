@@ -12,7 +12,7 @@ from runbase.core import listing, runs
 from runbase.errors import BadParameter, CancelTimedOut, RunAlreadyFinished
 from runbase.http.deps import authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
-from runbase.http.routes.runs import run_read
+from runbase.http.run_object import run_read
 from runbase.http.schemas import RunPage, RunRead
 from runbase.http.waiting import cancel_and_wait
 from runbase.parsing import check_text, parse_int

@@ -25,7 +25,7 @@ from runbase.core import events, listing, runs
 from runbase.core.clock import format_timestamp
 from runbase.http.deps import Services, authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
-from runbase.http.routes.runs import run_read
+from runbase.http.run_object import run_read
 from runbase.http.waiting import POLL_SECONDS
 from runbase.parsing import last_event_id
 

@@ -20,7 +20,8 @@ from runbase.core.catalog import MODELS
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
 from runbase.http.ratelimit import rate_limit_headers
-from runbase.http.schemas import CostEstimate, RunCreate, RunPublic, RunRead, run_public
+from runbase.http.run_object import public_run, run_read
+from runbase.http.schemas import CostEstimate, RunCreate, RunPublic, RunRead
 from runbase.http.waiting import wait_for_run
 from runbase.parsing import cancel_after_ms, wait_preference
 from runbase.storage import inputs
@@ -77,38 +78,6 @@ _CREATE_HEADERS = [
 ]
 
 
-def run_urls(services: Services, run: RunRow | Row[Any], base_url: str) -> list[str] | None:
-    """Signed output URLs of a succeeded run (signed anew on every read), else None."""
-    if run.status != runs.RunStatus.SUCCEEDED or run.output_keys is None:
-        return None
-    base = services.settings.public_url or base_url
-    ttl = services.settings.file_url_ttl_seconds
-    return [
-        services.blobs.signed_url(key, base_url=base, ttl_seconds=ttl) for key in run.output_keys
-    ]
-
-
-def shown_input(services: Services, run: RunRow | Row[Any], base_url: str) -> dict[str, Any]:
-    """The run's input as the run object shows it: images stored at creation as signed
-    links (signed anew on every read, like outputs)."""
-    base = services.settings.public_url or base_url
-    ttl = services.settings.file_url_ttl_seconds
-    return inputs.shown_input(
-        run.input, lambda key: services.blobs.signed_url(key, base_url=base, ttl_seconds=ttl)
-    )
-
-
-def _public(services: Services, run: RunRow | Row[Any], base_url: str) -> dict[str, Any]:
-    return run_public(run, run_urls(services, run, base_url), shown_input(services, run, base_url))
-
-
-def run_read(services: Services, run: Row[Any], base_url: str) -> dict[str, Any]:
-    """The run object of reads: with `queuePosition`."""
-    answer = _public(services, run, base_url)
-    answer["queuePosition"] = run.queue_position
-    return answer
-
-
 def _answer(
     request: Request,
     services: Services,
@@ -123,7 +92,7 @@ def _answer(
     if is_read:
         body = run_read(services, cast(Row[Any], run), base_url)
     else:
-        body = _public(services, run, base_url)
+        body = public_run(services, run, base_url)
     all_headers = rate_limit_headers(request)
     if headers:
         all_headers.update(headers)

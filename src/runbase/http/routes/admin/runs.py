@@ -13,7 +13,7 @@ from runbase.core.runs import CancelAnswer
 from runbase.http.deps import Services, get_services
 from runbase.http.routes.admin.auth import AdminActor
 from runbase.http.routes.admin.bodies import RunParams, epoch_ms, parse_query
-from runbase.http.routes.runs import run_read
+from runbase.http.run_object import run_read
 from runbase.http.waiting import wait_for_run
 
 router = APIRouter()

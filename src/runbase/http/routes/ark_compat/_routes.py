@@ -24,7 +24,7 @@ from runbase.http.routes.ark_compat._errors import (
     TaskStatusConflict,
     ark_headers,
 )
-from runbase.http.routes.runs import run_urls
+from runbase.http.run_object import run_urls
 from runbase.parsing import parse_int
 
 router = APIRouter(

@@ -47,11 +47,19 @@ from runbase.http.routes.openai_videos._errors import (
 from runbase.media.images import IMAGE_FORMATS, FetchPolicy, fetch_image
 from runbase.parsing import check_text, declared_length, read_int
 
+SORA_NAMES: Final = (
+    "sora-2",
+    "sora-2-pro",
+    "sora-2-2025-10-06",
+    "sora-2-pro-2025-10-06",
+    "sora-2-2025-12-08",
+)
+"""OpenAI's model names that `Settings.openai_model_map` maps to Seedance by default."""
 DEFAULT_SIZE: Final = "720x1280"
 SIZES: Final = {f"{width}x{height}": key for key, (width, height) in seedance.SIZES.items()}
 """Each allowed "WxH" -> (resolution, aspect_ratio)."""
 
-_IMAGE_POLICY: Final = FetchPolicy()
+_IMAGE_POLICY: Final = FetchPolicy(max_bytes=seedance.MAX_IMAGE_BYTES)
 # The largest image the engine takes, and room for the other fields and the multipart framing.
 MAX_BODY_BYTES: Final = _IMAGE_POLICY.max_bytes + 1024 * 1024
 _FIELDS: Final = ("prompt", "model", "seconds", "size", "input_reference")
@@ -212,12 +220,15 @@ def create_body(fields: Mapping[str, Any], settings: Settings) -> tuple[dict[str
 def _model(name: Any, settings: Settings) -> str:
     if name is None:
         return seedance.MODEL_ID
+    model_map = settings.openai_model_map
+    if model_map is None:
+        model_map = dict.fromkeys(SORA_NAMES, seedance.MODEL_ID)
     if isinstance(name, str):
         if name in MODELS:
             return name
-        if name in settings.openai_model_map:
-            return settings.openai_model_map[name]
-    names = sorted({*MODELS, *settings.openai_model_map})
+        if name in model_map:
+            return model_map[name]
+    names = sorted({*MODELS, *model_map})
     raise VideoRequestError(
         f"model {name!r} is not available; available: {', '.join(names)}",
         param="model",

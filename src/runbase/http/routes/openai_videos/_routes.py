@@ -19,8 +19,8 @@ from runbase.core import listing, runs
 from runbase.errors import RunNotFound, ServerError
 from runbase.http import submission
 from runbase.http.deps import Services, authorize, get_services
+from runbase.http.file_response import RangeFileResponse
 from runbase.http.ratelimit import rate_limit_headers
-from runbase.http.routes.files import RangeFileResponse
 from runbase.http.routes.openai_videos import _create, _video
 from runbase.http.routes.openai_videos._errors import (
     OpenAIRoute,
@@ -32,7 +32,7 @@ from runbase.http.routes.openai_videos._errors import (
 from runbase.http.waiting import cancel_and_wait
 from runbase.media.probe import read_frames
 from runbase.parsing import parse_int
-from runbase.storage.blobs import LocalBlobStore
+from runbase.storage.blob_location import RemoteFile
 
 router = APIRouter(prefix="/v1/videos", tags=["openai-compatible videos"], route_class=OpenAIRoute)
 
@@ -212,24 +212,24 @@ async def download_video_content(video_id: str, request: Request) -> Response:
             f"video {video_id!r} is {status}; its content is available once it is completed"
         )
     blob_key = run.output_keys[0]  # the MP4 comes first
-    blobs = services.blobs
     headers = rate_limit_headers(request)
-    if not isinstance(blobs, LocalBlobStore):
+    try:
+        location = services.blobs.locate(blob_key, base_url=str(request.base_url), ttl_seconds=600)
+    except FileNotFoundError:
+        raise ServerError(f"the file of video {video_id!r} is missing from storage") from None
+    if isinstance(location, RemoteFile):
         if variant != "video":
             raise VideoRequestError(
-                "thumbnails are made from local files; with S3 storage only the video is available",
+                "thumbnails are made from files this server holds; with S3 storage only the "
+                "video is available",
                 param="variant",
             )
         # The bucket serves the bytes; the SDK follows the redirect.
-        url = blobs.signed_url(blob_key, base_url=str(request.base_url), ttl_seconds=600)
-        return RedirectResponse(url, status_code=302, headers=headers)
-    path = blobs.path_for(blob_key)
-    if not path.is_file():
-        raise ServerError(f"the file of video {video_id!r} is missing from storage")
+        return RedirectResponse(location.url, status_code=302, headers=headers)
     if variant == "thumbnail":
-        jpeg = await asyncio.to_thread(_first_frame_jpeg, path)
+        jpeg = await asyncio.to_thread(_first_frame_jpeg, location.path)
         return Response(jpeg, media_type="image/jpeg", headers=headers)
-    response = RangeFileResponse(request, path, media_type="video/mp4")
+    response = RangeFileResponse(request, location)
     response.headers.update(headers)
     return response
 

@@ -1,4 +1,4 @@
-"""Dialogue extraction, language detection and espeak-ng speech synthesis."""
+"""The preview engine's dialogue: extraction, language detection and espeak-ng speech."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runbase.engines.preview.dialogue import DialogueLine, extract_dialogue, remove_dialogue
+from runbase.engines.preview.languages import detect_language
+from runbase.engines.preview.speech import synthesize_speech, voice_for_language
 from runbase.errors import GenerationFailed
-from runbase.media.speech import (
-    DialogueLine,
-    detect_language,
-    extract_dialogue,
-    remove_dialogue,
-    synthesize_speech,
-    voice_for_language,
-)
 
 needs_espeak = pytest.mark.skipif(
     shutil.which("espeak-ng") is None, reason="espeak-ng is not installed"
