@@ -56,12 +56,12 @@ def create(server: LiveServer, key: str) -> str:
 def test_polls_keep_to_the_schedule_from_the_submit_however_slow_the_answers(
     start_server: Callable[..., LiveServer], fake: FakeModelArk
 ) -> None:
-    # The task ends 6 s after its submit; each poll takes 0.8 s to answer. Polls are due
+    # The task ends 6.8 s after its submit; each poll takes 1.5 s to answer. Polls are due
     # 1 s after the submit, then 1.5x longer each time up to 2 s: at 1, 2.5, 4.5, 6.5 s
     # (the last one finds it done). Counted from each answer instead, they would come at
-    # 1, 3.3, 6.1 s.
-    fake.queued_seconds, fake.running_seconds = 5.0, 1.0
-    fake.poll_delay_seconds = 0.8
+    # 1, 4, 7.5 s. A loaded machine only makes a poll late, so lateness has some room.
+    fake.queued_seconds, fake.running_seconds = 5.8, 1.0
+    fake.poll_delay_seconds = 1.5
     server = start(
         start_server, fake, ark_poll_interval_seconds=1.0, ark_max_poll_interval_seconds=2.0
     )
@@ -73,7 +73,7 @@ def test_polls_keep_to_the_schedule_from_the_submit_however_slow_the_answers(
     assert all(task_id == task.id for task_id, _ in fake.polls)
     assert len(after_submit) == 4, after_submit  # no poll at once, none after the end
     for due, at in zip((1.0, 2.5, 4.5, 6.5), after_submit, strict=True):
-        assert due - 0.05 <= at <= due + 0.5, after_submit
+        assert due - 0.05 <= at <= due + 0.9, after_submit
 
 
 def test_a_cancel_between_two_polls_ends_the_run_at_once(
