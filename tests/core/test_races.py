@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Connection, text
 
-from runbase.core import billing, keys, runs
+from runbase.core import billing, claims, keys, runs
 from runbase.errors import InsufficientBalance, RunbaseError, UsageExceeded
 from runbase.storage.db import Database
 from runbase.storage.migrate import upgrade_database
@@ -115,7 +115,7 @@ def test_workers_claiming_at_once_take_each_run_once(database: Database) -> None
         made = {_create(key)(connection, 0).id for _ in range(pending)}
     claimed = race(
         database,
-        lambda connection, index: runs.claim_next_run(
+        lambda connection, index: claims.claim_next_run(
             connection, worker_id=f"w{index}", lease_ms=60_000, is_postgres=True
         ),
     )

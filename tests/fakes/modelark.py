@@ -19,11 +19,13 @@ code)` answers creates with an error until `refuse_creates(None)` (an outage, a 
 unpaid account); `fail_next(code, message)` fails the next task; `sensitive_words` refuses
 prompts at create; callbacks are POSTed on every status change, and `succeeded`/`failed`
 are retried 3 times. `creates` holds every accepted create body: a test counts them to
-prove a run was never submitted twice.
+prove a run was never submitted twice; `polls` holds (task id, time received) of every
+task GET, and `poll_delay_seconds` makes each GET answer that much later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import time
@@ -84,6 +86,8 @@ class FakeModelArk:
         self.clock = FakeClock()
         self.tasks: dict[str, Task] = {}
         self.creates: list[dict[str, Any]] = []
+        self.polls: list[tuple[str, float]] = []
+        self.poll_delay_seconds = 0.0
         self.callbacks: list[tuple[str, str, int]] = []
         """(task id, status, attempt) of every callback POST made."""
         self.sensitive_words: set[str] = set()
@@ -296,6 +300,9 @@ class FakeModelArk:
 
         @app.get(prefix + "/{task_id}")
         async def get(task_id: str, request: Request) -> Response:
+            self.polls.append((task_id, self.clock.now()))
+            if self.poll_delay_seconds:
+                await asyncio.sleep(self.poll_delay_seconds)
             refused = gate(request)
             if refused is not None:
                 return refused

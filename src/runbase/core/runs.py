@@ -457,11 +457,32 @@ def _guarded(run_id: str, worker_id: str | None, *conditions: Any) -> Any:
 def _move(
     connection: Connection, run_id: str, values: dict[str, Any], *, worker_id: str
 ) -> Row[Any] | None:
-    """One guarded update of a processing run held by `worker_id`; the run after it, or None."""
-    statement = _guarded(run_id, worker_id, _RUNS.c.status == RunStatus.PROCESSING.value)
-    return connection.execute(statement.values(**values).returning(*_CHANGED)).first()
+    """One guarded update of a processing run held by `worker_id`; the run after it, or None.
+
+    A worker's heartbeats and its run's end are the hot writes of a busy gateway: the
+    statement for each set of columns is prepared once (`storage.prepared`)."""
+    columns = tuple(sorted(values))
+    statement = _MOVES.get(columns)
+    if statement is None:
+        statement = _MOVES[columns] = PreparedStatement(
+            update(_RUNS)
+            .where(
+                _RUNS.c.id == bindparam("move_run_id"),
+                _RUNS.c.worker_id == bindparam("move_worker_id"),
+                _RUNS.c.status == RunStatus.PROCESSING.value,
+            )
+            .values({name: bindparam(f"new_{name}", type_=_RUNS.c[name].type) for name in columns})
+            .returning(*_CHANGED)
+        )
+    params = {f"new_{name}": value for name, value in values.items()}
+    params.update(move_run_id=run_id, move_worker_id=worker_id)
+    return cast("Row[Any] | None", statement.execute(connection, params).first())
 
 
 def _appended_logs(connection: Connection, run_id: str, lines: Sequence[str]) -> list[str]:
-    current = connection.execute(select(_RUNS.c.logs).where(_RUNS.c.id == run_id)).scalar()
-    return [*(current or []), *lines][-MAX_LOG_LINES:]
+    current = _LOGS_OF.execute(connection, {"run_id": run_id}).first()
+    return [*((current and current.logs) or []), *lines][-MAX_LOG_LINES:]
+
+
+_MOVES: dict[tuple[str, ...], PreparedStatement] = {}
+_LOGS_OF = PreparedStatement(select(_RUNS.c.logs).where(_RUNS.c.id == bindparam("run_id")))
