@@ -45,8 +45,10 @@ serve: $(SERVE_STAMP) system-deps
 	@echo "The runbase command is $(VENV)/bin/runbase (or run: source $(VENV)/bin/activate)."
 	$(VENV)/bin/runbase serve --host $(HOST) --port $(PORT)
 
+# The suite on every core, a test file per process (module fixtures start servers once).
+PYTEST_PARALLEL ?= -n auto --dist loadfile
 test: $(TEST_STAMP) test-system-deps
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(PYTEST_PARALLEL)
 
 # The suite's database tests against a throwaway PostgreSQL cluster (127.0.0.1, fsync off);
 # each test gets a fresh database (tests/support.py). PG_TESTS narrows it; the directories
@@ -55,7 +57,7 @@ PG_TESTS ?= tests/http tests/core tests/dispatch tests/e2e tests/storage tests/t
 test-postgres: $(TEST_STAMP) test-system-deps
 	@pgdir=$$(mktemp -d /tmp/runbase-pg.XXXXXX); \
 	url=$$(scripts/pg-throwaway start $$pgdir) || { rm -rf $$pgdir; exit 1; }; \
-	RUNBASE_TEST_DATABASE_URL=$$url $(VENV)/bin/pytest $(PG_TESTS); status=$$?; \
+	RUNBASE_TEST_DATABASE_URL=$$url $(VENV)/bin/pytest $(PYTEST_PARALLEL) $(PG_TESTS); status=$$?; \
 	scripts/pg-throwaway stop $$pgdir; exit $$status
 
 check: $(TEST_STAMP)

@@ -5,12 +5,13 @@ as separate uvicorn processes on 127.0.0.1, then drives both with wrk at the sam
 concurrency, interleaving rounds so that machine noise hits both alike. Reports medians
 over rounds and the ratios runbase / bare.
 
-    python benchmarks/api.py [--connections 50] [--seconds 5] [--rounds 3] [--json]
-                             [--baseline-src OTHER_CHECKOUT/src]
+    python benchmarks/api.py [--connections 50] [--seconds 5] [--rounds 3]
+                             [--baseline-src DIR] [--json]
 
-With `--baseline-src`, a second runbase from that source tree (another branch's checkout)
-is measured in the same interleaved rounds, so that a change's effect on the ratios is read
-side by side rather than across runs on a noisy machine.
+`--baseline-src` also starts a second runbase server from other sources (another
+checkout's `src`, e.g. `git archive main src | tar -x -C /tmp/main`), with its own data
+directory, in the same interleaved rounds: before and after side by side, each with its
+ratio to the same bare endpoint.
 
 Needs `wrk` (Debian package `wrk`).
 """
@@ -60,29 +61,26 @@ def wait_for(url: str) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
-def runbase_cli(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+def runbase_cli(data_dir: Path, *args: str, src: Path | None = None) -> str:
     command = [sys.executable, "-m", "runbase", *args, "--data-dir", str(data_dir)]
+    env = {**os.environ, "PYTHONPATH": str(src)} if src else None
     return subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
 
 
-def start_runbase(
-    data_dir: Path, src: str | None = None
-) -> tuple[subprocess.Popen[bytes], str, str]:
-    """`runbase serve` (workers off) on a fresh data directory, from `src` if given; its
-    process, URL and an API key."""
-    # Without access logs: the benchmark measures the API, not the log.
-    env = {**os.environ, "RUNBASE_WORKERS": "0", "RUNBASE_ACCESS_LOG": "false"}
-    if src is not None:
-        env["PYTHONPATH"] = src
-    runbase_cli(data_dir, "accounts", "create", "bench", "--balance-usd", "1000000", env=env)
+def start_runbase(data_dir: Path, src: Path) -> tuple[subprocess.Popen[bytes], str, str]:
+    """`runbase serve` from `src` on a new data directory, with a key: (process, URL, key)."""
+    runbase_cli(data_dir, "accounts", "create", "bench", "--balance-usd", "1000000", src=src)
     created = runbase_cli(
         data_dir,
         *("keys", "create", "--account", "bench", "--rate-limit", "1000000/second", "--json"),
-        env=env,
+        src=src,
     )
     key = json.loads(created)["key"]
+    # Without access logs: the benchmark measures the API, not the log.
+    env = {**os.environ, "PYTHONPATH": str(src), "RUNBASE_WORKERS": "0"}
+    env["RUNBASE_ACCESS_LOG"] = "false"
     port = free_port()
-    runbase = subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "runbase", "serve", "--port", str(port)]
         + ["--data-dir", str(data_dir)],
         env=env,
@@ -91,22 +89,21 @@ def start_runbase(
     )
     url = f"http://127.0.0.1:{port}"
     wait_for(url + "/healthz")
-    return runbase, url, key
+    return process, url, key
 
 
-def start_servers(data_dir: Path) -> tuple[list[subprocess.Popen[bytes]], str, str, str]:
-    runbase, runbase_url, key = start_runbase(data_dir)
-    bare_port = free_port()
+def start_bare() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
     bare = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(bare_port)]
+        [sys.executable, "-m", "uvicorn", "bare_app:app", "--port", str(port)]
         + ["--log-level", "warning", "--no-access-log"],
         cwd=HERE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    bare_url = f"http://127.0.0.1:{bare_port}"
-    wait_for(bare_url + "/bare/x")
-    return [runbase, bare], runbase_url, bare_url, key
+    url = f"http://127.0.0.1:{port}"
+    wait_for(url + "/bare/x")
+    return bare, url
 
 
 def run_wrk(
@@ -163,33 +160,32 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline-src", type=Path, default=None)
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--baseline-src", help="also measure runbase from this source tree")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install wrk")
+    sources = {"runbase": HERE.parent / "src"}
+    if args.baseline_src is not None:
+        sources["baseline"] = args.baseline_src.resolve()
 
+    processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as scratch:
-        data_dir = Path(scratch) / "data"
-        processes, runbase_url, bare_url, key = start_servers(data_dir)
-        runbases = {"runbase": (runbase_url, key)}
         post_script = write_post_script(Path(scratch))
         try:
-            if args.baseline_src:
-                baseline, url, baseline_key = start_runbase(
-                    Path(scratch) / "baseline", args.baseline_src
-                )
-                processes.append(baseline)
-                runbases["baseline"] = (url, baseline_key)
-            targets: dict[tuple[str, str], tuple[str, dict[str, str], str | None]] = {}
-            for server, (url, server_key) in runbases.items():
-                auth = {"Authorization": f"Bearer {server_key}"}
-                with httpx.Client(headers=auth) as client:
-                    run_id = client.post(url + "/api/v1/runs", json=BODY).json()["id"]
+            bare, bare_url = start_bare()
+            processes.append(bare)
+            targets = {
+                ("GET", "bare"): (f"{bare_url}/bare/run_01jbench0000000000000000000", {}, None),
+                ("POST", "bare"): (f"{bare_url}/bare", {}, post_script),
+            }
+            for server, src in sources.items():
+                process, url, key = start_runbase(Path(scratch) / server, src)
+                processes.append(process)
+                auth = {"Authorization": f"Bearer {key}"}
+                run_id = httpx.post(url + "/api/v1/runs", json=BODY, headers=auth).json()["id"]
                 targets[("GET", server)] = (f"{url}/api/v1/runs/{run_id}", auth, None)
                 targets[("POST", server)] = (f"{url}/api/v1/runs", auth, post_script)
-                targets.setdefault(("GET", "bare"), (f"{bare_url}/bare/{run_id}", {}, None))
-                targets.setdefault(("POST", "bare"), (f"{bare_url}/bare", {}, post_script))
             medians = interleaved_medians(
                 {
                     case: functools.partial(
@@ -200,7 +196,7 @@ def main() -> None:
                         headers=headers,
                         script=script,
                     )
-                    for case, (url, headers, script) in targets.items()
+                    for case, (url, headers, script) in sorted(targets.items())
                 },
                 args.rounds,
             )
@@ -211,35 +207,27 @@ def main() -> None:
 
     results = {f"{method} {server}": value for (method, server), value in medians.items()}
     for method in ("GET", "POST"):
-        for server in runbases:
-            suffix = "" if server == "runbase" else f" {server}"
-            results[f"{method} ratio{suffix}"] = {
-                "rps": results[f"{method} {server}"]["rps"] / results[f"{method} bare"]["rps"]
-            }
+        for server in sources:
+            ratio = results[f"{method} {server}"]["rps"] / results[f"{method} bare"]["rps"]
+            results[f"{method} {server} ratio"] = {"rps": ratio}
     if args.json:
         print(json.dumps(results, indent=2))
         return
     command = f"python benchmarks/api.py --connections {args.connections} "
     command += f"--seconds {args.seconds} --rounds {args.rounds}"
-    if args.baseline_src:
+    if args.baseline_src is not None:
         command += f" --baseline-src {args.baseline_src}"
     print(f"`{command}`\n")
-    print("| endpoint | requests/s (median) | p50 ms | p99 ms |")
-    print("|---|---|---|---|")
+    print("| endpoint | requests/s (median) | p50 ms | p99 ms | / bare |")
+    print("|---|---|---|---|---|")
     for method in ("GET", "POST"):
-        for server in ("bare", *runbases):
+        for server in ("bare", *sources):
             r = results[f"{method} {server}"]
-            name = f"{method} {server}"
-            print(f"| {name} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
-    print(
-        f"\nGET runbase/bare throughput: {results['GET ratio']['rps']:.2f}x; "
-        f"POST: {results['POST ratio']['rps']:.2f}x"
-    )
-    if args.baseline_src:
-        print(
-            f"baseline/bare, same rounds: GET {results['GET ratio baseline']['rps']:.2f}x; "
-            f"POST: {results['POST ratio baseline']['rps']:.2f}x"
-        )
+            ratio = results.get(f"{method} {server} ratio", {"rps": 1.0})["rps"]
+            print(
+                f"| {method} {server} | {r['rps']:.0f} | {r['p50_ms']:.1f} | "
+                f"{r['p99_ms']:.1f} | {ratio:.2f}x |"
+            )
 
 
 if __name__ == "__main__":

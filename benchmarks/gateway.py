@@ -165,13 +165,14 @@ async def bare_client(base: str, runs: int, poll: float, max_poll: float, out: P
 
         async def one(index: int) -> None:
             task_id = (await api.request("POST", tasks, json=body)).json()["id"]
-            interval = poll
-            while True:
+            interval, due = poll, time.monotonic()
+            while True:  # runbase's schedule, counted from the submit (and one poll at once)
                 task = (await api.request("GET", f"{tasks}/{task_id}")).json()
                 if task["status"] == "succeeded":
                     break
                 assert task["status"] in ("queued", "running"), task
-                await asyncio.sleep(interval)
+                due = max(due + interval, time.monotonic())
+                await asyncio.sleep(due - time.monotonic())
                 interval = min(interval * 1.5, max_poll)
             video = await storage.request("GET", task["content"]["video_url"])
             (out / f"{index}.mp4").write_bytes(video.content)

@@ -1,5 +1,6 @@
 """Shared fixtures: a live runbase server on 127.0.0.1, and the servers beside it that some
-tests need (a throwaway redis-server, moto's S3 server), each on a free port of 127.0.0.1."""
+tests need (a throwaway redis-server, moto's S3 server, the fake fal and Replicate APIs),
+each on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ import pytest
 import uvicorn
 
 import runbase
+from fakes.fal import FakeFal
+from fakes.replicate import FakeReplicate
+from provider_routes import FAL_KEY, REPLICATE_TOKEN, served
 from runbase.http.app import create_app
 from runbase.storage import write_check
 from runbase.storage.db import Database
@@ -155,3 +159,18 @@ def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+
+
+@pytest.fixture
+def fal(tmp_path: Path) -> Iterator[FakeFal]:
+    """The fake fal queue API (tests/fakes/fal.py); its key is `provider_routes.FAL_KEY`."""
+    with served(FakeFal(FAL_KEY, tmp_path / "fake-videos")) as fake:
+        yield fake
+
+
+@pytest.fixture
+def replicate(tmp_path: Path) -> Iterator[FakeReplicate]:
+    """The fake Replicate API (tests/fakes/replicate.py); its token is
+    `provider_routes.REPLICATE_TOKEN`."""
+    with served(FakeReplicate(REPLICATE_TOKEN, tmp_path / "fake-videos")) as fake:
+        yield fake

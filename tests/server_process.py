@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class ServerProcess:
             self.output.append(line)
             if "serving on" in line:
                 break
+        # Read on, so that a server that logs a lot never blocks on a full pipe.
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -59,6 +63,11 @@ class ServerProcess:
             except httpx.TransportError:
                 assert time.monotonic() < deadline, "".join(self.output)
                 time.sleep(0.1)
+
+    def _read_output(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
 
     @property
     def printed_key(self) -> str | None:
@@ -80,5 +89,6 @@ class ServerProcess:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 self.kill()
+        self._reader.join(timeout=5)
         if self.process.stdout is not None:
             self.process.stdout.close()

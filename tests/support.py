@@ -16,7 +16,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -84,6 +85,7 @@ TEST_DATABASE_URL = os.environ.get("RUNBASE_TEST_DATABASE_URL") or None
 # One template per pytest-xdist worker: each migrates its own.
 _TEMPLATE = "runbase_template_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
 _created_databases: set[str] = set()
+_kept_databases: set[str] = set()
 _template_ready = False
 
 
@@ -91,10 +93,32 @@ def database_url_for(data_dir: Path) -> str:
     """The test database of a data directory: the same one every time it is asked for."""
     if TEST_DATABASE_URL is None:
         return f"sqlite:///{data_dir / 'runbase.db'}"
-    name = "t_" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
-    if name not in _created_databases:
+    name = _database_name(data_dir)
+    if name not in _created_databases and name not in _kept_databases:
         _create_database(name)
     return make_url(TEST_DATABASE_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def _database_name(data_dir: Path) -> str:
+    return "t_" + hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:20]
+
+
+@contextmanager
+def kept_database(data_dir: Path) -> Iterator[None]:
+    """Keep the test database of `data_dir` across tests (for a fixture wider than one test,
+    such as a server its tests share), and drop it when the block ends."""
+    if TEST_DATABASE_URL is None:
+        yield
+        return
+    database_url_for(data_dir)
+    name = _database_name(data_dir)
+    _created_databases.discard(name)
+    _kept_databases.add(name)
+    try:
+        yield
+    finally:
+        _kept_databases.discard(name)
+        _admin_execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def database_env(data_dir: Path) -> dict[str, str]:
@@ -259,22 +283,29 @@ class LiveServer:
         import time
 
         deadline = time.monotonic() + timeout
-        # Waiting for an end, the server holds each poll (Prefer: wait), so a long run costs
-        # a few requests of the key's rate limit, and the test's next request still passes.
-        terminal = set(until) <= {"succeeded", "failed", "canceled"}
-        headers = {"Prefer": "wait=5"} if terminal else {}
-        with self.client(api_key) as client:
-            while True:
-                answer = client.get(f"/api/v1/runs/{run_id}", headers=headers)
-                if answer.status_code == 429:
-                    time.sleep(float(answer.headers.get("retry-after", "1")))
-                    continue
-                run: dict[str, Any] = answer.json()
-                if run.get("status") in until:
-                    return run
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"run {run_id} still {run.get('status')} after {timeout}s")
-                time.sleep(0.05 if terminal else 0.1)
+        # Watched on the database, asked through the API once it is there: polls of the API
+        # would spend the key's rate limit (20 per 10 s by default), and the test's next
+        # request would be refused.
+        database = Database(self.settings.resolved_database_url)
+        status = select(RunRow.__table__.c.status).where(RunRow.__table__.c.id == run_id)
+        try:
+            with self.client(api_key) as client:
+                while True:
+                    with database.connect() as connection:
+                        seen = connection.execute(status).scalar()
+                    if seen in until:
+                        answer = client.get(f"/api/v1/runs/{run_id}")
+                        if answer.status_code == 429:
+                            time.sleep(float(answer.headers.get("retry-after", "1")))
+                            continue
+                        run: dict[str, Any] = answer.json()
+                        if run.get("status") in until:
+                            return run
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"run {run_id} still {seen} after {timeout}s")
+                    time.sleep(0.05)
+        finally:
+            database.dispose()
 
 
 class RecordingSink:

@@ -279,3 +279,110 @@ class Settings(BaseSettings):
     rate_limit_storage_url: str | None = None
     """Where rate-limit counts live: `redis://host:6379/0` shares one limit per key across
     API replicas (needs the `redis` extra); default: each process's memory."""
+
+    # Providers fal, replicate and runbase (providers/fal.py, replicate.py, runbase.py)
+    fal_key: SecretStr | None = None
+    """fal API key (`key_id:key_secret`), sent as `Authorization: Key ...`; never logged."""
+
+    fal_queue_url: str = "https://queue.fal.run"
+    """fal's queue API."""
+
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    """fal's public keys for webhook signatures (Ed25519), read at most once an hour."""
+
+    fal_poll_interval_seconds: float = 2.0
+    """First wait between polls of a fal request (it grows 1.5x per poll)."""
+
+    fal_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of a fal request (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    fal_submit_retry_seconds: float = 10.0
+    """How long a submit answered with 429 or 5xx (or a refused connection) is retried
+    before the run moves to the next provider of the route (or fails, refunded)."""
+
+    fal_timeout_seconds: float = 1800.0
+    """Longest time one fal attempt may take, download included."""
+
+    fal_max_in_flight: int = Field(default=40, ge=1)
+    """fal requests in flight at once from one process (fal runs up to 40 per account at
+    once and queues the rest)."""
+
+    fal_allow_private_hosts: bool = False
+    """Let video downloads from fal reach loopback and private addresses (tests only)."""
+
+    fal_price_silent_per_million_tokens: int = 1_200_000
+    """What fal charges, in micro-USD per million video tokens, without audio (its
+    published price); recorded on each attempt as its upstream cost."""
+
+    fal_price_audio_per_million_tokens: int = 2_400_000
+    """The same, with audio."""
+
+    replicate_api_token: SecretStr | None = None
+    """Replicate API token, sent as `Authorization: Bearer ...`; never logged."""
+
+    replicate_base_url: str = "https://api.replicate.com"
+    """Replicate's HTTP API."""
+
+    replicate_model: str = "bytedance/seedance-1.5-pro"
+    """The Replicate model (`owner/name`) that runs Seedance 1.5 Pro."""
+
+    replicate_poll_interval_seconds: float = 2.0
+    """First wait between polls of a prediction (it grows 1.5x per poll)."""
+
+    replicate_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of a prediction (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    replicate_submit_retry_seconds: float = 10.0
+    """How long a submit answered with 429 or 5xx (or a refused connection) is retried
+    before the run moves to the next provider of the route (or fails, refunded)."""
+
+    replicate_timeout_seconds: float = 1800.0
+    """Longest time one Replicate attempt may take, download included."""
+
+    replicate_max_in_flight: int = Field(default=100, ge=1)
+    """Replicate predictions in flight at once from one process."""
+
+    replicate_allow_private_hosts: bool = False
+    """Let video downloads from Replicate reach loopback and private addresses (tests
+    only)."""
+
+    replicate_price_silent_per_million_tokens: int = 1_200_000
+    """What Replicate charges, in micro-USD per million video tokens, without audio
+    (ByteDance's published price: Replicate's own was not found; set yours)."""
+
+    replicate_price_audio_per_million_tokens: int = 2_400_000
+    """The same, with audio."""
+
+    runbase_base_url: str = "https://runbase.net"
+    """A Runbase-compatible server to forward runs to: runbase.net or another runbase."""
+
+    runbase_api_key: SecretStr | None = None
+    """The `sk-...` key for `runbase_base_url`; never logged."""
+
+    runbase_allow_private_hosts: bool = False
+    """Let video downloads from the upstream reach loopback and private addresses (an
+    upstream runbase on this machine or a private network; tests)."""
+
+    runbase_rate_limit: str = "20/10seconds"
+    """The upstream's rate limit over create and get together (`limits` notation); every
+    run in flight shares it (runbase.net: 20 per 10 s per key)."""
+
+    runbase_poll_interval_seconds: float = 2.0
+    """First wait between polls of an upstream run (it grows 1.5x per poll)."""
+
+    runbase_max_poll_interval_seconds: float = 10.0
+    """Longest wait between polls of an upstream run (callbacks, when `public_url` is set, cut
+    the wait short)."""
+
+    runbase_submit_retry_seconds: float = 10.0
+    """How long a create answered with 5xx (or a refused connection) is retried before the
+    run moves to the next provider of the route (or fails, refunded); the upstream's 429s
+    are waited out, not counted here."""
+
+    runbase_timeout_seconds: float = 1800.0
+    """Longest time one attempt at the upstream may take, download included."""
+
+    runbase_max_in_flight: int = Field(default=100, ge=1)
+    """Upstream runs in flight at once from one process."""

@@ -16,7 +16,7 @@ from runbase.core import usage, usage_rollup
 from runbase.core.usage_sql import DAY_MS, HOUR_MS, Histogram, RunScope, bucket_bounds
 from runbase.http.routes.admin.rollup import roll_up_settled
 from runbase.storage.db import Database
-from runbase.storage.tables import ApiKeyRow, RunRow, UsageRollupRow
+from runbase.storage.tables import ApiKeyRow, RunRow, UpstreamAttemptRow, UsageRollupRow
 from support import Admin, make_settings
 
 START = 1_790_000_000_000 - 1_790_000_000_000 % DAY_MS  # a UTC midnight
@@ -228,30 +228,72 @@ def test_percentiles_come_from_the_bucket_that_holds_them() -> None:
     assert (copy.counts == 2 * histogram.counts).all() and Histogram().to_bytes() == b""
 
 
-@pytest.mark.skip(reason="enable when the gateway's upstream attempts table lands (issue 12)")
 def test_upstream_cost_and_margin(loaded: tuple[Database, list[dict[str, Any]]]) -> None:
-    """Per provider: upstream cost is what its attempts cost, margin is net spend minus it.
-
-    To enable: make `usage_sql.upstream_cost_per_run` read the gateway's table, and write
-    the attempts below with the gateway's own function instead of this placeholder.
-    """
+    """Per provider: upstream cost is what its runs' attempts cost (a failover's lost
+    attempt at another provider included: the run paid for it), margin is net spend minus
+    it; the same before and after the rollup; null, not zero, where nothing went upstream."""
     database, runs = loaded
-    costs: dict[str, int] = {}
+    rng = random.Random(11)
+    attempts: list[dict[str, Any]] = []
+    costs: Counter[str] = Counter()
+    for run in runs:
+        if not run["backend"] or run["is_test"]:
+            continue
+        if run["backend"] == "ark" and rng.random() < 0.3:  # fal failed first, and billed
+            attempts.append(attempt_row(run, "fal", 5_000))
+            costs["ark"] += 5_000
+        cost = run["cost_micros"] // 2 if run["status"] == "succeeded" else 0
+        attempts.append(attempt_row(run, run["backend"], cost))
+        costs[run["backend"]] += cost
     with database.transaction() as connection:
-        for run in runs:
-            if run["backend"] and not run["is_test"]:
-                cost = run["cost_micros"] // 2
-                record_upstream_attempt(connection, run["id"], run["backend"], cost)
-                costs[run["backend"]] = costs.get(run["backend"], 0) + cost
+        connection.execute(insert(UpstreamAttemptRow.__table__), renumbered(attempts))
+        # An attempt still upstream has no cost yet: it adds nothing.
+        pending = next(r for r in runs if r["status"] == "pending" and not r["is_test"])
+        open_attempt = attempt_row(pending, "fal", None) | {"state": "accepted", "number": 1}
+        connection.execute(insert(UpstreamAttemptRow.__table__), [open_attempt])
     scope = RunScope(START, START + DAYS * DAY_MS)
+    query = usage.UsageQuery(scope, bucket="day", group_by="backend")
     with database.connect() as connection:
-        report = usage.usage_report(connection, usage.UsageQuery(scope, group_by="backend"))
-    for series in report["series"]:
-        total = series["total"]
-        assert total["upstreamCostUsd"] == costs.get(series["group"])
+        live = usage.usage_report(connection, query)
+        whole = usage.usage_report(connection, usage.UsageQuery(scope, bucket="day"))
+    groups = {series["group"]: series["total"] for series in live["series"]}
+    assert set(costs) == {"ark", "fal"} and set(groups) >= {"ark", "fal", ""}
+    for group, total in groups.items():
+        assert total["upstreamCostUsd"] == costs.get(group), group
         if total["upstreamCostUsd"] is not None:
             assert total["marginUsd"] == total["netUsd"] - total["upstreamCostUsd"]
+    assert groups[""]["upstreamCostUsd"] is None and groups[""]["marginUsd"] is None
+    [everything] = whole["series"]
+    assert everything["total"]["upstreamCostUsd"] == sum(costs.values())
+
+    asyncio.run(roll_up_settled(database, now=START + DAYS * DAY_MS + HOUR_MS))
+    with database.connect() as connection:
+        stored = connection.execute(select(UsageRollupRow.__table__)).all()
+        after = usage.usage_report(connection, query)
+    assert any(row.upstream_cost_micros for row in stored)  # the rollup keeps it
+    assert after == live
+    database.dispose()
 
 
-def record_upstream_attempt(connection: Any, run_id: str, provider: str, cost: int) -> None:
-    raise NotImplementedError("the gateway's attempt recording goes here")
+def attempt_row(run: dict[str, Any], provider: str, cost: int | None) -> dict[str, Any]:
+    """A finished attempt of `run`, as the gateway leaves it in `upstream_attempts`
+    (numbered by `renumbered`)."""
+    succeeded = cost is not None and provider == run["backend"] and run["status"] == "succeeded"
+    return {
+        "run_id": run["id"],
+        "number": 0,
+        "provider": provider,
+        "state": "succeeded" if succeeded else "failed",
+        "task_id": f"task-{run['id']}-{provider}",
+        "cost_micros": cost,
+        "created_ms": run["created_ms"],
+    }
+
+
+def renumbered(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each run's attempts numbered 1, 2, ... in order."""
+    seen: Counter[str] = Counter()
+    for row in rows:
+        seen[row["run_id"]] += 1
+        row["number"] = seen[row["run_id"]]
+    return rows

@@ -43,6 +43,7 @@ def test_the_engine_process_holds_no_server_modules_and_no_scipy(tmp_path: Path)
         "RUNBASE_ENGINES": "engine_fixtures:ImportsEngine",
         "RUNBASE_POLL_INTERVAL_SECONDS": "0.05",
         "RUNBASE_ACCESS_LOG": "false",
+        "RUNBASE_RATE_LIMIT": "1000/10seconds",  # the test polls
     }
     command = [sys.executable, str(command_script(tmp_path)), "serve", "--port", str(port)]
     command += ["--data-dir", str(tmp_path / "data")]

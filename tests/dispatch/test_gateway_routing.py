@@ -15,10 +15,9 @@ from typing import Any
 import pytest
 
 from fakes.modelark import FakeModelArk, RunningFake
-from runbase.storage.tables import UpstreamAttemptRow
+from provider_routes import ARK_KEY, attempts, check_money, create
 from support import SEEDANCE, LiveServer
 
-ARK_KEY = "ark-secret-key-0123456789abcdef"
 B = "provider_fixtures:ArkB"
 C = "provider_fixtures:ArkC"
 
@@ -62,36 +61,6 @@ def start(
     }
     values.update(overrides)
     return start_server(**values)
-
-
-def create(server: LiveServer, key: str, **input: Any) -> str:
-    body = {
-        "model": SEEDANCE,
-        "input": {"prompt": "a lighthouse", "resolution": "480p", "generate_audio": False, **input},
-    }
-    with server.client(key) as client:
-        response = client.post("/api/v1/runs", json=body)
-    assert response.status_code == 200, response.text
-    return str(response.json()["id"])
-
-
-def attempts(server: LiveServer, run_id: str) -> list[Any]:
-    table = UpstreamAttemptRow.__table__
-    rows = server.admin.select(table, table.c.run_id == run_id)
-    return sorted(rows, key=lambda row: row.number)
-
-
-def account_of(server: LiveServer, run_id: str) -> str:
-    [row] = [r for r in server.admin.runs() if r.id == run_id]
-    return str(row.account_id)
-
-
-def check_money(server: LiveServer, run_id: str, *, refunded: bool) -> None:
-    """Charged once; refunded exactly once if it did not succeed; the books balance."""
-    account = account_of(server, run_id)
-    server.admin.check_books(account)
-    kinds = sorted(e.kind for e in server.admin.ledger(account) if e.run_id == run_id)
-    assert kinds == (["charge", "refund"] if refunded else ["charge"])
 
 
 @pytest.mark.parametrize(

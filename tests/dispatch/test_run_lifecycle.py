@@ -145,7 +145,7 @@ def test_progress_and_logs_are_visible_while_processing(
     start_server: Callable[..., LiveServer],
 ) -> None:
     server = start_server(engines=["engine_fixtures:SlowEngine"])
-    key = server.new_key()
+    key = server.new_key(rate_limit="1000/10seconds")  # the test polls
     run_id = create(server, key)
     seen = server.wait_for_run(key, run_id, until=("processing",))
     assert seen["startedAt"] is not None

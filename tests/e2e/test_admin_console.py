@@ -2,9 +2,10 @@
 in, create an account and a key with an allowlist and a spend limit, use the key through
 the runs API, then find the run and its spend in the usage charts and the runs browser.
 
-Thirty days of synthetic history (other accounts, three providers) are written first, so
-that the charts have something to draw around the run made here; the screenshots of each
-page (artifacts/admin-*.png, copied to docs/) come from this test.
+Thirty days of synthetic history (other accounts, two providers with their upstream
+attempts and a compute engine) are written first, so that the charts have something to
+draw around the run made here; the screenshots of each page (artifacts/admin-*.png, copied
+to docs/) come from this test.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from test_playground import CHROMIUM, CHROMIUM_ARGS
 from runbase.core.admin_token import load_admin_token
 from runbase.core.clock import now_ms
 from runbase.storage.db import Database
-from runbase.storage.tables import ApiKeyRow, RunRow
+from runbase.storage.tables import ApiKeyRow, RunRow, UpstreamAttemptRow
 from support import SEEDANCE, Admin, LiveServer
 
 pytestmark = pytest.mark.slow
@@ -34,12 +35,13 @@ DAY_MS = 86_400_000
 
 
 def seed_history(admin: Admin) -> None:
-    """Finished runs of two other accounts over the last 30 days, on three providers."""
+    """Finished runs of two other accounts over the last 30 days, on two providers (with
+    what each attempt cost upstream; some failed over from fal to ark) and LTX-2."""
     rng = random.Random(15)
     for name in ("studio", "agency"):
         admin.create_key(admin.create_account(name, 500.0), name="prod")
     keys = [(k.account_id, k.id) for k in admin.select(ApiKeyRow.__table__)]
-    now, runs = now_ms(), []
+    now, runs, attempts = now_ms(), [], []
     for number in range(900):
         account_id, key_id = rng.choice(keys)
         created = now - DAY_MS - rng.randrange(29 * DAY_MS)
@@ -68,10 +70,29 @@ def seed_history(admin: Admin) -> None:
                 "attempts": 1,
             }
         )
+        if backend == "ltx2":
+            continue
+        tried = ["fal", "ark"] if backend == "ark" and rng.random() < 0.2 else [backend]
+        for number, provider in enumerate(tried, start=1):
+            made = provider == backend and status == "succeeded"
+            attempts.append(
+                {
+                    "run_id": runs[-1]["id"],
+                    "number": number,
+                    "provider": provider,
+                    "state": "succeeded" if made else "failed",
+                    "task_id": f"task-{number:05d}-{provider}",
+                    "cost_micros": int(runs[-1]["cost_micros"] * rng.uniform(0.5, 0.8))
+                    if made
+                    else 0,
+                    "created_ms": created,
+                }
+            )
     database = Database(admin.settings.resolved_database_url)
     try:
         with database.transaction() as connection:
             connection.execute(insert(RunRow.__table__), runs)
+            connection.execute(insert(UpstreamAttemptRow.__table__), attempts)
     finally:
         database.dispose()
 
@@ -171,6 +192,31 @@ def test_the_console_from_sign_in_to_the_run_and_its_spend(
             # The run and its spend in the usage charts: acme's own, today.
             page.click("nav a[data-page=usage]")
             ready(page, "usage")
+            # Upstream cost and margin per provider, as the admin API says; none for the
+            # compute engines.
+            [asked] = [url for url in requested if "groupBy=backend" in url]
+            expected = httpx.get(asked, headers={"Authorization": f"Bearer {token}"}).json()
+            shown = page.eval_on_selector_all(
+                "tr[data-group]",
+                "rows => rows.map(r => [r.dataset.group, r.dataset.upstream, r.dataset.margin])",
+            )
+            assert shown == [
+                [
+                    s["group"],
+                    str(s["total"]["upstreamCostUsd"] or ""),
+                    str(s["total"]["marginUsd"] or ""),
+                ]
+                for s in expected["series"]
+            ]
+            costed = {group for group, upstream, _ in shown if upstream}
+            assert costed == {"ark", "fal"}
+            charts = page.evaluate("window.runbaseCharts")
+            assert (
+                set(charts["margins"]["series"])
+                == set(charts["upstream"]["series"])
+                == {"ark", "fal"}
+            )
+            assert page.is_visible("#usage-summary [data-stat=margin]")
             shoot(page, "usage")
             page.select_option("#usage-form [name=account]", label="acme")
             page.click("#usage-form button[type=submit]")

@@ -1,11 +1,11 @@
-"""The gateway's crash test: 200 runs in flight across two providers, SIGKILL of the whole
-server (its process group), restart. Every run ends; no run is created upstream twice (the
-fakes count creates by prompt, one prompt per run); every run that succeeded was made by
-the task it was first given; balances and ledger are exact.
+"""The gateway's crash test: 200 runs in flight across two kinds of provider (ModelArk and
+fal), SIGKILL of the whole server (its process group), restart. Every run ends; no run is
+created upstream twice (the fakes count creates by prompt, one prompt per run); every run
+that succeeded was made by the task it was first given; balances and ledger are exact.
 
 Providers are listed in `PROVIDERS`, one entry per kind: how to start its fake, the
 settings that point runbase at it, and which prompts it was asked to make. Add a kind (a
-fal fake, a Replicate fake) by adding an entry; the route is the list, in order.
+Replicate fake) by adding an entry; the route is the list, in order.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fakes.common import FakeServer
+from fakes.fal import FakeFal
 from fakes.modelark import FakeModelArk, RunningFake
 from runbase.storage.tables import UpstreamAttemptRow
 from server_process import ServerProcess, free_port
@@ -27,7 +29,9 @@ from support import SEEDANCE, Admin, make_settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
 ARK_KEY = "ark-secret-key-0123456789abcdef"
+FAL_KEY = "fal-key-id:fal-key-secret"
 RUNS = 200
+Started = tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]
 
 
 @dataclass
@@ -36,42 +40,54 @@ class ProviderKind:
 
     engine: str
     """Its name in RUNBASE_ENGINES."""
-    start: Callable[[Path], tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]]
-    """Start the fake: answers (stop it, environment for runbase, prompts it was asked)."""
+    start: Callable[[Path, int], Started]
+    """Start the fake, for `slots` runs in flight: answers (stop it, environment for
+    runbase, prompts it was asked)."""
 
 
-def _ark_fake(
-    env_name: str | None,
-) -> Callable[..., tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]]:
-    def start(videos: Path) -> tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]:
-        fake = FakeModelArk(ARK_KEY, videos, queued_seconds=1.0, running_seconds=4.0)
-        runner = RunningFake(fake)
-        url = runner.start()
-        env = {env_name: url} if env_name else {"RUNBASE_ARK_BASE_URL": url}
+def _ark(videos: Path, slots: int) -> Started:
+    fake = FakeModelArk(ARK_KEY, videos, queued_seconds=1.0, running_seconds=4.0)
+    runner = RunningFake(fake)
+    env = {
+        "RUNBASE_ARK_BASE_URL": runner.start(),
+        "RUNBASE_ARK_API_KEY": ARK_KEY,
+        "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
+        "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.5",
+        "RUNBASE_ARK_MAX_POLL_INTERVAL_SECONDS": "1",
+        "RUNBASE_ARK_MAX_IN_FLIGHT": str(slots),
+    }
 
-        def prompts() -> list[str]:
-            return [str(body["content"][0]["text"]) for body in fake.creates]
+    def prompts() -> list[str]:
+        return [str(body["content"][0]["text"]) for body in fake.creates]
 
-        return runner.stop, env, prompts
-
-    return start
+    return runner.stop, env, prompts
 
 
-PROVIDERS = [
-    ProviderKind("ark", _ark_fake(None)),
-    ProviderKind("provider_fixtures:ArkB", _ark_fake("RUNBASE_TEST_ARK_B_BASE_URL")),
-]
+def _fal(videos: Path, slots: int) -> Started:
+    fake = FakeFal(FAL_KEY, videos, queue_seconds=1.0, run_seconds=4.0)
+    server = FakeServer(fake, tick_s=0.2)
+    env = {
+        "RUNBASE_FAL_QUEUE_URL": server.start(),
+        "RUNBASE_FAL_KEY": FAL_KEY,
+        "RUNBASE_FAL_ALLOW_PRIVATE_HOSTS": "true",
+        "RUNBASE_FAL_POLL_INTERVAL_SECONDS": "0.5",
+        "RUNBASE_FAL_MAX_POLL_INTERVAL_SECONDS": "1",
+        "RUNBASE_FAL_MAX_IN_FLIGHT": str(slots),
+    }
+
+    def prompts() -> list[str]:
+        return [str(create["input"]["prompt"]) for create in fake.creates]
+
+    return server.stop, env, prompts
+
+
+PROVIDERS = [ProviderKind("ark", _ark), ProviderKind("fal", _fal)]
 
 
 def server_env(env: dict[str, str]) -> dict[str, str]:
     return {
         **env,
         "RUNBASE_ENGINES": ",".join(kind.engine for kind in PROVIDERS),
-        "RUNBASE_ARK_API_KEY": ARK_KEY,
-        "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
-        "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.5",
-        "RUNBASE_ARK_MAX_POLL_INTERVAL_SECONDS": "1",
-        "RUNBASE_ARK_MAX_IN_FLIGHT": str(RUNS // len(PROVIDERS)),
         "RUNBASE_LEASE_SECONDS": "2",
         "RUNBASE_ACCESS_LOG": "false",
         "RUNBASE_STARTING_BALANCE_USD": "1000",
@@ -83,7 +99,7 @@ def fakes(tmp_path: Path) -> Iterator[tuple[dict[str, str], list[Callable[[], li
     env: dict[str, str] = {}
     prompts, stops = [], []
     for kind in PROVIDERS:
-        stop, kind_env, kind_prompts = kind.start(tmp_path / "fake-videos")
+        stop, kind_env, kind_prompts = kind.start(tmp_path / "fake-videos", RUNS // len(PROVIDERS))
         env |= kind_env
         prompts.append(kind_prompts)
         stops.append(stop)
@@ -116,7 +132,7 @@ async def create_all(base_url: str, key: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_with_200_runs_in_flight_at_two_providers(
+def test_sigkill_with_200_runs_in_flight_at_two_kinds_of_provider(
     tmp_path: Path, fakes: tuple[dict[str, str], list[Callable[[], list[str]]]]
 ) -> None:
     env, prompts_of = fakes

@@ -19,14 +19,15 @@ code)` answers creates with an error until `refuse_creates(None)` (an outage, a 
 unpaid account); `fail_next(code, message)` fails the next task; `sensitive_words` refuses
 prompts at create; callbacks are POSTed on every status change, and `succeeded`/`failed`
 are retried 3 times. `creates` holds every accepted create body: a test counts them to
-prove a run was never submitted twice.
+prove a run was never submitted twice; `polls` holds (task id, time received) of every
+task GET, and `poll_delay_seconds` makes each GET answer that much later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,13 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
+from fakes.common import FakeClock, FakeServer, VideoLibrary
 from runbase.core.seedance import SIZES
-from runbase.media.video import write_mp4
 
 MODELS = ("seedance-1-5-pro-251215", "doubao-seedance-1-5-pro-251215")
 RATIOS = ("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive")
@@ -48,22 +47,6 @@ RESOLUTIONS = ("480p", "720p", "1080p")
 VISIBLE_SECONDS = 7 * 24 * 3600
 URL_TTL_SECONDS = 24 * 3600
 _COMMAND = re.compile(r"--(resolution|rs|duration|dur)\s+(\S+)", re.IGNORECASE)
-
-
-class FakeClock:
-    """Real time plus whatever the test has added with `advance`: epoch seconds that
-    advance with the monotonic clock, so that a step of the system clock (NTP) cannot
-    finish tasks early."""
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._start = time.time() - time.monotonic()
-
-    def now(self) -> float:
-        return self._start + time.monotonic() + self._offset
-
-    def advance(self, seconds: float) -> None:
-        self._offset += seconds
 
 
 @dataclass
@@ -103,6 +86,8 @@ class FakeModelArk:
         self.clock = FakeClock()
         self.tasks: dict[str, Task] = {}
         self.creates: list[dict[str, Any]] = []
+        self.polls: list[tuple[str, float]] = []
+        self.poll_delay_seconds = 0.0
         self.callbacks: list[tuple[str, str, int]] = []
         """(task id, status, attempt) of every callback POST made."""
         self.sensitive_words: set[str] = set()
@@ -115,11 +100,10 @@ class FakeModelArk:
         self._keyed: dict[str, str] = {}
         self._stall = False
         self._failures: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
         self._awaiting_callbacks: set[str] = set()
         self._callback_pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="callback")
         self._callback_client = httpx.Client(timeout=callback_timeout_seconds)  # thread-safe
-        self._videos: dict[tuple[int, int, int, bool], Path] = {}
+        self.videos = VideoLibrary(videos_dir)
         self.base_url = ""
         self.app = self._build_app()
 
@@ -206,35 +190,7 @@ class FakeModelArk:
         return answer
 
     def video_for(self, task: Task) -> Path:
-        width, height = SIZES[(task.resolution, task.ratio)]
-        frames = 24 * task.duration + 1
-        key = (width, height, frames, task.audio)
-        with self._lock:
-            path = self.videos_dir / f"{width}x{height}-{frames}-{int(task.audio)}.mp4"
-            if key not in self._videos and path.is_file():  # made before: by a fake sharing
-                self._videos[key] = path  # the directory, or an earlier benchmark round
-            if key not in self._videos:
-                audio = None
-                if task.audio:
-                    t = np.arange(int(frames / 24 * 48_000)) / 48_000
-                    tone = (0.1 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-                    audio = np.stack([tone, tone])
-                frame = np.full((height, width, 3), 60, dtype=np.uint8)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                partial = path.with_name(f"{path.stem}.{secrets.token_hex(4)}.part.mp4")
-                write_mp4(
-                    partial,
-                    (frame for _ in range(frames)),
-                    width=width,
-                    height=height,
-                    fps=24,
-                    num_frames=frames,
-                    audio=audio,
-                    preset="ultrafast",
-                )
-                partial.replace(path)  # whole or not at all, for fakes sharing the directory
-                self._videos[key] = path
-            return self._videos[key]
+        return self.videos.for_contract(task.resolution, task.ratio, task.duration, task.audio)
 
     # ---- callbacks (a ticker thread watches for status changes) ------------------------
 
@@ -344,6 +300,9 @@ class FakeModelArk:
 
         @app.get(prefix + "/{task_id}")
         async def get(task_id: str, request: Request) -> Response:
+            self.polls.append((task_id, self.clock.now()))
+            if self.poll_delay_seconds:
+                await asyncio.sleep(self.poll_delay_seconds)
             refused = gate(request)
             if refused is not None:
                 return refused
@@ -445,34 +404,12 @@ class FakeModelArk:
         return None
 
 
-class RunningFake:
+class RunningFake(FakeServer):
     """The fake served by uvicorn in a thread, with its ticker for callbacks."""
 
     def __init__(self, fake: FakeModelArk) -> None:
-        self.fake = fake
-        config = uvicorn.Config(fake.app, host="127.0.0.1", port=0, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._stopping = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, daemon=True)
+        super().__init__(fake)
+        self.fake: FakeModelArk = fake
 
     def start(self) -> str:
-        self._thread.start()
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the fake ModelArk failed to start")
-            time.sleep(0.01)
-        port = self._server.servers[0].sockets[0].getsockname()[1]
-        self.fake.base_url = f"http://127.0.0.1:{port}"
-        self._ticker.start()
-        return self.fake.base_url + "/api/v3"
-
-    def _tick(self) -> None:
-        while not self._stopping.wait(0.02):
-            self.fake.tick()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
-        self._ticker.join(timeout=5)
+        return super().start() + "/api/v3"

@@ -12,6 +12,7 @@ import pytest
 from runbase.core import seedance
 from runbase.engines import BUILTIN_ENGINES, ENGINE_LICENSES
 from runbase.errors import InvalidInput
+from runbase.providers import BUILTIN_PROVIDERS
 from support import SEEDANCE, LiveServer
 
 
@@ -62,18 +63,23 @@ def test_models_describe_schemas_prices_and_engines(
 def test_every_builtin_engine_states_its_licence(
     start_server: Callable[..., LiveServer],
 ) -> None:
-    assert set(ENGINE_LICENSES) == set(BUILTIN_ENGINES)
+    assert set(ENGINE_LICENSES) == set(BUILTIN_ENGINES) | set(BUILTIN_PROVIDERS)
     # Listed, not loaded: the listing names engines this machine could not start (no GPU).
-    server = start_server(engines=["ltx2", "ark", "preview"], workers=0)
+    engines = ["ltx2", "ark", "fal", "replicate", "runbase", "preview"]
+    server = start_server(engines=engines, workers=0)
     with server.client(server.new_key()) as client:
         [model] = client.get("/api/v1/models").json()["data"]
     licenses = {item["backend"]: item for item in model["licenses"]}
-    assert list(licenses) == ["ltx2", "ark", "preview"]
+    assert list(licenses) == engines
     ltx2 = licenses["ltx2"]
     assert ltx2["license"] == "LTX-2 Community License"
     assert ltx2["url"].startswith("https://") and "US$10 million" in ltx2["note"]
     assert licenses["preview"]["license"] == "Apache-2.0"
-    assert "terms" in licenses["ark"]["license"]
+    for provider in ("ark", "fal", "replicate", "runbase"):
+        assert "terms" in licenses[provider]["license"].lower(), licenses[provider]
+        assert "your" in licenses[provider]["note"]  # the operator's own account
+    assert licenses["fal"]["url"] == "https://fal.ai/terms"
+    assert licenses["replicate"]["url"] == "https://replicate.com/terms"
 
 
 def test_etag_and_if_none_match(start_server: Callable[..., LiveServer]) -> None:

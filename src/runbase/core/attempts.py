@@ -18,14 +18,51 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, or_, select, update
 
 from runbase.core.clock import now_ms
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunRow, UpstreamAttemptRow
 
 _ATTEMPTS = cast(Table, UpstreamAttemptRow.__table__)
 _RUNS = cast(Table, RunRow.__table__)
 _OPEN = ("submitting", "accepted")
+# A busy gateway writes an attempt's rows for every run it carries: the statements are
+# prepared once (`storage.prepared`).
+_IS_OPEN = or_(*(_ATTEMPTS.c.state == state for state in _OPEN))
+_HOLDS = PreparedStatement(
+    select(_RUNS.c.id).where(
+        _RUNS.c.id == bindparam("run_id"),
+        _RUNS.c.worker_id == bindparam("worker_id"),
+        _RUNS.c.status == "processing",
+    )
+)
+_LAST_NUMBER = PreparedStatement(
+    select(func.coalesce(func.max(_ATTEMPTS.c.number), 0)).where(
+        _ATTEMPTS.c.run_id == bindparam("run_id")
+    )
+)
+_INSERT = PreparedStatement(insert(_ATTEMPTS).returning(*_ATTEMPTS.c))
+_ACCEPT = PreparedStatement(
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _ATTEMPTS.c.state == "submitting")
+    .values(
+        state="accepted",
+        task_id=bindparam("task", type_=_ATTEMPTS.c.task_id.type),
+        submitted_ms=bindparam("now", type_=_ATTEMPTS.c.submitted_ms.type),
+    )
+)
+_END = PreparedStatement(
+    update(_ATTEMPTS)
+    .where(_ATTEMPTS.c.id == bindparam("attempt_id"), _IS_OPEN)
+    .values(
+        state=bindparam("end_state", type_=_ATTEMPTS.c.state.type),
+        error_class=bindparam("end_class", type_=_ATTEMPTS.c.error_class.type),
+        error_message=bindparam("end_message", type_=_ATTEMPTS.c.error_message.type),
+        cost_micros=bindparam("end_cost", type_=_ATTEMPTS.c.cost_micros.type),
+        finished_ms=bindparam("now", type_=_ATTEMPTS.c.finished_ms.type),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -79,11 +116,9 @@ def begin_attempt(
 ) -> Attempt | None:
     """Record that this worker is about to submit the run to `provider`; None when the
     worker no longer holds the run (then nothing may be submitted)."""
-    if not _holds(connection, run_id, worker_id):
+    if _HOLDS.execute(connection, {"run_id": run_id, "worker_id": worker_id}).first() is None:
         return None
-    number = connection.execute(
-        select(func.coalesce(func.max(_ATTEMPTS.c.number), 0)).where(_ATTEMPTS.c.run_id == run_id)
-    ).scalar_one()
+    number = _LAST_NUMBER.execute(connection, {"run_id": run_id}).scalar_one()
     values: dict[str, Any] = {
         "run_id": run_id,
         "number": int(number) + 1,
@@ -91,22 +126,14 @@ def begin_attempt(
         "state": "submitting",
         "created_ms": now_ms(),
     }
-    row = connection.execute(insert(_ATTEMPTS).values(**values).returning(*_ATTEMPTS.c)).one()
-    return _attempt(row)
+    return _attempt(_INSERT.execute(connection, values).one())
 
 
 def accept_attempt(connection: Connection, attempt_id: int, *, task_id: str) -> bool:
     """Record the provider's task id. Written even when the worker has lost the run since:
     the task exists upstream, and whoever holds the run now must find it."""
-    changed = connection.execute(
-        update(_ATTEMPTS)
-        .where(
-            _ATTEMPTS.c.id == attempt_id,
-            _ATTEMPTS.c.state == "submitting",
-        )
-        .values(state="accepted", task_id=task_id, submitted_ms=now_ms())
-    ).rowcount
-    return bool(changed)
+    params = {"attempt_id": attempt_id, "task": task_id, "now": now_ms()}
+    return bool(_ACCEPT.execute(connection, params).rowcount)
 
 
 def end_attempt(
@@ -119,18 +146,15 @@ def end_attempt(
     cost_micros: int | None = None,
 ) -> bool:
     """Close an open attempt; False when it was closed already (nothing is overwritten)."""
-    changed = connection.execute(
-        update(_ATTEMPTS)
-        .where(_ATTEMPTS.c.id == attempt_id, _ATTEMPTS.c.state.in_(_OPEN))
-        .values(
-            state=state,
-            error_class=error_class,
-            error_message=None if error_message is None else error_message[:2000],
-            cost_micros=cost_micros,
-            finished_ms=now_ms(),
-        )
-    ).rowcount
-    return bool(changed)
+    params = {
+        "attempt_id": attempt_id,
+        "end_state": state,
+        "end_class": error_class,
+        "end_message": None if error_message is None else error_message[:2000],
+        "end_cost": cost_micros,
+        "now": now_ms(),
+    }
+    return bool(_END.execute(connection, params).rowcount)
 
 
 def find_run_of_task(connection: Connection, provider: str, task_id: str) -> str | None:
@@ -142,17 +166,6 @@ def find_run_of_task(connection: Connection, provider: str, task_id: str) -> str
             _ATTEMPTS.c.state.in_(_OPEN),
         )
     ).scalar()
-
-
-def _holds(connection: Connection, run_id: str, worker_id: str) -> bool:
-    held = connection.execute(
-        select(_RUNS.c.id).where(
-            _RUNS.c.id == run_id,
-            _RUNS.c.worker_id == worker_id,
-            _RUNS.c.status == "processing",
-        )
-    ).scalar()
-    return held is not None
 
 
 def _attempt(row: Any) -> Attempt:

@@ -4,7 +4,8 @@
                       worker's lease (compute workers take one, the provider gateway as
                       many as it has free slots)
     renew_leases      one statement extends every lease a worker holds (the gateway's
-                      heartbeat for all its runs at once); answers which it still holds
+                      heartbeat for all its runs at once), after a few that write the
+                      progress and logs of those with news; answers which it still holds
                       and which of those their owners asked to cancel
     transfer_run      hand a held run to another worker of this process (the gateway
                       to a compute worker, when a run's route ends at a compute engine)
@@ -16,15 +17,19 @@ never take the same run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, or_, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, func, or_, select, update
 
 from runbase.core import transitions
 from runbase.core.clock import now_ms
+from runbase.core.events import EventKind, record_events
 from runbase.core.run_view import RUN_COLUMNS, Run, run_of
+from runbase.core.runs import MAX_LOG_LINES, ProgressUpdate
+from runbase.core.webhooks import WebhookEvent
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
@@ -47,20 +52,8 @@ def claim_runs(
     A run past its Cancel-After deadline is left for the reaper to cancel.
     """
     now = now_ms()
-    oldest = (
-        select(_RUNS.c.id)
-        .where(
-            _RUNS.c.status == _PENDING,
-            or_(_RUNS.c.deadline_ms.is_(None), _RUNS.c.deadline_ms > now),
-        )
-        .order_by(_RUNS.c.created_ms, _RUNS.c.id)
-        .limit(limit)
-    )
-    if is_test is not None:
-        oldest = oldest.where(_RUNS.c.is_test.is_(is_test))
-    if is_postgres:
-        oldest = oldest.with_for_update(skip_locked=True)
-    run_ids = list(connection.execute(oldest).scalars())
+    oldest = _oldest_pending(is_test, is_postgres)
+    run_ids = [row[0] for row in oldest.execute(connection, {"now": now, "limit": limit}).rows]
     if not run_ids:
         return []
     claim = transitions.CLAIM  # many runs in one statement, so not `transitions.apply`
@@ -86,6 +79,31 @@ def claim_runs(
     return claimed
 
 
+def _oldest_pending(is_test: bool | None, is_postgres: bool) -> PreparedStatement:
+    """The claim's first statement, prepared: every create and every finished run wakes
+    the claimers, and most of their claims find nothing."""
+    found = _OLDEST_PENDING.get((is_test, is_postgres))
+    if found is None:
+        oldest = (
+            select(_RUNS.c.id)
+            .where(
+                _RUNS.c.status == _PENDING,
+                or_(_RUNS.c.deadline_ms.is_(None), _RUNS.c.deadline_ms > bindparam("now")),
+            )
+            .order_by(_RUNS.c.created_ms, _RUNS.c.id)
+            .limit(bindparam("limit"))
+        )
+        if is_test is not None:
+            oldest = oldest.where(_RUNS.c.is_test.is_(is_test))
+        if is_postgres:
+            oldest = oldest.with_for_update(skip_locked=True)
+        found = _OLDEST_PENDING[(is_test, is_postgres)] = PreparedStatement(oldest)
+    return found
+
+
+_OLDEST_PENDING: dict[tuple[bool | None, bool], PreparedStatement] = {}
+
+
 def claim_next_run(
     connection: Connection, *, worker_id: str, lease_ms: int, is_postgres: bool
 ) -> Run | None:
@@ -106,8 +124,19 @@ class Leases:
     """Of those, the runs whose owner asked to cancel them (or whose deadline passed)."""
 
 
-def renew_leases(connection: Connection, *, worker_id: str, lease_ms: int) -> Leases:
-    """Extend the lease of every processing run this worker holds, in one statement."""
+def renew_leases(
+    connection: Connection,
+    *,
+    worker_id: str,
+    lease_ms: int,
+    updates: Mapping[str, ProgressUpdate] | None = None,
+) -> Leases:
+    """Extend the lease of every processing run this worker holds, in one statement; first
+    write what `updates` brings (progress, with its event, and log lines) for the runs
+    that have news, in a few statements however many there are."""
+    if updates:
+        _write_logs(connection, worker_id, updates)
+        _write_progress(connection, worker_id, updates)
     rows = connection.execute(
         update(_RUNS)
         .where(_RUNS.c.worker_id == worker_id, _RUNS.c.status == _PROCESSING)
@@ -118,6 +147,74 @@ def renew_leases(connection: Connection, *, worker_id: str, lease_ms: int) -> Le
         held=frozenset(row.id for row in rows),
         canceling=frozenset(row.id for row in rows if row.cancel_requested),
     )
+
+
+def _write_logs(
+    connection: Connection, worker_id: str, updates: Mapping[str, ProgressUpdate]
+) -> None:
+    run_ids = [run_id for run_id, update_ in updates.items() if update_.new_logs]
+    if not run_ids:
+        return
+    current = dict(
+        connection.execute(select(_RUNS.c.id, _RUNS.c.logs).where(_RUNS.c.id.in_(run_ids))).all()
+    )
+    _SET_LOGS.execute_many(
+        connection,
+        [
+            {
+                "logs_run_id": run_id,
+                "logs_worker_id": worker_id,
+                "new_logs": [*(current.get(run_id) or []), *updates[run_id].new_logs][
+                    -MAX_LOG_LINES:
+                ],
+            }
+            for run_id in run_ids
+        ],
+    )
+
+
+def _write_progress(
+    connection: Connection, worker_id: str, updates: Mapping[str, ProgressUpdate]
+) -> None:
+    """One statement per distinct fraction (runs at one provider report a few), then the
+    runs' progress events."""
+    by_fraction: dict[float, list[str]] = {}
+    for run_id, update_ in updates.items():
+        if update_.fraction is not None:
+            fraction = max(0.0, min(1.0, update_.fraction))
+            by_fraction.setdefault(fraction, []).append(run_id)
+    moved: list[Row[Any]] = []
+    for fraction, run_ids in by_fraction.items():
+        moved += connection.execute(
+            update(_RUNS)
+            .where(
+                _RUNS.c.id.in_(run_ids),
+                _RUNS.c.worker_id == worker_id,
+                _RUNS.c.status == _PROCESSING,
+            )
+            .values(progress=fraction)
+            .returning(*_EVENT_SUBJECT)
+        ).all()
+    record_events(connection, moved, EventKind.PROGRESS, webhook_event=WebhookEvent.PROGRESS)
+
+
+_SET_LOGS = PreparedStatement(
+    update(_RUNS)
+    .where(
+        _RUNS.c.id == bindparam("logs_run_id"),
+        _RUNS.c.worker_id == bindparam("logs_worker_id"),
+        _RUNS.c.status == _PROCESSING,
+    )
+    .values(logs=bindparam("new_logs", type_=_RUNS.c.logs.type))
+)
+_EVENT_SUBJECT = (
+    _RUNS.c.id,
+    _RUNS.c.account_id,
+    _RUNS.c.status,
+    _RUNS.c.progress,
+    _RUNS.c.webhook,
+    _RUNS.c.webhook_events,
+)
 
 
 def transfer_run(

@@ -20,17 +20,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, bindparam, select, update
 
 from runbase.core import transitions
 from runbase.core.clock import now_ms
 from runbase.core.events import EventKind, record_event
 from runbase.core.listing import Owner, get_run, owned_by
-from runbase.core.run_view import RUN_COLUMNS, Run, run_of
+from runbase.core.run_view import RUN_COLUMNS, Run
 from runbase.core.transitions import RunStatus as RunStatus
 from runbase.core.transitions import Transition
 from runbase.core.webhooks import WebhookEvent
 from runbase.errors import RunCanceled, RunFailure
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunRow
 
 MAX_LOG_LINES = 50
@@ -281,12 +282,33 @@ def _move(
     connection: Connection, run_id: str, values: dict[str, Any], *, worker_id: str
 ) -> Run | None:
     """A heartbeat: one guarded update of a processing run held by `worker_id` that keeps
-    its status; the run after it, or None."""
-    statement = _processing(run_id, _RUNS.c.worker_id == worker_id)
-    row = connection.execute(statement.values(**values).returning(*RUN_COLUMNS)).first()
-    return None if row is None else run_of(row)
+    its status; the run after it, or None.
+
+    A worker's heartbeats are hot writes of a busy gateway: the statement for each set of
+    columns is prepared once (`storage.prepared`)."""
+    columns = tuple(sorted(values))
+    statement = _MOVES.get(columns)
+    if statement is None:
+        statement = _MOVES[columns] = PreparedStatement(
+            update(_RUNS)
+            .where(
+                _RUNS.c.id == bindparam("move_run_id"),
+                _RUNS.c.worker_id == bindparam("move_worker_id"),
+                _RUNS.c.status == RunStatus.PROCESSING.value,
+            )
+            .values({name: bindparam(f"new_{name}", type_=_RUNS.c[name].type) for name in columns})
+            .returning(*RUN_COLUMNS),
+            row=Run,
+        )
+    params = {f"new_{name}": value for name, value in values.items()}
+    params.update(move_run_id=run_id, move_worker_id=worker_id)
+    return cast("Run | None", statement.execute(connection, params).first())
 
 
 def _appended_logs(connection: Connection, run_id: str, lines: Sequence[str]) -> list[str]:
-    current = connection.execute(select(_RUNS.c.logs).where(_RUNS.c.id == run_id)).scalar()
-    return [*(current or []), *lines][-MAX_LOG_LINES:]
+    current = _LOGS_OF.execute(connection, {"run_id": run_id}).first()
+    return [*((current and current.logs) or []), *lines][-MAX_LOG_LINES:]
+
+
+_MOVES: dict[tuple[str, ...], PreparedStatement] = {}
+_LOGS_OF = PreparedStatement(select(_RUNS.c.logs).where(_RUNS.c.id == bindparam("run_id")))

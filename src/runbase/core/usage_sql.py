@@ -22,9 +22,10 @@ from typing import Any, Literal, cast
 import numpy as np
 from sqlalchemy import ColumnElement, Connection, Table, and_, case, func, select
 
-from runbase.storage.tables import RunRow
+from runbase.storage.tables import RunRow, UpstreamAttemptRow
 
 _RUNS = cast(Table, RunRow.__table__)
+_ATTEMPTS = cast(Table, UpstreamAttemptRow.__table__)
 HOUR_MS = 3600 * 1000
 DAY_MS = 24 * HOUR_MS
 ACTIVE = ("pending", "processing")
@@ -171,20 +172,26 @@ class RunScope:
         return found
 
 
-def upstream_cost_per_run() -> ColumnElement[int] | None:
-    """EXTENSION POINT (issue 12, the gateway): what the providers charged for one run.
+def upstream_cost_per_run() -> ColumnElement[int]:
+    """SQL, per row of `runs`: what the providers charged for the run, the sum of its
+    attempts' `cost_micros` (`upstream_attempts`, one row per provider it went to); NULL
+    for a run that never went to a provider (a compute engine's), so that usage says null,
+    not zero, where nothing upstream was paid.
 
-    The gateway records each upstream attempt with its cost in its own table. When it lands,
-    return a scalar subquery here, such as
-    `select(func.sum(attempts.c.cost_micros)).where(attempts.c.run_id == runs.c.id)
-    .scalar_subquery()`, and every tally (live and rolled up, `usage_rollups.
-    upstream_cost_micros`) carries upstream cost, and the usage answer cost and margin per
-    provider. Until then nothing was recorded, and the answer says null, not zero. The
-    test to enable is in tests/core/test_usage.py (`test_upstream_cost_and_margin`).
-    Note: this charges an attempt to the run's `backend`, the provider that made the
-    video; attempts lost to failover at another provider land there too.
+    A run's whole upstream cost counts against the run: grouped by `backend`, a provider's
+    upstream cost and margin are those of the runs it made (or where they ended), attempts
+    lost to failover at other providers included, because that run's price paid for them.
+    With the built-in price tables an attempt that failed over costs nothing (failed tasks
+    and tasks stopped in a queue are not billed); only a success or a task that could not
+    be stopped costs, and either ends the run at that provider, so the figures are also
+    what each provider billed. `upstream_attempts` keeps every attempt's own provider and
+    cost for reconciling against a provider's invoice.
     """
-    return None
+    return (
+        select(func.sum(_ATTEMPTS.c.cost_micros))
+        .where(_ATTEMPTS.c.run_id == _RUNS.c.id)
+        .scalar_subquery()
+    )
 
 
 def tally_runs(
@@ -211,9 +218,7 @@ def tally_runs(
     def cell(row: Any) -> Tally:
         return tallies.setdefault(tuple(row[: len(keys)]), Tally())
 
-    upstream = upstream_cost_per_run()
-    money = [func.count(), func.sum(runs.cost_micros)]
-    money += [func.sum(upstream)] if upstream is not None else []
+    money = [func.count(), func.sum(runs.cost_micros), func.sum(upstream_cost_per_run())]
     by_status = select(*keys, runs.status, runs.error_code, *money).where(where)
     for row in connection.execute(by_status.group_by(*keys, runs.status, runs.error_code)):
         status, code, count, cost = row[len(keys) : len(keys) + 4]
@@ -224,7 +229,7 @@ def tally_runs(
             tally.refunded += int(cost or 0)
         if status == "failed":
             tally.failures[code or "unknown"] += count
-        if upstream is not None and row[-1] is not None:
+        if row[-1] is not None:
             tally.upstream_cost = (tally.upstream_cost or 0) + int(row[-1])
 
     for attribute, duration, extra in (

@@ -147,6 +147,26 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+def verify(
+    secret: str, headers: Mapping[str, str], body: bytes, *, tolerance_s: int = 300, now: int
+) -> str | None:
+    """The `webhook-id` of a message signed with `secret` (one `v1,` signature of the
+    header's list matches) and stamped within `tolerance_s` of `now`; None otherwise.
+    How runbase checks the Standard Webhooks it receives (Replicate's, another runbase's)."""
+    message_id = headers.get("webhook-id", "")
+    stamp = headers.get("webhook-timestamp", "")
+    if not message_id or not stamp.isdigit() or abs(now - int(stamp)) > tolerance_s:
+        return None
+    try:
+        expected = sign(secret, message_id, int(stamp), body)
+    except ValueError:  # a secret that is not base64
+        return None
+    for candidate in headers.get("webhook-signature", "").split():
+        if hmac.compare_digest(candidate.encode(), expected.encode()):
+            return message_id
+    return None
+
+
 # ---- deliveries -------------------------------------------------------------------------
 
 

@@ -135,14 +135,14 @@ class Gateway:
         try:
             while not stopping.is_set():
                 try:
-                    claimed = await self._claim()
+                    again = await self._claim()
                     failures = 0
                 except Exception:
                     failures += 1
                     logger.exception("claiming runs failed; retrying")
                     await _sleep_unless(stopping, min(30.0, 0.5 * 2**failures))
                     continue
-                if not claimed:
+                if not again:
                     await self._work.wait(self.settings.poll_interval_seconds)
         finally:
             for held in self.held.values():
@@ -156,13 +156,15 @@ class Gateway:
                 with contextlib.suppress(Exception):
                     await provider.close()
 
-    async def _claim(self) -> int:
+    async def _claim(self) -> bool:
+        """Claim as many runs as there is room for; True when it should look again at once
+        (it claimed some, or every slot was taken and one may have come free since)."""
         if not self.claims_fresh_runs():
-            return 0
+            return False
         room = min(self.capacity(), _CLAIM_BATCH)
         if room <= 0:
             await self.slots.changed(self.settings.poll_interval_seconds)
-            return 0
+            return True
         lease_ms = int(self.settings.lease_seconds * 1000)
         claimed = await self.database.write(
             lambda connection: _claim_with_attempts(
@@ -171,7 +173,7 @@ class Gateway:
         )
         for run, history in claimed:
             self._start(run, history)
-        return len(claimed)
+        return bool(claimed)
 
     def _start(self, run: Run, history: list[attempts.Attempt]) -> None:
         held = HeldRun(run)
@@ -193,7 +195,6 @@ class Gateway:
         if not self.stopping.is_set():  # at shutdown, _hand_back_all still needs it
             self.held.pop(held.id, None)
         self.observer.run_changed(held.id)
-        self._work.notify()  # a slot may be free: claim again
 
     async def _stop_tasks(self) -> None:
         if not self._tasks:
@@ -237,7 +238,9 @@ class Gateway:
                 updates[held.id] = runs.ProgressUpdate(fraction, tuple(held.logs))
         lease_ms = int(self.settings.lease_seconds * 1000)
         leases = await self.database.write(
-            lambda connection: _renew(connection, self.id, lease_ms, updates)
+            lambda connection: claims.renew_leases(
+                connection, worker_id=self.id, lease_ms=lease_ms, updates=updates
+            )
         )
         for run_id, update_ in updates.items():  # written: drop what was sent, keep what came since
             sent = self.held.get(run_id)
@@ -288,19 +291,6 @@ def _claim_with_attempts(
     )
     history = attempts.attempts_of_runs(connection, [run.id for run in claimed])
     return [(run, history[run.id]) for run in claimed]
-
-
-def _renew(
-    connection: Connection,
-    worker_id: str,
-    lease_ms: int,
-    updates: dict[str, runs.ProgressUpdate],
-) -> claims.Leases:
-    for run_id, update_ in updates.items():
-        runs.heartbeat_run(
-            connection, run_id, worker_id=worker_id, lease_ms=lease_ms, update_=update_
-        )
-    return claims.renew_leases(connection, worker_id=worker_id, lease_ms=lease_ms)
 
 
 async def _sleep_unless(stopping: asyncio.Event, seconds: float) -> None:

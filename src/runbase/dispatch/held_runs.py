@@ -2,7 +2,7 @@
 
 HeldRun          a run the gateway holds: its logs and progress since the last
                  heartbeat (it is the `RunLog` its provider writes to), why it must
-                 stop (canceled, lost), and the event that wakes its poll loop
+                 stop (canceled, lost), and what wakes its poll loop (`Wake`)
 Slots            runs in flight per provider, never above the provider's cap
 GatewayObserver  who hears about the gateway's runs (the server's waiters, metrics)
 """
@@ -35,6 +35,36 @@ class GatewayObserver(Protocol):
     def provider_failed(self, provider: str, error_class: str) -> None: ...
 
 
+class Wake:
+    """What cuts a run's wait between two polls short. A thousand runs in flight sleep
+    hundreds of times a second: `asyncio.wait_for` on an `asyncio.Event` costs a task
+    and, at every timeout, its cancellation; this costs one future and one timer."""
+
+    def __init__(self) -> None:
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        """End the wait in progress, if any (the loop looks at the run's state next)."""
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or until `set` is called meanwhile."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(seconds, _settle, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _settle(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass
 class HeldRun:
     """A run this gateway holds, and what its task reported since the last heartbeat."""
@@ -46,7 +76,7 @@ class HeldRun:
     """Progress as last written (a claim sets it to 0): only a change is written."""
     cancel_reason: str | None = None
     is_lost: bool = False
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: Wake = field(default_factory=Wake)
     """Set by a callback, a cancel, a lost lease or shutdown: the poll loop looks at once."""
     provider: str | None = None
     task_id: str | None = None

@@ -7,6 +7,7 @@ every provider of the route.
                                     checked as for a compute engine (a bad one is the
                                     user's fault: `InvalidImage`, refunded)
     make_job(...)                   one attempt's `ProviderJob`
+    record_accepted / record_success  an attempt's writes that carry the run's logs along
 """
 
 from __future__ import annotations
@@ -17,11 +18,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import Connection
+
 from runbase.config import Settings
+from runbase.core import attempts, runs
 from runbase.core.attempts import Attempt
 from runbase.core.catalog import find_model
 from runbase.media.images import FetchPolicy, fetch_image
 from runbase.providers import (
+    AttemptState,
     ContentRefused,
     InputUnsupported,
     NotAccepted,
@@ -68,8 +73,8 @@ async def job_basis(
             log.log(f"aspect ratio {ratio} chosen to match the first image")
     geometry = spec.output_geometry(validated, ratio)
     seed = int(validated.get("seed", -1))
-    if seed == -1:
-        seed = random.randrange(2**32)
+    if seed == -1:  # below 2^31: fal's seed is a signed 32-bit integer
+        seed = random.randrange(2**31)
         log.log(f"seed {seed}")
     return JobBasis(
         aspect_ratio=ratio or "16:9",
@@ -125,3 +130,43 @@ def failure_of(attempt: Attempt) -> ProviderFailure:
 def label(provider: Provider) -> str:
     """The provider's name for users ("ModelArk"), or its short name."""
     return str(getattr(provider, "display_name", provider.name))
+
+
+def record_accepted(
+    connection: Connection,
+    worker_id: str,
+    lease_ms: int,
+    attempt: Attempt,
+    task_id: str,
+    logs: list[str],
+) -> None:
+    """Record the task id (whoever holds the run now must find it) and the run's logs."""
+    attempts.accept_attempt(connection, attempt.id, task_id=task_id)
+    if logs:
+        update_ = runs.ProgressUpdate(None, tuple(logs))
+        runs.heartbeat_run(
+            connection, attempt.run_id, worker_id=worker_id, lease_ms=lease_ms, update_=update_
+        )
+
+
+def record_success(
+    connection: Connection,
+    worker_id: str,
+    job: ProviderJob,
+    attempt: Attempt,
+    key: str,
+    cost: int,
+    logs: list[str],
+) -> bool:
+    """The attempt's end and the run's success, in one transaction."""
+    attempts.end_attempt(
+        connection, attempt.id, state=AttemptState.SUCCEEDED.value, cost_micros=cost
+    )
+    return runs.succeed_run(
+        connection,
+        job.run_id,
+        worker_id=worker_id,
+        output_keys=[key],
+        backend=attempt.provider,
+        logs=logs,
+    )

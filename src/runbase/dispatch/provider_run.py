@@ -20,7 +20,6 @@ success is refunded (`runs.fail_run` / `runs.cancel_run`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Mapping
@@ -32,7 +31,15 @@ from runbase.core import attempts, runs
 from runbase.core.attempts import Attempt
 from runbase.dispatch.executor import check_output, output_key, remove_scratch
 from runbase.dispatch.held_runs import HeldRun, RunHost
-from runbase.dispatch.provider_jobs import JobBasis, failure_of, job_basis, label, make_job
+from runbase.dispatch.provider_jobs import (
+    JobBasis,
+    failure_of,
+    job_basis,
+    label,
+    make_job,
+    record_accepted,
+    record_success,
+)
 from runbase.errors import GenerationFailed, RunFailure, RunTimedOut, UpstreamError
 from runbase.providers import (
     AttemptState,
@@ -243,8 +250,11 @@ class ProviderRun:
                 return await self._close(provider, job, attempt, broken)
             self.held.log(f"{label(provider)}: accepted as task {task_id}")
             logs = self._take_logs()  # the path so far, in the same transaction
+            lease_ms = int(self.gw.settings.lease_seconds * 1000)
             await self.gw.database.write(
-                lambda connection: _accept(connection, self.gw, attempt, task_id, logs)
+                lambda connection: record_accepted(
+                    connection, self.gw.id, lease_ms, attempt, task_id, logs
+                )
             )
             self.gw.observer.provider_submitted(name, time.monotonic() - started)
         else:
@@ -259,11 +269,19 @@ class ProviderRun:
     async def _wait_for_task(
         self, provider: Provider, job: ProviderJob, attempt: Attempt, task_id: str, deadline: float
     ) -> ProviderFailure | _Stop | None:
-        """Poll until the task is finished (None), failed, or the run must stop."""
+        """Poll until the task is finished (None), failed, or the run must stop.
+
+        Polls keep to one schedule from the submit: `poll_interval_s` after it, then each
+        interval 1.5x the last, up to `max_poll_interval_s`. A slow answer does not push
+        the later polls back: with a thousand runs in flight, answers that take 0.2 s would
+        add seconds to every run."""
         interval = provider.poll_interval_s
+        due = time.monotonic()
         reported_error = False
         if attempt.submitted_ms is None:  # just submitted: it is queued, no need to ask
-            await self._sleep(interval)
+            due += interval
+            interval = min(interval * 1.5, provider.max_poll_interval_s)
+            await self._sleep(due - time.monotonic())
         while True:
             if self._interrupted():
                 if self.held.cancel_reason is not None:
@@ -283,19 +301,18 @@ class ProviderRun:
                 state = None
             if isinstance(state, Finished):
                 return None
-            wait = interval
+            now = time.monotonic()
+            due = max(due + interval, now)
             if state is not None:
                 self.held.progress(state.fraction, state.stage)
                 if state.retry_after_s is not None:
-                    wait = max(wait, state.retry_after_s)
-            await self._sleep(wait)
+                    due = max(due, now + state.retry_after_s)
+            await self._sleep(due - now)
             interval = min(interval * 1.5, provider.max_poll_interval_s)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait between polls; a callback, a cancel or shutdown cuts it short."""
-        self.held.wake.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.held.wake.wait(), seconds)
+        await self.held.wake.sleep(seconds)
 
     async def _deliver(
         self, provider: Provider, job: ProviderJob, attempt: Attempt, task_id: str
@@ -325,7 +342,7 @@ class ProviderRun:
         cost = provider.cost_micros(job, output, AttemptState.SUCCEEDED)
         logs = self._take_logs()
         recorded = await self.gw.database.write(
-            lambda connection: _succeed(connection, self.gw.id, job, attempt, key, cost, logs)
+            lambda connection: record_success(connection, self.gw.id, job, attempt, key, cost, logs)
         )
         self.gw.breakers[provider.name].succeeded()
         self.gw.observer.provider_completed(provider.name, time.time() - attempt.created_ms / 1000)
@@ -458,42 +475,6 @@ class ProviderRun:
 _ENDS_RUN_CLASSES = frozenset(
     {ContentRefused.error_class, SubmitUncertain.error_class, "not_configured"}
 )
-
-
-def _accept(
-    connection: Any, gateway: RunHost, attempt: Attempt, task_id: str, logs: list[str]
-) -> None:
-    """Record the task id (whoever holds the run now must find it) and the run's logs."""
-    attempts.accept_attempt(connection, attempt.id, task_id=task_id)
-    if logs:
-        lease_ms = int(gateway.settings.lease_seconds * 1000)
-        update_ = runs.ProgressUpdate(None, tuple(logs))
-        runs.heartbeat_run(
-            connection, attempt.run_id, worker_id=gateway.id, lease_ms=lease_ms, update_=update_
-        )
-
-
-def _succeed(
-    connection: Any,
-    worker_id: str,
-    job: ProviderJob,
-    attempt: Attempt,
-    key: str,
-    cost: int,
-    logs: list[str],
-) -> bool:
-    """The attempt's end and the run's success, in one transaction."""
-    attempts.end_attempt(
-        connection, attempt.id, state=AttemptState.SUCCEEDED.value, cost_micros=cost
-    )
-    return runs.succeed_run(
-        connection,
-        job.run_id,
-        worker_id=worker_id,
-        output_keys=[key],
-        backend=attempt.provider,
-        logs=logs,
-    )
 
 
 __all__ = ["ProviderRun"]

@@ -12,6 +12,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -53,12 +54,17 @@ logger = logging.getLogger(__name__)
 
 
 class RunbaseApp(FastAPI):
-    """FastAPI with the request middleware outermost, outside even the error handling, so
-    that every response (a 500 too) carries its request id; inside it, the hot routes
-    skip FastAPI's own stack (http/hot_routes.py)."""
+    """FastAPI with runbase's request middleware outermost, outside even the error
+    handling, so that every response (a 500 too) carries its request id; and with the hot
+    routes found first inside the router (http/hot_routes.py), so that every middleware,
+    ours and any added with `add_middleware`, sees every request."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.router.middleware_stack = HotRoutes(self.router.middleware_stack)
 
     def build_middleware_stack(self) -> ASGIApp:
-        stack = HotRoutes(super().build_middleware_stack())
+        stack = super().build_middleware_stack()
         return RequestContext(admin.AdminGuard(stack, self.state.settings), self.state.metrics)
 
 

@@ -1,9 +1,13 @@
-"""Dependencies that routes declare with `Annotated` aliases.
+"""What routes get from the app: the services the lifespan built, and the caller's key.
 
-`CurrentKey` is the contract's check order for every runs endpoint: Authorization header
-(401 missing_api_key), key valid and enabled (401 invalid_api_key), IP allowlist (403
-ip_not_allowed), then the per-key rate limit (429 RATE_LIMITED). Dependencies are `async`
-so that FastAPI calls them inline instead of in a thread.
+`ApiKey` is the one way a route of the runs API (and of the compatible surfaces) learns
+who calls: a `Security` dependency on `api_key`, so the OpenAPI document declares the
+Bearer scheme on every operation that takes a key. Its check is `authorize`, in the
+contract's order: Authorization header (401 missing_api_key), key valid and enabled (401
+invalid_api_key), IP allowlist (403 ip_not_allowed), then the per-key rate limit (429
+RATE_LIMITED); whatever the route reads next (a body, a query) comes after. The hot
+routes (`http/hot_routes.py`) call the same object themselves, without FastAPI's
+dependency solving.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
 
 from runbase.config import Settings
 from runbase.core.keys import KeyRecord, check_key, find_key
@@ -92,12 +98,9 @@ def _is_trusted(address: str, trusted_proxies: list[str]) -> bool:
     return any(ip in ipaddress.ip_network(block, strict=False) for block in trusted_proxies)
 
 
-async def authorize(request: Request, services: Services) -> KeyRecord:
-    """The caller's key, after the auth, allowlist and rate-limit checks (in that order).
-
-    Called directly by the runs routes rather than through `Depends`: on the polling hot
-    path FastAPI's dependency solving costs as much as the database read.
-    """
+async def authorize(request: Request) -> KeyRecord:
+    """The caller's key, after the auth, allowlist and rate-limit checks (in that order)."""
+    services = get_services(request)
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
@@ -114,11 +117,31 @@ async def authorize(request: Request, services: Services) -> KeyRecord:
     return key
 
 
-async def _key_dependency(request: Request) -> KeyRecord:
-    return await authorize(request, get_services(request))
+class ApiKeyAuth(SecurityBase):
+    """The API key as a security scheme: documented as HTTP Bearer, checked by `authorize`.
+
+    One object serves both dispatch paths. FastAPI finds it in a route's signature (through
+    `ApiKey`), declares the scheme in the OpenAPI document and calls it before the route;
+    the hot routes call it directly, because on a poll FastAPI's dependency solving costs
+    as much as the database read (docs/benchmarks.md). A `SecurityBase` and not FastAPI's
+    `HTTPBearer`: that one answers a bad header with its own 403, outside the envelope and
+    out of the contract's order.
+    """
+
+    def __init__(self) -> None:
+        self.scheme_name = "ApiKey"
+        self.model = HTTPBearerModel(
+            bearerFormat="sk-live-... or sk-test-...",
+            description="An API key (`runbase keys create`); test keys run test-mode runs.",
+        )
+
+    async def __call__(self, request: Request) -> KeyRecord:
+        return await authorize(request)
 
 
-CurrentKey = Annotated[KeyRecord, Depends(_key_dependency)]
+api_key = ApiKeyAuth()
+ApiKey = Annotated[KeyRecord, Security(api_key)]
+"""The caller's checked key; a route that declares it needs one."""
 
 
 class KeyCache:

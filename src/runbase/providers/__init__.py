@@ -57,6 +57,9 @@ __all__ = [
 
 BUILTIN_PROVIDERS = {
     "ark": "runbase.providers.ark:ArkProvider",
+    "fal": "runbase.providers.fal:FalProvider",
+    "replicate": "runbase.providers.replicate:ReplicateProvider",
+    "runbase": "runbase.providers.runbase:RunbaseProvider",
 }
 
 

@@ -48,7 +48,7 @@ from runbase.providers.base import (
     video_tokens,
 )
 from runbase.providers.http_pool import ClientPool
-from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object
+from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object, submit_request
 
 if TYPE_CHECKING:
     from pydantic import SecretStr
@@ -195,24 +195,15 @@ class ArkProvider:
         if removed:
             log.log(f"text commands removed from the prompt: {' '.join(removed)}")
         policy = RetryPolicy(self.submit_retry_s, self.poll_interval_s, retry_unsent_only=True)
-        try:
-            response = await call(
-                self._api,
-                "POST",
-                TASKS_PATH,
-                policy=policy,
-                log=log,
-                provider=self.display_name,
-                json=self.create_body(job),
-                headers=self.submit_headers(job),
-            )
-        except CallFailed as failed:
-            if failed.maybe_sent:
-                raise SubmitUncertain(
-                    f"ModelArk did not answer the submit ({failed.problem}); the run is not "
-                    "submitted again, so that it cannot be paid for twice"
-                ) from None
-            raise NotAccepted(f"ModelArk is unavailable ({failed.problem})") from None
+        response = await submit_request(
+            self._api,
+            TASKS_PATH,
+            policy=policy,
+            log=log,
+            provider=self.display_name,
+            json=self.create_body(job),
+            headers=self.submit_headers(job),
+        )
         if response.status_code >= 300:
             raise _refusal(response)
         task_id = (json_object(response) or {}).get("id")

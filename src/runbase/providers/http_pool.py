@@ -11,6 +11,10 @@ that uvicorn already uses:
 - up to `max_connections` connections to the API's origin, kept alive while used and
   closed after 4 s idle (before the 5 s after which many servers drop them, so that a
   submit rarely goes out on a connection the server is closing);
+- when all are busy, a submit or a cancel (any method but GET) goes before the waiting
+  polls: a run's upstream clock starts at its submit, so a submit queued behind a burst of
+  a thousand polls delays its whole run, while a poll a second late costs nothing until
+  its task ends (docs/benchmarks.md, "The gateway");
 - a request either gets a whole response (status, headers, body; Content-Length or
   chunked) or raises the httpx error it stands for: `ConnectError` / `ConnectTimeout`
   (never sent), `ReadTimeout` / `RemoteProtocolError` (it may have been sent);
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json as jsonlib
 import time
+from collections import deque
 from collections.abc import Mapping
 from typing import Any, Final, cast
 from urllib.parse import urlsplit
@@ -65,8 +70,12 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.reusable = False
-        if self._headers_done and self._answer is not None and not self._answer.done():
-            # A body without a length ends where the connection does.
+        unframed = not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
+        if self._headers_done and unframed and self._answer is not None and not self._answer.done():
+            # A body without a length ends where the connection does; one with a length (or
+            # chunks) cut short is not an answer: the request may have been taken.
             self._answer.set_result((self._status, self._headers, b"".join(self._body)))
         self._fail(httpx.RemoteProtocolError("the server closed the connection"))
 
@@ -138,7 +147,7 @@ class ClientPool:
         )
         self._timeout = timeout
         self._idle: list[_Connection] = []
-        self._slots = asyncio.Semaphore(max_connections)
+        self._lanes = _Lanes(max_connections)
 
     async def request(
         self,
@@ -159,7 +168,8 @@ class ClientPool:
         if body or method in ("POST", "PUT", "PATCH"):
             head += f"Content-Length: {len(body)}\r\n"
         data = head.encode("latin-1") + b"\r\n" + body
-        async with self._slots:
+        await self._lanes.take(first=method != "GET")
+        try:
             connection = await self._connection()
             try:
                 status, raw_headers, content = await asyncio.wait_for(
@@ -176,6 +186,8 @@ class ClientPool:
                 self._idle.append(connection)
             else:
                 connection.close()
+        finally:
+            self._lanes.give()
         return httpx.Response(status, headers=raw_headers, content=content)
 
     async def aclose(self) -> None:
@@ -213,3 +225,36 @@ class ClientPool:
         except OSError as exc:
             raise httpx.ConnectError(f"connecting failed: {exc.strerror or exc}") from exc
         return protocol
+
+
+class _Lanes:
+    """A semaphore whose waiters marked `first` are served before the others (each kind in
+    the order it came)."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._first: deque[asyncio.Future[None]] = deque()
+        self._later: deque[asyncio.Future[None]] = deque()
+
+    async def take(self, *, first: bool) -> None:
+        if self._free > 0 and not self._first and not self._later:
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        (self._first if first else self._later).append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():  # handed a lane, then canceled
+                self.give()
+            raise
+
+    def give(self) -> None:
+        """Hand the lane to the next waiter, or free it."""
+        for waiters in (self._first, self._later):
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():  # a canceled waiter's future is done
+                    waiter.set_result(None)
+                    return
+        self._free += 1

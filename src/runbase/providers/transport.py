@@ -2,6 +2,8 @@
 
     call(client, method, path, ...)   one API call; 429, 5xx and transport errors retried
                                       with backoff (Retry-After honoured) within a budget
+    submit_request(client, path, ...) a create: `call`'s giving up said as the route reads
+                                      it (`SubmitUncertain` or `NotAccepted`)
     ClientPool (providers/http_pool)  the connections that carry every call of many runs
 
 A call that gives up raises `CallFailed`, which says whether the request may have reached
@@ -22,7 +24,7 @@ from typing import Any, Final
 
 import httpx
 
-from runbase.providers.base import RunLog
+from runbase.providers.base import NotAccepted, RunLog, SubmitUncertain
 from runbase.providers.http_pool import ClientPool
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,33 @@ async def call(
         if log is not None and attempt in (1, 5, 10):
             log.log(f"{provider} busy ({problem}); retrying")
         await asyncio.sleep(delay)
+
+
+async def submit_request(
+    client: ClientPool,
+    path: str,
+    *,
+    policy: RetryPolicy,
+    log: RunLog,
+    provider: str,
+    json: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """POST a create: the first answer that is not retryable. Giving up raises
+    `SubmitUncertain` when the request may have reached `provider` (it is not sent again,
+    so that it cannot be paid for twice), else `NotAccepted` (the next provider)."""
+    try:
+        return await call(
+            client, "POST", path, policy=policy, log=log, provider=provider, json=json,
+            headers=headers,
+        )  # fmt: skip
+    except CallFailed as failed:
+        if failed.maybe_sent:
+            raise SubmitUncertain(
+                f"{provider} did not answer the submit ({failed.problem}); the run is not "
+                "submitted again, so that it cannot be paid for twice"
+            ) from None
+        raise NotAccepted(f"{provider} is unavailable ({failed.problem})") from None
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:

@@ -1,12 +1,12 @@
 """Statements of the hot paths, compiled once and run on SQLite's own cursor.
 
-A create runs five short statements and a poll one. SQLite answers each in a few
-microseconds, while SQLAlchemy's per-execution machinery (parameter processing, execution
-context, result set-up) costs ten times that, and on SQLite's single writer thread that
-overhead is the limit on creates per second (docs/benchmarks.md). `PreparedStatement`
-compiles its statement once, keeps the column types' own bind and result converters (so
-values go in and come out exactly as SQLAlchemy would convert them), and calls the driver
-directly.
+A create runs five short statements and a poll one; a busy gateway writes every run's
+attempts, heartbeats and end. SQLite answers each in a few microseconds, while
+SQLAlchemy's per-execution machinery (parameter processing, execution context, result
+set-up) costs ten times that, and on SQLite's single writer thread that overhead is the
+limit on creates per second (docs/benchmarks.md). `PreparedStatement` compiles its
+statement once, keeps the column types' own bind and result converters (so values go in
+and come out exactly as SQLAlchemy would convert them), and calls the driver directly.
 On other databases it simply runs the statement through SQLAlchemy.
 
 Rows come back as named tuples, or, given `row`, as `row(*values)` on every database (the
@@ -21,7 +21,7 @@ tests/storage/test_db.py checks what it reads against what SQLAlchemy reads.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -83,13 +83,9 @@ class PreparedStatement:
         compiled = self._compiled.get(tuple(params))
         if compiled is None:
             compiled = self._compile(connection.dialect, params)
-        values = []
-        for name, convert in zip(compiled.names, compiled.bind_converters, strict=True):
-            value = params[name] if name in params else compiled.defaults[name]
-            values.append(value if convert is None else convert(value))
         driver = connection.connection.driver_connection
         assert driver is not None
-        cursor = driver.execute(compiled.sql, values)
+        cursor = driver.execute(compiled.sql, self._values(compiled, params))
         rows: list[Any] = []
         if compiled.row_type is not None:
             converters = compiled.result_converters
@@ -100,6 +96,28 @@ class PreparedStatement:
                     values[position] = convert(values[position])
                 rows.append(row(*values))
         return Rows(rows, cursor.rowcount)
+
+    def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run the statement (no RETURNING) once per item of `rows`, which share their keys."""
+        if not rows:
+            return
+        if connection.dialect.name != "sqlite":
+            connection.execute(cast(Executable, self.statement), [dict(row) for row in rows])
+            return
+        compiled = self._compiled.get(tuple(rows[0]))
+        if compiled is None:
+            compiled = self._compile(connection.dialect, rows[0])
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        driver.executemany(compiled.sql, [self._values(compiled, row) for row in rows])
+
+    @staticmethod
+    def _values(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
+        values = []
+        for name, convert in zip(compiled.names, compiled.bind_converters, strict=True):
+            value = params[name] if name in params else compiled.defaults[name]
+            values.append(value if convert is None else convert(value))
+        return values
 
     def _compile(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         # An INSERT's columns are the given keys; elsewhere keys that name a column would

@@ -7,6 +7,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from conftest import AdminServer
+from fakes.common import Fault
+from fakes.fal import FakeFal
+from fakes.replicate import FakeReplicate
+from provider_routes import (
+    attempts,
+    fal_settings,
+    replicate_settings,
+)
+from provider_routes import create as create_run
 from support import SEEDANCE
 
 
@@ -81,3 +90,36 @@ def test_usage_parameters_are_checked(admin_server: Callable[..., AdminServer]) 
         answer = admin.api.get("/usage", params=params)
         assert answer.status_code == 400, (params, answer.text)
         assert field in answer.json()["error"]["fields"], answer.json()
+
+
+def test_upstream_cost_and_margin_of_runs_made_at_providers(
+    admin_server: Callable[..., AdminServer], fal: FakeFal, replicate: FakeReplicate
+) -> None:
+    """Runs made here at fal and Replicate (one failed over from fal): each provider's
+    upstream cost is what its runs' attempts cost, and its margin net spend minus that."""
+    admin = admin_server(
+        engines=["fal", "replicate"],
+        rate_limit="1000/10seconds",
+        **fal_settings(fal),
+        **replicate_settings(replicate),
+    )
+    key = admin.server.new_key()
+    made = [admin.server.wait_for_run(key, create_run(admin.server, key)) for _ in range(2)]
+    fal.faults.add(Fault.FAILED)  # lost at fal, made by Replicate
+    made.append(admin.server.wait_for_run(key, create_run(admin.server, key)))
+    assert [run["backend"] for run in made] == ["fal", "fal", "replicate"]
+    costs: dict[str, int] = {}
+    for run in made:
+        for attempt in attempts(admin.server, run["id"]):
+            costs[run["backend"]] = costs.get(run["backend"], 0) + attempt.cost_micros
+    assert costs["fal"] > 0 and costs["replicate"] > 0
+
+    today = datetime.now(UTC).date()
+    window = {"from": f"{today}T00:00:00Z", "to": f"{today}T23:59:00Z", "groupBy": "backend"}
+    report = admin.api.get("/usage", params=window).json()
+    totals = {series["group"]: series["total"] for series in report["series"]}
+    for provider in ("fal", "replicate"):
+        total = totals[provider]
+        assert total["upstreamCostUsd"] == costs[provider]
+        assert total["marginUsd"] == total["netUsd"] - costs[provider]
+    assert report["total"]["upstreamCostUsd"] == sum(costs.values())

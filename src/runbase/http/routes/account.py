@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from runbase.core import billing, keys, webhooks
 from runbase.core.clock import now_ms
 from runbase.core.creation import DAY_MS
-from runbase.http.deps import authorize, get_services
+from runbase.http.deps import ApiKey, get_services
 from runbase.http.ratelimit import rate_limit_headers
 
 router = APIRouter(tags=["account"])
@@ -55,10 +55,9 @@ class WebhookSecret(BaseModel):
 
 
 @router.get("/account", response_model=AccountAnswer)
-async def read_account(request: Request) -> JSONResponse:
+async def read_account(request: Request, key: ApiKey) -> JSONResponse:
     """Extension: the account's balance, and this key's spend so far and its limits."""
     services = get_services(request)
-    key = await authorize(request, services)
 
     def read(connection: Connection) -> dict[str, Any]:
         account = billing.get_account(connection, key.account_id)
@@ -89,11 +88,10 @@ async def read_account(request: Request) -> JSONResponse:
 
 
 @router.get("/webhooks/secret", response_model=WebhookSecret)
-async def read_webhook_secret(request: Request) -> JSONResponse:
+async def read_webhook_secret(request: Request, key: ApiKey) -> JSONResponse:
     """Extension: the account's webhook signing secret (made on first request); a test
     key's is the secret of test runs' webhooks, another one."""
     services = get_services(request)
-    key = await authorize(request, services)
     secret = await services.database.write(
         lambda connection: webhooks.account_secret(connection, key.account_id, is_test=key.is_test)
     )

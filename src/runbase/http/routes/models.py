@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from runbase.core.catalog import MODELS, ModelSpec
 from runbase.engines import engine_license
 from runbase.errors import UnknownModel
-from runbase.http.deps import Services, authorize, get_services
+from runbase.http.deps import ApiKey, Services, get_services
 from runbase.http.ratelimit import rate_limit_headers
 
 router = APIRouter(tags=["models"])
@@ -117,10 +117,9 @@ _CONDITIONAL = {
     responses={304: {"description": "Not modified"}},
     openapi_extra=_CONDITIONAL,
 )
-async def list_models(request: Request) -> Response:
+async def list_models(request: Request, key: ApiKey) -> Response:
     """Extension: every model this server runs, with schemas, prices and engines."""
     services = get_services(request)
-    await authorize(request, services)
     return _tagged(request, {"data": [describe_model(services, s) for s in MODELS.values()]})
 
 
@@ -130,10 +129,9 @@ async def list_models(request: Request) -> Response:
     responses={304: {"description": "Not modified"}},
     openapi_extra=_CONDITIONAL,
 )
-async def read_model(owner: str, name: str, request: Request) -> Response:
+async def read_model(owner: str, name: str, request: Request, key: ApiKey) -> Response:
     """Extension: one model's input and output schemas, prices and engines."""
     services = get_services(request)
-    await authorize(request, services)
     spec = MODELS.get(f"{owner}/{name}")
     if spec is None:
         raise UnknownModel(f"model {owner}/{name!s} is not available; see GET /api/v1/models")

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from runbase.core import listing, runs
 from runbase.errors import BadParameter, CancelTimedOut, RunAlreadyFinished
-from runbase.http.deps import authorize, get_services
+from runbase.http.deps import ApiKey, get_services
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.run_object import run_read
 from runbase.http.schemas import RunPage, RunRead
@@ -66,10 +66,9 @@ def _timestamp_ms(name: str, value: str | None) -> int | None:
 
 
 @router.get("/runs", response_model=RunPage, openapi_extra={"parameters": _LIST_PARAMETERS})
-async def list_runs(request: Request) -> JSONResponse:
+async def list_runs(request: Request, key: ApiKey) -> JSONResponse:
     """Extension: the account's runs, newest first, filtered by status, model and time."""
     services = get_services(request)
-    key = await authorize(request, services)
     query = request.query_params
     status = query.get("status")
     if status is not None and status not in _STATUSES:
@@ -102,7 +101,7 @@ async def list_runs(request: Request) -> JSONResponse:
     response_model=RunRead,
     responses={409: {"description": "run_already_finished or cancel_timeout"}},
 )
-async def cancel_run(run_id: str, request: Request) -> JSONResponse:
+async def cancel_run(run_id: str, request: Request, key: ApiKey) -> JSONResponse:
     """Extension: cancel a run and refund it in full.
 
     A pending run is canceled at once. A processing run's engine is asked to stop; the
@@ -111,7 +110,6 @@ async def cancel_run(run_id: str, request: Request) -> JSONResponse:
     `run_already_finished`; canceling a canceled run again is harmless.
     """
     services = get_services(request)
-    key = await authorize(request, services)
     run = await cancel_and_wait(services, run_id, owner=key.owner)
     if run.status == runs.RunStatus.PROCESSING:
         raise CancelTimedOut(

@@ -23,7 +23,7 @@ from sqlalchemy import Row
 
 from runbase.core import events, listing, runs
 from runbase.core.clock import format_timestamp
-from runbase.http.deps import Services, authorize, get_services
+from runbase.http.deps import ApiKey, Services, get_services
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.run_object import run_read
 from runbase.http.waiting import POLL_SECONDS
@@ -94,10 +94,9 @@ async def _stream(
         ]
     },
 )
-async def stream_run_events(run_id: str, request: Request) -> StreamingResponse:
+async def stream_run_events(run_id: str, request: Request, key: ApiKey) -> StreamingResponse:
     """Extension: the run's status and progress changes as server-sent events."""
     services = get_services(request)
-    key = await authorize(request, services)
     after = last_event_id(request.headers.get("last-event-id"))
     await services.database.read(  # 404 before the stream starts
         lambda connection: listing.get_run(connection, run_id, owner=key.owner)

@@ -18,7 +18,7 @@ from runbase.core import listing, runs
 from runbase.core.catalog import MODELS
 from runbase.core.run_view import Run
 from runbase.http import submission
-from runbase.http.deps import Services, authorize, get_services
+from runbase.http.deps import ApiKey, Services, get_services
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.run_object import public_run, run_read
 from runbase.http.schemas import CostEstimate, RunCreate, RunPublic, RunRead
@@ -100,10 +100,9 @@ def _answer(
     response_model=RunPublic,
     openapi_extra={**_CREATE_BODY, "parameters": _CREATE_HEADERS},
 )
-async def create_run(request: Request) -> JSONResponse:
+async def create_run(request: Request, key: ApiKey) -> JSONResponse:
     """Create a run: charged now, generated in the background; poll it with GET."""
     services = get_services(request)
-    key = await authorize(request, services)
     prepared = submission.prepare(services, await submission.read_json_body(request))
     headers = request.headers
     wait = wait_preference(headers.get("prefer"))
@@ -123,20 +122,18 @@ async def create_run(request: Request) -> JSONResponse:
     response_model=CostEstimate,
     openapi_extra={**_CREATE_BODY},
 )
-async def estimate_run(request: Request) -> JSONResponse:
+async def estimate_run(request: Request, key: ApiKey) -> JSONResponse:
     """Extension: what a create with this body would cost, from the same pricing; no charge."""
     services = get_services(request)
-    await authorize(request, services)
     prepared = submission.prepare(services, await submission.read_json_body(request))
     answer = {"model": prepared.model, "costUsd": prepared.cost, "input": prepared.validated}
     return JSONResponse(answer, headers=rate_limit_headers(request))
 
 
 @router.get("/runs/{run_id}", response_model=RunRead)
-async def read_run(run_id: str, request: Request) -> JSONResponse:
+async def read_run(run_id: str, request: Request, key: ApiKey) -> JSONResponse:
     """Read a run's status and, once it has succeeded, its output URLs."""
     services = get_services(request)
-    key = await authorize(request, services)
     run = await services.database.read(
         lambda connection: listing.get_run(connection, run_id, owner=key.owner)
     )

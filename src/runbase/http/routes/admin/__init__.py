@@ -6,6 +6,7 @@
     accounts.py  accounts, credits, ledgers       keys.py     API keys
     runs.py      the runs browser and cancel      reports.py  usage and the audit log
     console.py   the console's page and static files
+    document.py  the admin API's own OpenAPI document
     rollup.py    the background daily usage rollup
 
 Off with `RUNBASE_ADMIN=off`; on its own listener with `RUNBASE_ADMIN_HOST`/`_PORT`.
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI, Security
 
 from runbase.config import Settings
 from runbase.core.admin_token import load_admin_token
-from runbase.http.routes.admin import accounts, console, keys, reports, runs
-from runbase.http.routes.admin.auth import require_admin
+from runbase.http.routes.admin import accounts, console, document, keys, reports, runs
+from runbase.http.routes.admin.auth import admin_token
 from runbase.http.routes.admin.guard import AdminGuard, AdminListener
 from runbase.http.routes.admin.rollup import roll_up_usage_forever
 from runbase.storage.db import Database
@@ -32,9 +33,11 @@ def install(app: FastAPI, settings: Settings) -> None:
     """Add the admin routes (when the admin side is on)."""
     if not settings.admin:
         return
-    api = APIRouter(prefix="/admin/api", dependencies=[Depends(require_admin)])
+    api = APIRouter(prefix="/admin/api", dependencies=[Security(admin_token)])
     for router in (accounts.router, keys.router, runs.router, reports.router):
         api.include_router(router)
+    document.serve(api)
+    # Not in /openapi.json: the admin API may answer on another listener than that document.
     app.include_router(api, include_in_schema=False)
     app.include_router(console.router, include_in_schema=False)
 

@@ -1,7 +1,7 @@
-"""The `/api/v3/contents/generations/tasks` endpoints. Each one authorizes like the Runbase
-routes (`authorize`: key, allowlist, rate limit); creates go through
-`submission.prepare`/`submit`, so a task is checked, priced and charged exactly as
-`POST /api/v1/runs` would charge its run.
+"""The `/api/v3/contents/generations/tasks` endpoints. Each one takes the caller's key like
+the Runbase routes (`deps.ApiKey`: key, allowlist, rate limit, answered here in ModelArk's
+envelope); creates go through `submission.prepare`/`submit`, so a task is checked, priced
+and charged exactly as `POST /api/v1/runs` would charge its run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from runbase.core.listing import is_plausible_id
 from runbase.core.run_view import Run
 from runbase.errors import BadParameter, InvalidInput, MissingModel, RunNotFound
 from runbase.http import submission
-from runbase.http.deps import Services, authorize, get_services
+from runbase.http.deps import ApiKey, Services, get_services
 from runbase.http.routes.ark_compat import _create, _task
 from runbase.http.routes.ark_compat._errors import (
     ArkRequestError,
@@ -78,11 +78,10 @@ _LIST_PARAMETERS: Final = [
         }
     },
 )
-async def create_task(request: Request) -> JSONResponse:
+async def create_task(request: Request, key: ApiKey) -> JSONResponse:
     """Create a video generation task (ModelArk `content_generation.tasks.create`): charged
     now, generated in the background."""
     services = get_services(request)
-    key = await authorize(request, services)
     try:
         body = await submission.read_json_body(request)
     except MissingModel:
@@ -103,10 +102,9 @@ async def create_task(request: Request) -> JSONResponse:
 
 
 @router.get("/{task_id}", responses={200: _TASK})
-async def get_task(task_id: str, request: Request) -> JSONResponse:
+async def get_task(task_id: str, request: Request, key: ApiKey) -> JSONResponse:
     """A task (ModelArk `content_generation.tasks.get`)."""
     services = get_services(request)
-    key = await authorize(request, services)
     run = await services.database.read(
         lambda connection: _task.get_task_run(connection, task_id, owner=key.owner)
     )
@@ -118,10 +116,9 @@ async def get_task(task_id: str, request: Request) -> JSONResponse:
     responses={200: {"description": '{"items": [task...], "total": n}'}},
     openapi_extra={"parameters": _LIST_PARAMETERS},
 )
-async def list_tasks(request: Request) -> JSONResponse:
+async def list_tasks(request: Request, key: ApiKey) -> JSONResponse:
     """The account's tasks, newest first (ModelArk `content_generation.tasks.list`)."""
     services = get_services(request)
-    key = await authorize(request, services)
     query = request.query_params
     page_num = _page_number(query.get("page_num"), "page_num", 1)
     page_size = _page_number(query.get("page_size"), "page_size", DEFAULT_PAGE_SIZE)
@@ -169,7 +166,7 @@ def _page_number(text: str | None, name: str, default: int) -> int:
 
 
 @router.delete("/{task_id}", response_class=Response, responses={200: {"description": "Empty"}})
-async def delete_task(task_id: str, request: Request) -> Response:
+async def delete_task(task_id: str, request: Request, key: ApiKey) -> Response:
     """Cancel a queued task, or delete a finished one from this API's list (ModelArk
     `content_generation.tasks.delete`).
 
@@ -178,7 +175,6 @@ async def delete_task(task_id: str, request: Request) -> Response:
     GET and the list here, and stays in `/api/v1/runs` as the record of its charge.
     """
     services = get_services(request)
-    key = await authorize(request, services)
 
     def delete(connection: Connection) -> str:
         run = _task.get_task_run(connection, task_id, owner=key.owner)

@@ -1,6 +1,7 @@
-"""The `/v1/videos` endpoints. Each one authorizes like the Runbase routes (`authorize`:
-key, allowlist, rate limit); creates go through `submission.prepare`/`submit`, so a video
-is checked, priced and charged exactly as `POST /api/v1/runs` would charge its run.
+"""The `/v1/videos` endpoints. Each one takes the caller's key like the Runbase routes
+(`deps.ApiKey`: key, allowlist, rate limit, answered here in OpenAI's envelope); creates
+go through `submission.prepare`/`submit`, so a video is checked, priced and charged
+exactly as `POST /api/v1/runs` would charge its run.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from runbase.core import listing, runs
 from runbase.core.run_view import Run
 from runbase.errors import RunNotFound, ServerError
 from runbase.http import submission
-from runbase.http.deps import Services, authorize, get_services
+from runbase.http.deps import ApiKey, Services, get_services
 from runbase.http.file_response import RangeFileResponse
 from runbase.http.ratelimit import rate_limit_headers
 from runbase.http.routes.openai_videos import _create, _video
@@ -82,10 +83,9 @@ def _json(request: Request, body: dict[str, Any]) -> JSONResponse:
 
 
 @router.post("", responses={200: _VIDEO_OBJECT}, openapi_extra=_CREATE_BODY)
-async def create_video(request: Request) -> JSONResponse:
+async def create_video(request: Request, key: ApiKey) -> JSONResponse:
     """Create a video (OpenAI `videos.create`): charged now, generated in the background."""
     services = get_services(request)
-    key = await authorize(request, services)
     fields = await _create.read_fields(request)
     body, upload = _create.create_body(fields, services.settings)
     if upload is not None:
@@ -111,10 +111,9 @@ async def create_video(request: Request) -> JSONResponse:
         ]
     },
 )
-async def list_videos(request: Request) -> JSONResponse:
+async def list_videos(request: Request, key: ApiKey) -> JSONResponse:
     """The account's videos (OpenAI `videos.list`): newest first unless `order=asc`."""
     services = get_services(request)
-    key = await authorize(request, services)
     query = request.query_params
     limit = parse_int(query.get("limit", str(_DEFAULT_PAGE)), "limit", low=1, high=_video.MAX_PAGE)
     after = query.get("after")
@@ -134,16 +133,15 @@ async def list_videos(request: Request) -> JSONResponse:
 
 
 @router.get("/{video_id}", responses={200: _VIDEO_OBJECT})
-async def retrieve_video(video_id: str, request: Request) -> JSONResponse:
+async def retrieve_video(video_id: str, request: Request, key: ApiKey) -> JSONResponse:
     """A video's status and progress (OpenAI `videos.retrieve`)."""
     services = get_services(request)
-    key = await authorize(request, services)
     run = await _find_run(services, video_id, key.owner)
     return _json(request, _video.video_object(run))
 
 
 @router.delete("/{video_id}", responses={200: {"description": "OpenAI's deleted object"}})
-async def delete_video(video_id: str, request: Request) -> JSONResponse:
+async def delete_video(video_id: str, request: Request, key: ApiKey) -> JSONResponse:
     """Delete a finished video, or stop and refund an unfinished one (OpenAI `videos.delete`).
 
     A completed or failed video is deleted: from then on this API (and the ModelArk one)
@@ -154,7 +152,6 @@ async def delete_video(video_id: str, request: Request) -> JSONResponse:
     `canceled` until it is deleted in turn.
     """
     services = get_services(request)
-    key = await authorize(request, services)
     run = await _find_run(services, video_id, key.owner)
     if runs.RunStatus(run.status).is_terminal():
         deleted = await services.database.write(
@@ -195,10 +192,9 @@ _CONTENT_ROUTE: Final[dict[str, Any]] = {
 # Two routes, not one with two methods: each needs its own operation in the document.
 @router.head("/{video_id}/content", **_CONTENT_ROUTE)
 @router.get("/{video_id}/content", **_CONTENT_ROUTE)
-async def download_video_content(video_id: str, request: Request) -> Response:
+async def download_video_content(video_id: str, request: Request, key: ApiKey) -> Response:
     """The video's bytes (OpenAI `videos.download_content`); `variant=thumbnail`: a JPEG."""
     services = get_services(request)
-    key = await authorize(request, services)
     variant = request.query_params.get("variant", "video")
     if variant not in _VARIANTS:
         raise VideoRequestError(

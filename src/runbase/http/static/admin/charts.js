@@ -80,6 +80,13 @@ async function drawUsage(container, chosen) {
     chart(container, "providers", `Net spend per ${unit}, per engine / provider`, x, "stacked", perGroup(providers, (b) => b.netUsd), usd);
     chart(container, "provider-times", "Generation time p95, per engine / provider", x, "lines", perGroup(providers, (b) => b.generationMs.p95), ms);
   }
+  // Providers whose upstream cost is recorded (compute engines have none): what each one's
+  // runs cost upstream, and what is left of their net spend.
+  const costed = { ...providers, series: providers.series.filter((s) => s.total.upstreamCostUsd !== null) };
+  if (costed.series.length > 1) {
+    chart(container, "upstream", `Upstream cost per ${unit}, per provider`, x, "stacked", perGroup(costed, (b) => b.upstreamCostUsd || 0), usd);
+    chart(container, "margins", `Margin per ${unit}, per provider (net spend − upstream cost)`, x, "lines", perGroup(costed, (b) => b.marginUsd || 0), usd);
+  }
   container.append(providerTable(providers));
 }
 
@@ -98,6 +105,10 @@ function summary(total) {
     card("Charged", usd(total.chargedUsd), "charged"),
     card("Refunded", usd(total.refundedUsd), "refunded"),
     card("Net spend", usd(total.netUsd), "net"),
+    ...(total.upstreamCostUsd === null ? [] : [
+      card("Upstream cost", usd(total.upstreamCostUsd), "upstream"),
+      card("Margin", usd(total.marginUsd), "margin"),
+    ]),
     card("Failed", total.runs.failed, "failed"),
     card("Generation p50 / p95", `${ms(total.generationMs.p50)} / ${ms(total.generationMs.p95)}`, "generation"),
     card("Queue wait p95", ms(total.queueWaitMs.p95), "queue"),
@@ -107,7 +118,7 @@ function summary(total) {
 function providerTable(report) {
   const rows = report.series.map((series) => {
     const t = series.total;
-    return h("tr", {}, h("td", {}, series.label), h("td.num", {}, t.totalRuns), h("td.num", {}, usd(t.netUsd)),
+    return h("tr", { dataset: { group: series.group, upstream: t.upstreamCostUsd ?? "", margin: t.marginUsd ?? "" } }, h("td", {}, series.label), h("td.num", {}, t.totalRuns), h("td.num", {}, usd(t.netUsd)),
       h("td.num", {}, usd(t.upstreamCostUsd)), h("td.num", {}, usd(t.marginUsd)), h("td.num", {}, ms(t.generationMs.p95)));
   });
   return h("section.card.wide", {}, h("h2", {}, "Per engine / provider"),
