@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Table, or_, update
+from sqlalchemy import ClauseElement, ColumnElement, Connection, Table, bindparam, or_, update
 
 from runbase.core import billing
 from runbase.core.events import EventKind, record_event
 from runbase.core.run_view import RUN_COLUMNS, Run, run_of
 from runbase.core.webhooks import WebhookEvent
+from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
@@ -73,8 +74,10 @@ class Transition:
 
     def conditions(self, *, worker_id: str | None, now: int | None) -> list[ColumnElement[bool]]:
         """The WHERE of this move's update, beyond the run's id."""
+        # Equalities rather than IN: an IN list is expanded per execution, which a prepared
+        # statement cannot be.
         checks: list[ColumnElement[bool]] = [
-            _RUNS.c.status.in_([status.value for status in self.sources])
+            or_(*(_RUNS.c.status == status.value for status in self.sources))
         ]
         for guard in self.guards:
             if guard is Guard.HOLDER:
@@ -141,19 +144,58 @@ def apply(
     now: int | None = None,
 ) -> Run | None:
     """Make `transition` on one run, with its side effects: the run as the move left it,
-    or None when its status or a guard said no (another process moved it first)."""
-    statement = (
-        update(_RUNS)
-        .where(_RUNS.c.id == run_id, *transition.conditions(worker_id=worker_id, now=now))
-        .values(status=transition.target.value, **values)
-        .returning(*RUN_COLUMNS)
-    )
-    row = connection.execute(statement).first()
-    if row is None:
+    or None when its status or a guard said no (another process moved it first).
+
+    A run's end is a hot write of a busy gateway, so the update for each set of columns is
+    prepared once (`storage.prepared`); a value that is a SQL expression (a hand-back's
+    `attempts - 1`) is built each time instead."""
+    if any(isinstance(value, ClauseElement) for value in values.values()):
+        statement = (
+            update(_RUNS)
+            .where(_RUNS.c.id == run_id, *transition.conditions(worker_id=worker_id, now=now))
+            .values(status=transition.target.value, **values)
+            .returning(*RUN_COLUMNS)
+        )
+        row = connection.execute(statement).first()
+        run = None if row is None else run_of(row)
+    else:
+        params = {f"new_{name}": value for name, value in values.items()}
+        params["move_run_id"] = run_id
+        for guard in transition.guards:
+            if guard is Guard.HOLDER:
+                if worker_id is None:
+                    raise ValueError(f"{transition.name} needs the worker that holds the run")
+                params["move_worker_id"] = worker_id
+            elif guard is not Guard.NOT_CANCELING:
+                if now is None:
+                    raise ValueError(f"{transition.name} needs the time its guard is checked at")
+                params["move_now"] = now
+        prepared = _prepared(transition, tuple(sorted(values)))
+        run = cast("Run | None", prepared.execute(connection, params).first())
+    if run is None:
         return None
-    run = run_of(row)
     carry_out(connection, transition, run)
     return run
+
+
+def _prepared(transition: Transition, columns: tuple[str, ...]) -> PreparedStatement:
+    found = _PREPARED.get((transition.name, columns))
+    if found is None:
+        conditions = transition.conditions(
+            worker_id=cast(str, bindparam("move_worker_id")), now=cast(int, bindparam("move_now"))
+        )
+        new = {name: bindparam(f"new_{name}", type_=_RUNS.c[name].type) for name in columns}
+        found = _PREPARED[(transition.name, columns)] = PreparedStatement(
+            update(_RUNS)
+            .where(_RUNS.c.id == bindparam("move_run_id"), *conditions)
+            .values({"status": transition.target.value, **new})
+            .returning(*RUN_COLUMNS),
+            row=Run,
+        )
+    return found
+
+
+_PREPARED: dict[tuple[str, tuple[str, ...]], PreparedStatement] = {}
 
 
 def carry_out(connection: Connection, transition: Transition, run: Run) -> None:
