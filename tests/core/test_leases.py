@@ -7,30 +7,16 @@ SQLite, or PostgreSQL under `make test-postgres`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
 from runbase.core import attempts, billing, claims, creation, keys, runs
 from runbase.storage.db import Database
-from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import RunEventRow, RunRow, WebhookDeliveryRow
-from support import database_url_for
 
 INPUT = {"prompt": "x", "aspect_ratio": "16:9", "resolution": "480p", "duration": "4"}
 LEASE_MS = 60_000
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    url = database_url_for(tmp_path)
-    upgrade_database(url)
-    db = Database(url)
-    yield db
-    db.dispose()
 
 
 def new_runs(db: Database, count: int, options: creation.RunOptions | None = None) -> list[str]:
