@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, SupportsIndex
 
-__all__ = ["NotDatabaseWork", "check_result", "enable", "inside_write"]
+__all__ = ["NotDatabaseWork", "check_result", "enable", "inside_write", "is_enabled"]
 
 # The audit events (https://docs.python.org/3/library/audit_events.html) that are no
 # database work.
@@ -64,6 +64,10 @@ def enable() -> None:
         if sys.version_info < (3, 12):  # `time.sleep` is audited from Python 3.12 on
             time.sleep = _audited_sleep
         _enabled = True
+
+
+def is_enabled() -> bool:
+    return _enabled
 
 
 @contextlib.contextmanager
