@@ -46,7 +46,7 @@ def fill(data_dir: Path, count: int) -> None:
     the key and the id of a succeeded run as JSON."""
     from sqlalchemy import insert, select
 
-    from runbase.core import billing, keys, runs
+    from runbase.core import billing, creation, keys
     from runbase.storage.db import Database
     from runbase.storage.migrate import upgrade_database
     from runbase.storage.tables import RunRow
@@ -61,7 +61,7 @@ def fill(data_dir: Path, count: int) -> None:
         _, secret = keys.create_key(connection, account_id=account.id, rate_limit="1000000/second")
         key = keys.find_key(connection, secret)
         assert key is not None
-        first = runs.create_run(
+        first = creation.create_run(
             connection,
             key=key,
             model="bytedance/seedance-1.5-pro",

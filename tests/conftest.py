@@ -23,11 +23,15 @@ from fakes.fal import FakeFal
 from fakes.replicate import FakeReplicate
 from provider_routes import FAL_KEY, REPLICATE_TOKEN, served
 from runbase.http.app import create_app
+from runbase.storage import write_check
+from runbase.storage.db import Database
+from runbase.storage.migrate import upgrade_database
 from support import (
     RAY_LOOPBACK_ENV,
     S3_BUCKET,
     Admin,
     LiveServer,
+    database_url_for,
     drop_test_databases,
     make_settings,
 )
@@ -39,6 +43,9 @@ if not Path(runbase.__file__).resolve().is_relative_to(_SOURCE):
     raise pytest.UsageError(
         f"runbase is imported from outside this checkout; set PYTHONPATH={_SOURCE}"
     )
+# A write function that does anything but database work fails the test that makes it do
+# so (group commit may run a write function twice).
+write_check.enable()
 os.environ["PYTHONPATH"] = os.pathsep.join(
     filter(None, [str(_SOURCE), os.environ.get("PYTHONPATH")])
 )
@@ -53,6 +60,16 @@ def _drop_test_databases() -> Iterator[None]:
     """On PostgreSQL, each test's databases are dropped when it ends (see support.py)."""
     yield
     drop_test_databases()
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Database]:
+    """A migrated test database (SQLite, or PostgreSQL under `make test-postgres`)."""
+    url = database_url_for(tmp_path)
+    upgrade_database(url)
+    db = Database(url)
+    yield db
+    db.dispose()
 
 
 @pytest.fixture

@@ -7,46 +7,32 @@ SQLite, or PostgreSQL under `make test-postgres`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import select
 
-from runbase.core import attempts, billing, claims, keys, runs
+from runbase.core import attempts, billing, claims, creation, keys, runs
 from runbase.storage.db import Database
-from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import RunEventRow, RunRow, WebhookDeliveryRow
-from support import database_url_for
 
 INPUT = {"prompt": "x", "aspect_ratio": "16:9", "resolution": "480p", "duration": "4"}
 LEASE_MS = 60_000
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    url = database_url_for(tmp_path)
-    upgrade_database(url)
-    db = Database(url)
-    yield db
-    db.dispose()
-
-
-def new_runs(db: Database, count: int, options: runs.RunOptions | None = None) -> list[str]:
+def new_runs(db: Database, count: int, options: creation.RunOptions | None = None) -> list[str]:
     with db.transaction() as connection:
         name = f"account {len(connection.execute(select(RunRow.id)).all())}"
         account = billing.create_account(connection, name=name, balance_micros=10**9)
         key = keys.find_key(connection, keys.create_key(connection, account_id=account.id)[1])
         assert key is not None
         return [
-            runs.create_run(
+            creation.create_run(
                 connection,
                 key=key,
                 model="m",
                 validated_input=INPUT,
                 cost=1,
-                options=options or runs.RunOptions(),
+                options=options or creation.RunOptions(),
             ).id
             for _ in range(count)
         ]
@@ -152,7 +138,7 @@ def test_a_heartbeat_writes_nothing_for_runs_it_no_longer_holds(database: Databa
 
 
 def test_progress_webhooks_are_queued_with_the_whole_run(database: Database) -> None:
-    hook = runs.RunOptions(webhook="https://example.com/hook", webhook_events=["progress"])
+    hook = creation.RunOptions(webhook="https://example.com/hook", webhook_events=["progress"])
     (watched,) = new_runs(database, 1, hook)
     (plain,) = new_runs(database, 1)
     claim_all(database, "gw")

@@ -11,7 +11,7 @@ these races cannot happen there; the HTTP tests in test_money_concurrency.py cov
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,11 +19,10 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Connection, text
 
-from runbase.core import billing, claims, keys, runs
+from runbase.core import billing, claims, creation, keys
 from runbase.errors import InsufficientBalance, RunbaseError, UsageExceeded
 from runbase.storage.db import Database
-from runbase.storage.migrate import upgrade_database
-from support import TEST_DATABASE_URL, Admin, database_url_for, make_settings
+from support import TEST_DATABASE_URL, Admin, make_settings
 
 T = TypeVar("T")
 CONTENDERS = 16
@@ -33,15 +32,6 @@ INPUT = {"prompt": "x", "aspect_ratio": "16:9", "resolution": "480p", "duration"
 pytestmark = pytest.mark.skipif(
     TEST_DATABASE_URL is None, reason="PostgreSQL (make test-postgres): SQLite never interleaves"
 )
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    url = database_url_for(tmp_path)
-    upgrade_database(url)
-    db = Database(url)
-    yield db
-    db.dispose()
 
 
 def race(database: Database, work: Callable[[Connection, int], T]) -> list[T | RunbaseError]:
@@ -77,7 +67,7 @@ def _account(database: Database, balance: int) -> str:
 
 
 def _create(key: Any) -> Callable[[Connection, int], Any]:
-    return lambda connection, _: runs.create_run(
+    return lambda connection, _: creation.create_run(
         connection, key=key, model="m", validated_input=INPUT, cost=COST
     )
 

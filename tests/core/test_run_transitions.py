@@ -6,30 +6,16 @@ SQLite, or PostgreSQL under `make test-postgres`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import Connection, select
 
-from runbase.core import billing, claims, keys, reaper, runs
+from runbase.core import billing, claims, creation, keys, reaper, runs
 from runbase.errors import GenerationFailed
 from runbase.storage.db import Database
-from runbase.storage.migrate import upgrade_database
 from runbase.storage.tables import ApiKeyRow, LedgerEntryRow, RunRow
-from support import database_url_for
 
 INPUT = {"prompt": "x", "aspect_ratio": "16:9", "resolution": "480p", "duration": "4"}
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[Database]:
-    url = database_url_for(tmp_path)
-    upgrade_database(url)
-    db = Database(url)
-    yield db
-    db.dispose()
 
 
 def new_run(db: Database, cost: int = 1000) -> Any:
@@ -37,7 +23,7 @@ def new_run(db: Database, cost: int = 1000) -> Any:
         account = billing.create_account(connection, name="a", balance_micros=10_000)
         key = keys.find_key(connection, keys.create_key(connection, account_id=account.id)[1])
         assert key is not None
-        return runs.create_run(connection, key=key, model="m", validated_input=INPUT, cost=cost)
+        return creation.create_run(connection, key=key, model="m", validated_input=INPUT, cost=cost)
 
 
 def claim(db: Database, worker: str, lease_ms: int = 60_000) -> Any:
@@ -101,10 +87,11 @@ def test_lost_worker_is_retried_once_then_failed_and_refunded(database: Database
 
 def test_a_run_is_refunded_at_most_once(database: Database) -> None:
     run = new_run(database)
+    claim(database, "w1")
     with database.transaction() as connection:
-        assert runs.fail_run(connection, run.id, GenerationFailed())
+        assert runs.fail_run(connection, run.id, GenerationFailed(), worker_id="w1")
     with database.transaction() as connection:
-        assert not runs.fail_run(connection, run.id, GenerationFailed())
+        assert not runs.fail_run(connection, run.id, GenerationFailed(), worker_id="w1")
     with database.connect() as connection:
         assert billing.ledger_total(connection, run.account_id) == 10_000
 
@@ -121,7 +108,7 @@ async def test_group_commit_isolates_a_failing_write(database: Database) -> None
     run = new_run(database)
 
     def fail_then_crash(connection: Connection) -> bool:
-        assert runs.fail_run(connection, run.id, GenerationFailed())  # a write, then an error
+        assert runs.cancel_run(connection, run.id, "x", only_pending=True)  # a write, then an error
         raise RuntimeError("boom")
 
     def rename(connection: Connection) -> bool:

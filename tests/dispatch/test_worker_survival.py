@@ -54,7 +54,7 @@ class FlakyDatabase(Database):
 
 def create_run(admin: Admin) -> tuple[str, str]:
     """A pending run, created through the API's own transaction (returns run, account)."""
-    from runbase.core import keys, runs
+    from runbase.core import creation, keys
     from runbase.core.seedance import validate_input
 
     account_id = admin.create_account("survivor", 10.0)
@@ -64,7 +64,7 @@ def create_run(admin: Admin) -> tuple[str, str]:
         with database.transaction() as connection:
             key = keys.find_key(connection, secret)
             assert key is not None
-            run = runs.create_run(
+            run = creation.create_run(
                 connection,
                 key=key,
                 model=SEEDANCE,

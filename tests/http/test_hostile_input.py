@@ -14,7 +14,7 @@ import httpx
 import pytest
 from envelopes import error_of, refused
 
-from runbase.core import keys, runs
+from runbase.core import creation, keys
 from runbase.storage.db import Database
 from support import SEEDANCE, LiveServer
 
@@ -259,7 +259,7 @@ def _store_damaged_run(server: LiveServer, key: str, prompt: str) -> str:
         with database.transaction() as connection:
             record = keys.find_key(connection, key)
             assert record is not None
-            run = runs.create_run(
+            run = creation.create_run(
                 connection,
                 key=record,
                 model=SEEDANCE,

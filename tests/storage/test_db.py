@@ -14,7 +14,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 
-from runbase.core import billing, listing, runs
+from runbase.core import billing, creation, listing
 from runbase.core.keys import create_key, find_key
 from runbase.storage import prepared
 from runbase.storage.db import Database
@@ -97,7 +97,7 @@ def test_prepared_statements_convert_as_sqlalchemy_does(database: Database) -> N
         key_record = find_key(connection, secret)
     assert key_record is not None
     with database.transaction() as connection:
-        run = runs.create_run(
+        run = creation.create_run(
             connection,
             key=key_record,
             model="m",

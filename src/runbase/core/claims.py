@@ -10,8 +10,9 @@
     transfer_run      hand a held run to another worker of this process (the gateway
                       to a compute worker, when a run's route ends at a compute engine)
 
-Each is a guarded update, as in `core.runs`: a run moves only from the status (and holder)
-the statement names, so concurrent claimers never take the same run.
+Each is a guarded update, as in `core.runs` (a claim is the table's `transitions.CLAIM`):
+a run moves only from the status (and holder) the statement names, so concurrent claimers
+never take the same run.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Table, bindparam, func, or_, select, update
 
+from runbase.core import transitions
 from runbase.core.clock import now_ms
-from runbase.core.events import EventKind, record_event, record_events
+from runbase.core.events import EventKind, record_events
+from runbase.core.run_view import RUN_COLUMNS, Run, run_of
 from runbase.core.runs import MAX_LOG_LINES, ProgressUpdate
 from runbase.core.webhooks import WebhookEvent
 from runbase.storage.prepared import PreparedStatement
@@ -42,7 +45,7 @@ def claim_runs(
     is_postgres: bool,
     limit: int = 1,
     is_test: bool | None = None,
-) -> list[Row[Any]]:
+) -> list[Run]:
     """Claim up to `limit` of the oldest pending runs (only test runs, only live runs, or
     either, as `is_test` says); each claim counts an attempt and records its event.
 
@@ -53,24 +56,26 @@ def claim_runs(
     run_ids = [row[0] for row in oldest.execute(connection, {"now": now, "limit": limit}).rows]
     if not run_ids:
         return []
-    claimed = list(
-        connection.execute(
+    claim = transitions.CLAIM  # many runs in one statement, so not `transitions.apply`
+    claimed = [
+        run_of(row)
+        for row in connection.execute(
             update(_RUNS)
-            .where(_RUNS.c.id.in_(run_ids), _RUNS.c.status == _PENDING)
+            .where(_RUNS.c.id.in_(run_ids), *claim.conditions(worker_id=worker_id, now=now))
             .values(
-                status=_PROCESSING,
+                status=claim.target.value,
                 worker_id=worker_id,
                 lease_expires_ms=now + lease_ms,
                 attempts=_RUNS.c.attempts + 1,
                 started_ms=func.coalesce(_RUNS.c.started_ms, now),
                 progress=0.0,
             )
-            .returning(*_RUNS.c)
-        ).all()
-    )
+            .returning(*RUN_COLUMNS)
+        )
+    ]
     claimed.sort(key=lambda run: (run.created_ms, run.id))
     for run in claimed:
-        record_event(connection, run, EventKind.STATUS, webhook_event=WebhookEvent.START)
+        transitions.carry_out(connection, claim, run)
     return claimed
 
 
@@ -101,7 +106,7 @@ _OLDEST_PENDING: dict[tuple[bool | None, bool], PreparedStatement] = {}
 
 def claim_next_run(
     connection: Connection, *, worker_id: str, lease_ms: int, is_postgres: bool
-) -> Row[Any] | None:
+) -> Run | None:
     """Move the oldest pending run to processing under this worker's lease (or None)."""
     claimed = claim_runs(
         connection, worker_id=worker_id, lease_ms=lease_ms, is_postgres=is_postgres
@@ -228,6 +233,7 @@ def transfer_run(
     return bool(moved)
 
 
-def held_runs(connection: Connection, run_ids: Sequence[str]) -> list[Row[Any]]:
-    """The rows of these runs (a transferred run, as its new worker sees it)."""
-    return list(connection.execute(select(_RUNS).where(_RUNS.c.id.in_(list(run_ids)))).all())
+def held_runs(connection: Connection, run_ids: Sequence[str]) -> list[Run]:
+    """These runs (a transferred run, as its new worker sees it)."""
+    statement = select(*RUN_COLUMNS).where(_RUNS.c.id.in_(list(run_ids)))
+    return [run_of(row) for row in connection.execute(statement)]

@@ -17,13 +17,14 @@ from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select
 
 from runbase.core import webhooks
 from runbase.core.clock import now_ms
+from runbase.core.run_view import RUN_COLUMNS, Run, run_of
 from runbase.storage.prepared import PreparedStatement
 from runbase.storage.tables import RunEventRow, RunRow
 
 _EVENTS = cast(Table, RunEventRow.__table__)
 MAX_SEQ = 2**31 - 1  # run_events.seq is a 32-bit integer
 _RUNS = cast(Table, RunRow.__table__)
-_RUN_COLUMNS = tuple(column.name for column in _RUNS.columns)
+_RUN_COLUMNS = tuple(column.name for column in RUN_COLUMNS)  # a snapshot has no queue_position
 _INSERT_EVENT = PreparedStatement(insert(_EVENTS))
 _NEXT_SEQ = PreparedStatement(
     select(func.coalesce(func.max(_EVENTS.c.seq), 0) + 1).where(
@@ -43,7 +44,8 @@ class EventKind(StrEnum):
 
 
 class EventSubject(Protocol):
-    """What an event needs to know about its run: the row of a guarded update's RETURNING."""
+    """What `record_events` needs to know about each run: the few columns a gateway's
+    batched progress update returns for hundreds of runs (a `Run` has them too)."""
 
     @property
     def id(self) -> str: ...
@@ -61,7 +63,7 @@ class EventSubject(Protocol):
 
 def record_event(
     connection: Connection,
-    run: EventSubject,
+    run: Run,
     kind: EventKind,
     *,
     webhook_event: webhooks.WebhookEvent | None = None,
@@ -124,9 +126,9 @@ def record_events(
     _INSERT_EVENT.execute_many(connection, rows)
     for run in runs:
         if _wants_webhook(run, webhook_event):
-            # The message shows the whole run: read it (`runs` may hold a few columns).
-            whole = connection.execute(select(_RUNS).where(_RUNS.c.id == run.id)).one()
-            _queue_webhook(connection, run, webhook_event, whole)
+            # The message shows the whole run: read it (`runs` hold a few columns).
+            whole = connection.execute(select(*RUN_COLUMNS).where(_RUNS.c.id == run.id)).one()
+            _queue_webhook(connection, run, webhook_event, run_of(whole))
 
 
 def _wants_webhook(run: EventSubject, event: webhooks.WebhookEvent | None) -> bool:
@@ -141,7 +143,7 @@ def _queue_webhook(
     connection: Connection,
     run: EventSubject,
     event: webhooks.WebhookEvent | None,
-    whole: EventSubject,
+    whole: Run,
 ) -> None:
     assert event is not None and run.webhook
     webhooks.queue_delivery(
@@ -154,12 +156,9 @@ def _queue_webhook(
     )
 
 
-def _snapshot(run: EventSubject) -> dict[str, Any]:
-    """The run's columns as a JSON-ready dict (a RETURNING row has them all)."""
-    mapping = getattr(run, "_mapping", None)
-    if mapping is None:  # an ORM row: its columns by name
-        mapping = {name: getattr(run, name) for name in _RUN_COLUMNS}
-    return {name: mapping[name] for name in _RUN_COLUMNS if name in mapping}
+def _snapshot(run: Run) -> dict[str, Any]:
+    """The run's columns as a JSON-ready dict (`run_view.run_from_snapshot` reads it back)."""
+    return dict(zip(_RUN_COLUMNS, run, strict=False))
 
 
 def events_after(connection: Connection, run_id: str, after: int) -> list[Row[Any]]:

@@ -17,8 +17,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Select, Table, and_, bindparam, case, func, or_, select
+from sqlalchemy import Connection, Select, Table, and_, bindparam, case, func, or_, select
 
+from runbase.core.run_view import RUN_COLUMNS, Run, run_of
 from runbase.errors import BadParameter, RunNotFound
 from runbase.parsing import read_int
 from runbase.storage.prepared import PreparedStatement
@@ -67,28 +68,10 @@ _QUEUE_POSITION = (
     )
     .scalar_subquery()
 )
-# Only what the run object shows: every other column is work for the polling hot path.
-_SHOWN = [
-    _RUNS.c[name]
-    for name in (
-        "id",
-        "model",
-        "status",
-        "input",
-        "output_keys",
-        "error_code",
-        "error_message",
-        "cost_micros",
-        "created_ms",
-        "started_ms",
-        "completed_ms",
-        "backend",
-        "progress",
-        "logs",
-    )
-]
+# Every column: one shape of a run (`core.run_view`) whichever read made it. The columns the
+# run object does not show cost the poll about a microsecond.
 SELECT_RUNS: Select[Any] = select(
-    *_SHOWN,
+    *RUN_COLUMNS,
     case((_RUNS.c.status == "pending", _QUEUE_POSITION), else_=None).label("queue_position"),
 )
 """Runs as the API shows them, with their `queue_position`: add the WHERE."""
@@ -97,39 +80,38 @@ _OWNED_RUN = (
     _RUNS.c.account_id == bindparam("account_id"),
     _RUNS.c.is_test == bindparam("is_test"),
 )
-_SELECT_RUN = PreparedStatement(SELECT_RUNS.where(*_OWNED_RUN))
+_SELECT_RUN = PreparedStatement(SELECT_RUNS.where(*_OWNED_RUN), row=Run)
 
 
-def get_run(connection: Connection, run_id: str, *, owner: Owner) -> Row[Any]:
+def get_run(connection: Connection, run_id: str, *, owner: Owner) -> Run:
     """A run of this owner; any other run is reported as missing, never forbidden.
 
-    The hot path of polling (a `PreparedStatement` statement): the row has the attributes of
-    `RunRow` that the run object shows, and `queue_position` (pending runs ahead of it;
-    None unless it is pending).
+    The hot path of polling (a `PreparedStatement` statement), with `queue_position`
+    (pending runs ahead of it; None unless it is pending).
     """
     return _read_one(connection, _SELECT_RUN, run_id, owner)
 
 
 UNDELETED = _RUNS.c.deleted_ms.is_(None)
 """Runs not deleted through a compatible API (`runs.mark_deleted`): add it to their lists."""
-_SELECT_UNDELETED_RUN = PreparedStatement(SELECT_RUNS.where(*_OWNED_RUN, UNDELETED))
+_SELECT_UNDELETED_RUN = PreparedStatement(SELECT_RUNS.where(*_OWNED_RUN, UNDELETED), row=Run)
 
 
-def get_undeleted_run(connection: Connection, run_id: str, *, owner: Owner) -> Row[Any]:
+def get_undeleted_run(connection: Connection, run_id: str, *, owner: Owner) -> Run:
     """`get_run` for the compatible APIs: a run deleted through one of them is missing."""
     return _read_one(connection, _SELECT_UNDELETED_RUN, run_id, owner)
 
 
 def _read_one(
     connection: Connection, statement: PreparedStatement, run_id: str, owner: Owner
-) -> Row[Any]:
+) -> Run:
     if not is_plausible_id(run_id):
         raise _missing(run_id)
     params = {"run_id": run_id, "account_id": owner.account_id, "is_test": owner.is_test}
     run = statement.execute(connection, params).first()
     if run is None:
         raise _missing(run_id)
-    return cast(Row[Any], run)
+    return cast(Run, run)
 
 
 @dataclass(frozen=True)
@@ -140,7 +122,7 @@ class RunFilter:
     created_before_ms: int | None = None
 
 
-def encode_cursor(run: Row[Any]) -> str:
+def encode_cursor(run: Run) -> str:
     raw = f"{run.created_ms}:{run.id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -165,7 +147,7 @@ def list_runs(
     limit: int,
     after: tuple[int, str] | None = None,
     where: RunFilter = RunFilter(),
-) -> tuple[list[Row[Any]], str | None]:
+) -> tuple[list[Run], str | None]:
     """One page of the owner's runs, newest first, and the cursor of the next (or None)."""
     conditions = owned_by(owner)
     if after is not None:
@@ -184,13 +166,14 @@ def list_runs(
         conditions.append(_RUNS.c.created_ms > where.created_after_ms)
     if where.created_before_ms is not None:
         conditions.append(_RUNS.c.created_ms < where.created_before_ms)
-    rows = list(
-        connection.execute(
+    rows = [
+        run_of(row)
+        for row in connection.execute(
             SELECT_RUNS.where(*conditions)
             .order_by(_RUNS.c.created_ms.desc(), _RUNS.c.id.desc())
             .limit(limit + 1)
-        ).all()
-    )
+        )
+    ]
     if len(rows) > limit:
         return rows[:limit], encode_cursor(rows[limit - 1])
     return rows, None

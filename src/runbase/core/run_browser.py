@@ -10,18 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Table, and_, or_
+from sqlalchemy import Connection, Table, and_, or_
 
 from runbase.core import audit, listing, runs
 from runbase.core.audit import Actor
 from runbase.core.listing import Owner
+from runbase.core.run_view import Run, run_of
 from runbase.errors import RunNotFound
 from runbase.storage.tables import RunRow
 
 _RUNS = cast(Table, RunRow.__table__)
-_SELECT = listing.SELECT_RUNS.add_columns(
-    _RUNS.c.account_id, _RUNS.c.key_id, _RUNS.c.is_test, _RUNS.c.attempts
-)
+_SELECT = listing.SELECT_RUNS
 
 
 @dataclass(frozen=True)
@@ -37,7 +36,7 @@ class RunQuery:
 
 def list_runs(
     connection: Connection, query: RunQuery, *, limit: int, after: tuple[int, str] | None = None
-) -> tuple[list[Row[Any]], str | None]:
+) -> tuple[list[Run], str | None]:
     """One page, newest first, and the cursor of the next (None at the end)."""
     runs_ = _RUNS.c
     conditions: list[Any] = []
@@ -64,18 +63,18 @@ def list_runs(
         .order_by(runs_.created_ms.desc(), runs_.id.desc())
         .limit(limit + 1)
     )
-    rows = list(connection.execute(statement).all())
+    rows = [run_of(row) for row in connection.execute(statement)]
     if len(rows) > limit:
         return rows[:limit], listing.encode_cursor(rows[limit - 1])
     return rows, None
 
 
-def get_run(connection: Connection, run_id: str) -> Row[Any]:
+def get_run(connection: Connection, run_id: str) -> Run:
     """A run of any account."""
     run = connection.execute(_SELECT.where(_RUNS.c.id == run_id)).first()
     if run is None:
         raise RunNotFound(f"no run {run_id!r}")
-    return run
+    return run_of(run)
 
 
 def cancel_run(connection: Connection, actor: Actor, run_id: str) -> runs.CancelAnswer:
@@ -86,6 +85,6 @@ def cancel_run(connection: Connection, actor: Actor, run_id: str) -> runs.Cancel
     return answer
 
 
-def owner_of(run: Row[Any]) -> Owner:
+def owner_of(run: Run) -> Owner:
     """The run's own owner: an operator acts on a run as its account, in its mode."""
     return Owner(run.account_id, bool(run.is_test))

@@ -25,13 +25,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from runbase.config import Settings
 from runbase.core import attempts, claims, runs
 from runbase.core.clock import new_id, now_ms
+from runbase.core.run_view import Run
 from runbase.dispatch.held_runs import GatewayObserver, HeldRun, Slots
 from runbase.dispatch.provider_run import ProviderRun
 from runbase.dispatch.routing import Breaker, BreakerState, Route
@@ -175,7 +175,7 @@ class Gateway:
             self._start(run, history)
         return bool(claimed)
 
-    def _start(self, run: Row[Any], history: list[attempts.Attempt]) -> None:
+    def _start(self, run: Run, history: list[attempts.Attempt]) -> None:
         held = HeldRun(run)
         self.held[held.id] = held
         self.observer.run_changed(held.id)
@@ -280,7 +280,7 @@ class Gateway:
 
 def _claim_with_attempts(
     connection: Connection, worker_id: str, lease_ms: int, limit: int, is_postgres: bool
-) -> list[tuple[Row[Any], list[attempts.Attempt]]]:
+) -> list[tuple[Run, list[attempts.Attempt]]]:
     claimed = claims.claim_runs(
         connection,
         worker_id=worker_id,

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-from sqlalchemy import Row
+from typing import Protocol
 
 from runbase.config import Settings
+from runbase.core.run_view import Run
 from runbase.dispatch.routing import Breaker
 from runbase.dispatch.wakeup import WorkSignal
 from runbase.providers import Provider
@@ -70,7 +69,7 @@ def _settle(waiter: asyncio.Future[None]) -> None:
 class HeldRun:
     """A run this gateway holds, and what its task reported since the last heartbeat."""
 
-    run: Row[Any]
+    run: Run
     logs: list[str] = field(default_factory=list)
     fraction: float = 0.0
     sent_fraction: float = 0.0

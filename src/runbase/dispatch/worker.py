@@ -29,13 +29,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from runbase.config import Settings
 from runbase.core import claims, idempotency, reaper, runs, testmode
 from runbase.core.clock import new_id, now_ms
+from runbase.core.run_view import Run
 from runbase.dispatch.engine_hosts import open_engine
 from runbase.dispatch.executor import (
     ChildEvent,
@@ -132,7 +133,7 @@ class Worker:
         self.station = station or ComputeStation()
         self._claim_filter = claim_filter
         self._current: str | None = None
-        self._inbox: list[Row[Any]] = []
+        self._inbox: list[Run] = []
         self._stopping = asyncio.Event()
         self._engine_lock = asyncio.Lock()  # one start at a time (a probe, a run)
         self.probe_at_start = False
@@ -146,7 +147,7 @@ class Worker:
     def is_idle(self) -> bool:
         return self._current is None and not self._inbox
 
-    def take_over(self, run: Row[Any]) -> None:
+    def take_over(self, run: Run) -> None:
         """Process `run` next: the gateway has just transferred it to this worker."""
         self._inbox.append(run)
         self._current = run.id
@@ -221,7 +222,7 @@ class Worker:
             self._observer.run_changed(run.id)
         return True
 
-    def _engine_for(self, run: Row[Any]) -> EngineHost:
+    def _engine_for(self, run: Run) -> EngineHost:
         if not run.is_test:
             return self._engine
         if self._test_engine is None:
@@ -231,7 +232,7 @@ class Worker:
             self._test_engine = open_engine(test_settings)
         return self._test_engine
 
-    def _should_cancel(self, run: Row[Any], state: _RunState) -> bool:
+    def _should_cancel(self, run: Run, state: _RunState) -> bool:
         if state.cancel_reason is None and _past_deadline(run):
             state.cancel_reason = "the run passed its Cancel-After deadline"
         return state.is_lost or self._stopping.is_set() or state.cancel_reason is not None
@@ -240,7 +241,7 @@ class Worker:
     def _lease_ms(self) -> int:
         return int(self._settings.lease_seconds * 1000)
 
-    async def _process(self, run: Row[Any]) -> None:
+    async def _process(self, run: Run) -> None:
         log = logger.getChild("run")
         log.info("run started", extra={"run_id": run.id, "action": "run_started"})
         state = _RunState()
@@ -326,7 +327,7 @@ class Worker:
         starting.result()
 
     async def _finish(
-        self, run: Row[Any], backend: str | None, outcome: Done | RunFailure, state: _RunState
+        self, run: Run, backend: str | None, outcome: Done | RunFailure, state: _RunState
     ) -> None:
         if isinstance(outcome, Done):
             try:
@@ -370,7 +371,7 @@ class Worker:
         )
         logger.info("run failed: %s", outcome.code, extra={"run_id": run.id})
 
-    async def _give_up(self, run: Row[Any], state: _RunState, lost: EngineLost) -> None:
+    async def _give_up(self, run: Run, state: _RunState, lost: EngineLost) -> None:
         """The engine's host vanished: end the lease now, so that the reaper's policy for
         lost workers applies at once (retry while attempts are left, then `worker_lost`)."""
         logger.warning("engine lost on run %s: %s", run.id, lost, extra={"run_id": run.id})
@@ -381,7 +382,7 @@ class Worker:
             )
         )
 
-    async def _heartbeat(self, run: Row[Any], state: _RunState) -> None:
+    async def _heartbeat(self, run: Run, state: _RunState) -> None:
         interval = min(1.0, self._settings.lease_seconds / 3)
         run_id = run.id
         while True:
@@ -442,7 +443,7 @@ def _engine_problem(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or type(exc).__name__)
 
 
-def _past_deadline(run: Row[Any]) -> bool:
+def _past_deadline(run: Run) -> bool:
     return run.deadline_ms is not None and now_ms() >= run.deadline_ms
 
 

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Row
-
 from runbase.core import runs
+from runbase.core.run_view import Run
 from runbase.http.deps import Services
 from runbase.http.schemas import run_public
 from runbase.storage import inputs
-from runbase.storage.tables import RunRow
 
 __all__ = ["public_run", "run_read", "run_urls", "shown_input"]
 
 
-def run_urls(services: Services, run: RunRow | Row[Any], base_url: str) -> list[str] | None:
+def run_urls(services: Services, run: Run, base_url: str) -> list[str] | None:
     """Signed output URLs of a succeeded run (signed anew on every read), else None."""
     if run.status != runs.RunStatus.SUCCEEDED or run.output_keys is None:
         return None
@@ -29,7 +27,7 @@ def run_urls(services: Services, run: RunRow | Row[Any], base_url: str) -> list[
     ]
 
 
-def shown_input(services: Services, run: RunRow | Row[Any], base_url: str) -> dict[str, Any]:
+def shown_input(services: Services, run: Run, base_url: str) -> dict[str, Any]:
     """The run's input as the run object shows it: images stored at creation as signed
     links (signed anew on every read, like outputs)."""
     base = services.settings.public_url or base_url
@@ -39,12 +37,12 @@ def shown_input(services: Services, run: RunRow | Row[Any], base_url: str) -> di
     )
 
 
-def public_run(services: Services, run: RunRow | Row[Any], base_url: str) -> dict[str, Any]:
+def public_run(services: Services, run: Run, base_url: str) -> dict[str, Any]:
     """The run object of creates and changes."""
     return run_public(run, run_urls(services, run, base_url), shown_input(services, run, base_url))
 
 
-def run_read(services: Services, run: Row[Any], base_url: str) -> dict[str, Any]:
+def run_read(services: Services, run: Run, base_url: str) -> dict[str, Any]:
     """The run object of reads: with `queuePosition`."""
     answer = public_run(services, run, base_url)
     answer["queuePosition"] = run.queue_position

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Row
 
 from runbase.core.clock import format_timestamp
+from runbase.core.run_view import Run
 from runbase.parsing import readable
-from runbase.storage.tables import RunRow
 
 
 class RunCreate(BaseModel):
@@ -91,9 +90,7 @@ class CostEstimate(BaseModel):
     input: dict[str, Any] = Field(description="The input with every default filled in")
 
 
-def run_public(
-    run: RunRow | Row[Any], urls: list[str] | None, shown_input: dict[str, Any]
-) -> dict[str, Any]:
+def run_public(run: Run, urls: list[str] | None, shown_input: dict[str, Any]) -> dict[str, Any]:
     """The run object as a JSON-ready dict (built directly: this is the hot path of GET),
     with `shown_input` as its input (stored images as links, `storage.inputs`).
 

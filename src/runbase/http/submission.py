@@ -1,7 +1,8 @@
 """Creating a run, for every surface that creates one: the Runbase routes and the
 ModelArk- and OpenAI-compatible ones. Each surface parses its own request into a Runbase
 create body (`{"model", "input", ...}`), then calls `prepare` and `submit`; the checks, the
-price and the one transaction that charges and inserts the run are the same for all.
+price and the one transaction that charges and inserts the run (`core.creation`) are the
+same for all.
 """
 
 from __future__ import annotations
@@ -10,28 +11,21 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 from starlette.requests import Request
 
-from runbase.core import idempotency, listing, runs
+from runbase.core import creation, idempotency
 from runbase.core.catalog import find_model
-from runbase.core.clock import new_id, now_ms
+from runbase.core.clock import now_ms
 from runbase.core.keys import KeyRecord
+from runbase.core.run_view import Run
 from runbase.core.seedance import MAX_DATA_URI_CHARS
 from runbase.core.webhooks import check_webhook
 from runbase.dispatch.wakeup import announce_work
-from runbase.errors import (
-    IdempotencyKeyInUse,
-    MissingInput,
-    MissingModel,
-    NoEngineAvailable,
-    RequestTooLarge,
-    RunNotFound,
-)
+from runbase.errors import MissingInput, MissingModel, NoEngineAvailable, RequestTooLarge
 from runbase.http.deps import Services
 from runbase.parsing import declared_length, parse_json
 from runbase.storage import inputs
-from runbase.storage.tables import RunRow
 
 
 @dataclass(frozen=True)
@@ -115,19 +109,19 @@ async def submit(
     request: Request,
     *,
     cancel_after_ms: int | None = None,
-) -> tuple[RunRow | Row[Any], bool]:
+) -> tuple[Run, bool]:
     """Store the input's data-URI images (`storage.inputs`), then charge and insert the
-    run in one transaction; answers (run, replayed).
+    run in one transaction (`core.creation`); answers (run, replayed).
 
     With an `Idempotency-Key` header on `request`, a repeat of an earlier create answers
     with that create's run and `replayed` True.
     """
-    idempotency_key = request.headers.get("idempotency-key")
-    request_hash = ""
-    if idempotency_key is not None:
-        idempotency_key = idempotency.check_key(idempotency_key)
-        request_hash = idempotency.request_hash(
-            prepared.body, options={"cancel_after_ms": cancel_after_ms}
+    header = request.headers.get("idempotency-key")
+    repeat = None
+    if header is not None:
+        repeat = creation.Idempotency(
+            idempotency.check_key(header),
+            idempotency.request_hash(prepared.body, options={"cancel_after_ms": cancel_after_ms}),
         )
     if services.pools is not None:  # fail fast: never charge a run nothing can take
         refusal = services.pools.refusal()
@@ -135,55 +129,26 @@ async def submit(
             raise NoEngineAvailable(refusal)
     # Images in data URIs go to the blob store now: every poll would otherwise carry them.
     stored_input = await inputs.store_images(services.blobs, prepared.validated)
-    options = runs.RunOptions(
-        deadline_ms=None if cancel_after_ms is None else now_ms() + cancel_after_ms,
-        webhook=prepared.webhook,
-        webhook_events=prepared.webhook_events,
-        # Only webhooks need it (to sign output URLs in their bodies); it costs a little.
-        public_base_url=str(request.base_url) if prepared.webhook else None,
+    new = creation.NewRun(
+        prepared.model,
+        stored_input,
+        prepared.cost,
+        creation.RunOptions(
+            deadline_ms=None if cancel_after_ms is None else now_ms() + cancel_after_ms,
+            webhook=prepared.webhook,
+            webhook_events=prepared.webhook_events,
+            # Only webhooks need it (to sign output URLs in their bodies); it costs a little.
+            public_base_url=str(request.base_url) if prepared.webhook else None,
+        ),
     )
-    run, replayed = await services.database.write(
-        lambda connection: _create_or_replay(
-            connection, key, prepared, stored_input, options, idempotency_key, request_hash
-        )
-    )
+
+    def create(connection: Connection) -> tuple[Run, bool]:
+        run, replayed = creation.create_or_replay(connection, key, new, repeat)
+        if not replayed:
+            announce_work(connection)  # PostgreSQL: wakes the workers of other processes
+        return run, replayed
+
+    run, replayed = await services.database.write(create)
     if not replayed:
         services.work.notify()  # an idle worker of this process claims it at once
     return run, replayed
-
-
-def _create_or_replay(
-    connection: Connection,
-    key: KeyRecord,
-    prepared: CheckedCreate,
-    stored_input: dict[str, Any],
-    options: runs.RunOptions,
-    idempotency_key: str | None,
-    request_hash: str,
-) -> tuple[RunRow | Row[Any], bool]:
-    """One transaction: the run and its charge, or the run an earlier request created."""
-    run_id = new_id("run")
-    if idempotency_key is not None:
-        first = idempotency.claim_key(
-            connection,
-            owner=key.owner,
-            key=idempotency_key,
-            request_hash=request_hash,
-            run_id=run_id,
-        )
-        if first is not None:
-            try:
-                return listing.get_run(connection, first.run_id, owner=key.owner), True
-            except RunNotFound:
-                raise IdempotencyKeyInUse() from None
-    run = runs.create_run(
-        connection,
-        key=key,
-        model=prepared.model,
-        validated_input=stored_input,
-        cost=prepared.cost,
-        run_id=run_id,
-        options=options,
-    )
-    announce_work(connection)  # PostgreSQL: wakes the workers of other processes
-    return run, False

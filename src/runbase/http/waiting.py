@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Final
-
-from sqlalchemy import Row
+from typing import Final
 
 from runbase.core import listing, runs
+from runbase.core.run_view import Run
 from runbase.http.deps import Services
 
 POLL_SECONDS: Final = 0.5
@@ -24,8 +23,8 @@ async def wait_for_run(
     *,
     owner: listing.Owner,
     timeout: float,
-    until: Callable[[Row[Any]], bool] = lambda run: runs.RunStatus(run.status).is_terminal(),
-) -> Row[Any]:
+    until: Callable[[Run], bool] = lambda run: runs.RunStatus(run.status).is_terminal(),
+) -> Run:
     """The run once `until(run)` holds, or as it stands when `timeout` seconds have passed."""
     deadline = time.monotonic() + timeout
     while True:
@@ -38,7 +37,7 @@ async def wait_for_run(
         await services.signals.wait(run_id, min(POLL_SECONDS, left))
 
 
-async def cancel_and_wait(services: Services, run_id: str, *, owner: listing.Owner) -> Row[Any]:
+async def cancel_and_wait(services: Services, run_id: str, *, owner: listing.Owner) -> Run:
     """Cancel a run and answer it as it then stands: a pending run is canceled at once; a
     processing one's engine is asked to stop, and this waits up to the settings'
     `cancel_wait_seconds` for it (still `processing` after that: the request stays in

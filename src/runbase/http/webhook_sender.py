@@ -17,13 +17,13 @@ import contextlib
 import json
 import logging
 import time
-from types import SimpleNamespace
 from typing import Any, Final
 
 from sqlalchemy import Row, select
 
 from runbase.core import webhooks
 from runbase.core.clock import now_ms
+from runbase.core.run_view import run_from_snapshot
 from runbase.dispatch.webhook_post import PostResult, WebhookRefused, post_webhook
 from runbase.http.deps import Services
 from runbase.http.run_object import run_read
@@ -97,9 +97,9 @@ async def _record_broken(services: Services, message: Row[Any], exc: Exception) 
 
 def _render_run(services: Services, message: Row[Any]) -> str:
     """The run object as of the message's event (queuePosition: never pending then)."""
-    run = SimpleNamespace(**message.snapshot, queue_position=None)
+    run = run_from_snapshot(message.snapshot)
     base_url = services.settings.public_url or run.public_base_url or "http://localhost/"
-    return json.dumps(run_read(services, run, base_url), separators=(",", ":"))  # type: ignore[arg-type]
+    return json.dumps(run_read(services, run, base_url), separators=(",", ":"))
 
 
 async def _attempt(services: Services, message: Row[Any]) -> None:

@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 
+from runbase.storage import write_check
+
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
@@ -105,7 +107,7 @@ class Database:
 
     def _write(self, work: Callable[[Connection], T]) -> T:
         with self.transaction() as connection:
-            return work(connection)
+            return _run_write(work, connection)
 
     def dispose(self) -> None:
         if self._inline_reader is not None:
@@ -266,17 +268,28 @@ class _GroupCommitWriter:
                 if isolated:
                     try:
                         with connection.begin_nested():
-                            result = job.work(connection)
+                            result = _run_write(job.work, connection)
                     except Exception as exc:
                         outcomes.append((job, None, exc))
                         continue
                 else:
                     try:
-                        result = job.work(connection)
+                        result = _run_write(job.work, connection)
                     except Exception as exc:
                         raise _WriteFailed() from exc
                 outcomes.append((job, result, None))
         return outcomes
+
+
+def _run_write(work: Callable[[Connection], T], connection: Connection) -> T:
+    """One write function, under the debug check that it only does database work
+    (`storage.write_check`, on in tests): it may run twice."""
+    if not write_check.is_enabled():  # production: the writer thread is the create's limit
+        return work(connection)
+    with write_check.inside_write():
+        result = work(connection)
+    write_check.check_result(result)
+    return result
 
 
 class _WriteFailed(Exception):

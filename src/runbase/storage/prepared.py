@@ -9,6 +9,10 @@ statement once, keeps the column types' own bind and result converters (so value
 and come out exactly as SQLAlchemy would convert them), and calls the driver directly.
 On other databases it simply runs the statement through SQLAlchemy.
 
+Rows come back as named tuples, or, given `row`, as `row(*values)` on every database (the
+layer above hands its own row type down, e.g. `core.run_view.Run`, so that no second object
+is built per row).
+
 The converters come from SQLAlchemy's private `_cached_bind_processor` and
 `_cached_result_processor`, so pyproject.toml keeps SQLAlchemy below 3, and
 tests/storage/test_db.py checks what it reads against what SQLAlchemy reads.
@@ -54,21 +58,28 @@ class _Compiled:
     names: tuple[str, ...]
     defaults: dict[str, Any]
     bind_converters: tuple[Converter, ...]
-    result_converters: tuple[Converter, ...]
+    result_converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """(position, converter) of the result columns that have one: most (strings,
+    integers) need none, and are not touched."""
     row_type: type[tuple[Any, ...]] | None
 
 
 class PreparedStatement:
     """One statement of a hot path; on SQLite compiled once per set of parameter names."""
 
-    def __init__(self, statement: ClauseElement) -> None:
+    def __init__(self, statement: ClauseElement, *, row: Callable[..., Any] | None = None) -> None:
         self.statement = statement
+        self._row = row
         self._compiled: dict[tuple[str, ...], _Compiled] = {}
 
     def execute(self, connection: Connection, params: Mapping[str, Any]) -> Rows:
         if connection.dialect.name != "sqlite":
             result = connection.execute(cast(Executable, self.statement), dict(params))
-            return Rows(list(result) if result.returns_rows else [], result.rowcount)
+            if not result.returns_rows:
+                return Rows([], result.rowcount)
+            make = self._row
+            answer = list(result) if make is None else [make(*values) for values in result]
+            return Rows(answer, result.rowcount)
         compiled = self._compiled.get(tuple(params))
         if compiled is None:
             compiled = self._compile(connection.dialect, params)
@@ -78,13 +89,12 @@ class PreparedStatement:
         rows: list[Any] = []
         if compiled.row_type is not None:
             converters = compiled.result_converters
+            row = self._row or compiled.row_type
             for raw in cursor.fetchall():
-                rows.append(
-                    compiled.row_type._make(  # type: ignore[attr-defined]
-                        value if convert is None else convert(value)
-                        for value, convert in zip(raw, converters, strict=True)
-                    )
-                )
+                values = list(raw)
+                for position, convert in converters:
+                    values[position] = convert(values[position])
+                rows.append(row(*values))
         return Rows(rows, cursor.rowcount)
 
     def execute_many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -126,7 +136,9 @@ class PreparedStatement:
                 binds[name].type._cached_bind_processor(dialect) for name in names
             ),
             result_converters=tuple(
-                column.type._cached_result_processor(dialect, None) for column in columns
+                (position, convert)
+                for position, column in enumerate(columns)
+                if (convert := column.type._cached_result_processor(dialect, None)) is not None
             ),
             row_type=_row_type(column.key for column in columns) if columns else None,
         )

@@ -12,7 +12,7 @@ from sqlalchemy import Connection
 
 from runbase.core import billing, keys, webhooks
 from runbase.core.clock import now_ms
-from runbase.core.runs import DAY_MS
+from runbase.core.creation import DAY_MS
 from runbase.http.deps import ApiKey, get_services
 from runbase.http.ratelimit import rate_limit_headers
 

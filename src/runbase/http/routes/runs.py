@@ -9,14 +9,14 @@ request is refused exactly as before.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Row
 
 from runbase.core import listing, runs
 from runbase.core.catalog import MODELS
+from runbase.core.run_view import Run
 from runbase.http import submission
 from runbase.http.deps import ApiKey, Services, get_services
 from runbase.http.ratelimit import rate_limit_headers
@@ -25,7 +25,6 @@ from runbase.http.schemas import CostEstimate, RunCreate, RunPublic, RunRead
 from runbase.http.waiting import wait_for_run
 from runbase.parsing import cancel_after_ms, wait_preference
 from runbase.storage import inputs
-from runbase.storage.tables import RunRow
 
 router = APIRouter(tags=["runs"])
 
@@ -81,7 +80,7 @@ _CREATE_HEADERS = [
 def _answer(
     request: Request,
     services: Services,
-    run: RunRow | Row[Any],
+    run: Run,
     *,
     is_read: bool = False,
     headers: dict[str, str] | None = None,
@@ -89,10 +88,7 @@ def _answer(
     # Only signed links need the base URL, and working it out costs as much as the read.
     needs_base = run.status == runs.RunStatus.SUCCEEDED or inputs.has_stored_images(run.input)
     base_url = str(request.base_url) if needs_base else ""
-    if is_read:
-        body = run_read(services, cast(Row[Any], run), base_url)
-    else:
-        body = public_run(services, run, base_url)
+    body = run_read(services, run, base_url) if is_read else public_run(services, run, base_url)
     all_headers = rate_limit_headers(request)
     if headers:
         all_headers.update(headers)

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Row
 
 from runbase.core import listing, run_browser
+from runbase.core.run_view import Run
 from runbase.core.runs import CancelAnswer
 from runbase.http.deps import Services, get_services
 from runbase.http.routes.admin.auth import AdminActor
@@ -19,7 +19,7 @@ from runbase.http.waiting import wait_for_run
 router = APIRouter()
 
 
-def _run(services: Services, run: Row[Any], base_url: str) -> dict[str, Any]:
+def _run(services: Services, run: Run, base_url: str) -> dict[str, Any]:
     """The run object as its owner sees it, with whose it is."""
     return {
         **run_read(services, run, base_url),

@@ -10,10 +10,11 @@ from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from runbase.core import runs
 from runbase.core.listing import is_plausible_id
+from runbase.core.run_view import Run
 from runbase.errors import BadParameter, InvalidInput, MissingModel, RunNotFound
 from runbase.http import submission
 from runbase.http.deps import ApiKey, Services, get_services
@@ -48,7 +49,7 @@ def _json(request: Request, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(body, headers=ark_headers(request))
 
 
-def _task_object(services: Services, request: Request, run: Row[Any]) -> dict[str, Any]:
+def _task_object(services: Services, request: Request, run: Run) -> dict[str, Any]:
     urls = run_urls(services, run, str(request.base_url))
     return _task.task_object(run, urls[0] if urls else None)
 

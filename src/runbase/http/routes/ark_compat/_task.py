@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Row, Table, func, select
+from sqlalchemy import Connection, Table, func, select
 
 from runbase.core import listing
+from runbase.core.run_view import Run, run_of
 from runbase.core.seedance import FPS, SIZES
 from runbase.errors import RunNotFound
 from runbase.parsing import readable
@@ -33,7 +34,7 @@ RUN_STATUSES: Final = {task: run for run, task in STATUSES.items()}
 _RUNS = cast(Table, RunRow.__table__)
 
 
-def task_object(run: Row[Any], video_url: str | None) -> dict[str, Any]:
+def task_object(run: Run, video_url: str | None) -> dict[str, Any]:
     """ModelArk's task object (`ContentGenerationTask`) of a run."""
     status = STATUSES[run.status]
     run_input = run.input
@@ -69,7 +70,7 @@ def task_object(run: Row[Any], video_url: str | None) -> dict[str, Any]:
     return task
 
 
-def _video_tokens(run: Row[Any], seconds: int) -> int:
+def _video_tokens(run: Run, seconds: int) -> int:
     """ModelArk's count, width x height x 24 x seconds / 1024, as the price counted them.
 
     A ratio picked from the image is not recorded; the price then counted the largest size
@@ -85,7 +86,7 @@ def _video_tokens(run: Row[Any], seconds: int) -> int:
     return area * FPS * seconds // 1024
 
 
-def get_task_run(connection: Connection, run_id: str, *, owner: listing.Owner) -> Row[Any]:
+def get_task_run(connection: Connection, run_id: str, *, owner: listing.Owner) -> Run:
     """The run of a task that has not been deleted (RunNotFound otherwise)."""
     try:
         return listing.get_undeleted_run(connection, run_id, owner=owner)
@@ -102,7 +103,7 @@ def list_runs(
     status: str | None,
     task_ids: list[str],
     model: str | None,
-) -> tuple[list[Row[Any]], int]:
+) -> tuple[list[Run], int]:
     """One page of the account's tasks, newest first, and how many match in all."""
     conditions: list[Any] = [*listing.owned_by(owner), listing.UNDELETED]
     if status is not None:
@@ -119,5 +120,5 @@ def list_runs(
         .order_by(_RUNS.c.created_ms.desc(), _RUNS.c.id.desc())
         .offset((page_num - 1) * page_size)
         .limit(page_size)
-    ).all()
-    return list(rows), int(total)
+    )
+    return [run_of(row) for row in rows], int(total)

@@ -14,9 +14,9 @@ from typing import Any, Final
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from PIL import Image
-from sqlalchemy import Row
 
 from runbase.core import listing, runs
+from runbase.core.run_view import Run
 from runbase.errors import RunNotFound, ServerError
 from runbase.http import submission
 from runbase.http.deps import ApiKey, Services, get_services
@@ -69,7 +69,7 @@ _CREATE_BODY: Final = {
 }
 
 
-async def _find_run(services: Services, video_id: str, owner: listing.Owner) -> Row[Any]:
+async def _find_run(services: Services, video_id: str, owner: listing.Owner) -> Run:
     try:
         return await services.database.read(
             lambda connection: listing.get_undeleted_run(connection, video_id, owner=owner)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Any, Final, cast
 
-from sqlalchemy import Connection, Row, Table, and_, or_
+from sqlalchemy import Connection, Table, and_, or_
 
 from runbase.core import listing
 from runbase.core.catalog import MODELS
+from runbase.core.run_view import Run, run_of
 from runbase.errors import RunNotFound
 from runbase.http.routes.openai_videos._errors import VideoRequestError
 from runbase.parsing import readable
@@ -31,7 +32,7 @@ _STATUSES: Final = {
 }
 
 
-def video_object(run: RunRow | Row[Any]) -> dict[str, Any]:
+def video_object(run: Run) -> dict[str, Any]:
     """The Video object of a run (`openai.types.Video`)."""
     status = _STATUSES[run.status]
     progress = 100 if status == "completed" else min(99, max(0, int(run.progress * 100)))
@@ -57,7 +58,7 @@ def video_object(run: RunRow | Row[Any]) -> dict[str, Any]:
     }
 
 
-def video_size(run: RunRow | Row[Any]) -> str | None:
+def video_size(run: Run) -> str | None:
     """ "WxH" of the run's output; None while a native run's ratio waits on its image."""
     spec = MODELS.get(run.model)
     if spec is None or run.input.get("aspect_ratio") is None:
@@ -101,7 +102,7 @@ def list_page(
     rows = connection.execute(
         listing.SELECT_RUNS.where(*conditions).order_by(*order).limit(limit + 1)
     ).all()
-    data = [video_object(row) for row in rows[:limit]]
+    data = [video_object(run_of(row)) for row in rows[:limit]]
     return {
         "object": "list",
         "data": data,
