@@ -16,7 +16,6 @@ the same pool and so the same check, and never use a proxy (a proxy resolves nam
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import os
 import socket
@@ -224,12 +223,18 @@ def shared_ssl_context() -> ssl.SSLContext:
     small transfer, and a context is safe to share between connections and threads. Keyed
     by SSL_CERT_FILE so that a bundle named after the first call is still honoured.
     """
-    return _ssl_context_for(os.environ.get("SSL_CERT_FILE"))
+    cert_file = os.environ.get("SSL_CERT_FILE")
+    context = _SSL_CONTEXTS.get(cert_file)
+    if context is None:
+        with _SSL_CONTEXTS_LOCK:  # the first burst of downloads would each build one
+            context = _SSL_CONTEXTS.get(cert_file)
+            if context is None:
+                context = _SSL_CONTEXTS[cert_file] = httpx.create_ssl_context()
+    return context
 
 
-@functools.cache
-def _ssl_context_for(cert_file: str | None) -> ssl.SSLContext:
-    return httpx.create_ssl_context()
+_SSL_CONTEXTS: dict[str | None, ssl.SSLContext] = {}
+_SSL_CONTEXTS_LOCK = threading.Lock()
 
 
 def public_only(error: Callable[[str], Exception]) -> Callable[[str, str], None]:

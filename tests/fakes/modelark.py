@@ -20,7 +20,9 @@ unpaid account); `fail_next(code, message)` fails the next task; `sensitive_word
 prompts at create; callbacks are POSTed on every status change, and `succeeded`/`failed`
 are retried 3 times. `creates` holds every accepted create body: a test counts them to
 prove a run was never submitted twice; `polls` holds (task id, time received) of every
-task GET, and `poll_delay_seconds` makes each GET answer that much later.
+read of a task (its GET, or a list naming it), `task_gets` and `list_requests` count the
+two kinds of request, `poll_delay_seconds` makes each read answer that much later, and
+`lists_refused_with` answers every list with an error status.
 """
 
 from __future__ import annotations
@@ -87,12 +89,18 @@ class FakeModelArk:
         self.tasks: dict[str, Task] = {}
         self.creates: list[dict[str, Any]] = []
         self.polls: list[tuple[str, float]] = []
+        """(task id, time) of every read of a task: its own GET, or a list naming it."""
+        self.list_requests = 0
+        self.task_gets = 0
         self.poll_delay_seconds = 0.0
         self.callbacks: list[tuple[str, str, int]] = []
         """(task id, status, attempt) of every callback POST made."""
         self.sensitive_words: set[str] = set()
         self._throttle = 0
         self._refusal: tuple[int, str] | None = None
+        self.lists_refused_with: int | None = None
+        """When set, every list request is answered with this HTTP status (an upstream
+        that has no list, or refuses `filter.task_ids`)."""
         self.refused_creates = 0
         self.idempotency_header: str | None = None
         """A test extension, not ModelArk's (it takes no idempotency key): when set, a create
@@ -301,6 +309,7 @@ class FakeModelArk:
         @app.get(prefix + "/{task_id}")
         async def get(task_id: str, request: Request) -> Response:
             self.polls.append((task_id, self.clock.now()))
+            self.task_gets += 1
             if self.poll_delay_seconds:
                 await asyncio.sleep(self.poll_delay_seconds)
             refused = gate(request)
@@ -316,16 +325,28 @@ class FakeModelArk:
             refused = gate(request)
             if refused is not None:
                 return refused
+            self.list_requests += 1
+            if self.lists_refused_with is not None:
+                status = self.lists_refused_with
+                return error(status, "InvalidParameter", "The request is not valid.")
             query = request.query_params
             page_num = int(query.get("page_num", 1))
             page_size = int(query.get("page_size", 10))
             if not (1 <= page_num <= 500 and 1 <= page_size <= 500):
                 return error(400, "InvalidParameter", "page_num and page_size must be 1 to 500.")
             ids = query.getlist("filter.task_ids")
+            now = self.clock.now()
+            self.polls.extend((task_id, now) for task_id in ids)  # a read of each task
+            if self.poll_delay_seconds:
+                await asyncio.sleep(self.poll_delay_seconds)
+            if ids:  # looked up, not scanned: a gateway lists a hundred of thousands
+                chosen = [self.tasks[i] for i in dict.fromkeys(ids) if i in self.tasks]
+            else:
+                chosen = list(self.tasks.values())
             items = [
                 self.task_object(task)
-                for task in sorted(self.tasks.values(), key=lambda t: -t.created_at)
-                if self.visible(task.id) is not None and (not ids or task.id in ids)
+                for task in sorted(chosen, key=lambda t: -t.created_at)
+                if self.visible(task.id) is not None
             ]
             for name in ("status", "model", "service_tier"):
                 wanted = query.get(f"filter.{name}")

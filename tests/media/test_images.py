@@ -9,7 +9,10 @@ from __future__ import annotations
 import base64
 import ipaddress
 import socket
+import ssl
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from PIL import Image, ImageFile
 from runbase.core.seedance import MAX_IMAGE_BYTES
 from runbase.errors import InvalidImage
 from runbase.media.images import FetchPolicy, check_address, fetch_image, fit_image
+from runbase.outbound import shared_ssl_context
 
 PUBLIC = FetchPolicy(max_bytes=MAX_IMAGE_BYTES)
 OPEN = FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True)
@@ -576,3 +580,23 @@ def test_https_with_an_untrusted_certificate_is_refused(
 
     with pytest.raises(InvalidImage, match="certificate verify failed"):
         fetch_image(tls_image_server.url("/a.png", host="images.test"), OPEN)
+
+
+def test_a_burst_of_threads_shares_one_tls_context(
+    tls_certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # A thousand downloads start at once when a thousand tasks end together: building a
+    # context costs about 30 ms of CPU, so they must all get the one built first.
+    roots = tmp_path / "roots.pem"  # a bundle no context was built for yet
+    roots.write_bytes(tls_certificate[0].read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(roots))
+    start = threading.Barrier(16)
+
+    def context() -> ssl.SSLContext:
+        start.wait()
+        return shared_ssl_context()
+
+    with ThreadPoolExecutor(16) as pool:
+        contexts = list(pool.map(lambda _: context(), range(16)))
+    assert len({id(c) for c in contexts}) == 1
+    assert contexts[0] is shared_ssl_context()

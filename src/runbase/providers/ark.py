@@ -7,7 +7,9 @@ The worked example of a provider (`providers/base.py`):
              when runbase has a public URL                                 -> task id
     poll     GET  /contents/generations/tasks/{id}: queued, running -> Running;
              succeeded -> Finished; failed, expired, cancelled -> TaskFailed, or
-             ContentRefused for a `...SensitiveContentDetected` code
+             ContentRefused for a `...SensitiveContentDetected` code. Polls of several
+             tasks that fall due together go out as one list request
+             (GET /contents/generations/tasks?filter.task_ids=...): see `BatchedReads`
     result   the succeeded task's `content.video_url` (expires after 24 h) and `usage`
     cancel   DELETE /contents/generations/tasks/{id}: only a `queued` task can be
              cancelled (free); a running one goes on and is billed
@@ -26,8 +28,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlencode
 
 import httpx
 
@@ -47,6 +50,7 @@ from runbase.providers.base import (
     TokenPrices,
     video_tokens,
 )
+from runbase.providers.batched_reads import BatchedReads
 from runbase.providers.http_pool import ClientPool
 from runbase.providers.transport import CallFailed, RetryPolicy, call, json_object, submit_request
 
@@ -62,6 +66,10 @@ logger = logging.getLogger(__name__)
 TASKS_PATH: Final = "/contents/generations/tasks"
 _PROGRESS: Final = {"queued": 0.0, "running": 0.5}
 _POLL_BUDGET_S: Final = 20.0
+# Polls gathered into one list request: at most this many ids (the list's URL stays near
+# 4 KB; ModelArk takes up to 500 a page), due within this long of the first.
+_BATCH_MAX: Final = 100
+_BATCH_WINDOW_S: Final = 0.1
 
 # The legacy "text commands", long and short forms. Upstream reads them from the prompt and
 # they override the top-level fields, so a user could ask for 12 s at 1080p after being
@@ -114,6 +122,8 @@ class ArkProvider:
         self.submit_retry_s = submit_retry_s
         self.allow_private_hosts = allow_private_hosts
         self._client: ClientPool | None = None
+        self._reads: BatchedReads[dict[str, Any]] | None = None
+        """Polls gathered into list requests; None once the list proved unusable."""
         self._finished: dict[str, dict[str, Any]] = {}
         """Succeeded task objects read by `poll`, until `result` takes them."""
 
@@ -155,8 +165,13 @@ class ArkProvider:
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {self._api_key.get_secret_value()}"},
         )
+        window = min(_BATCH_WINDOW_S, self.poll_interval_s / 4)
+        self._reads = BatchedReads(self._list_tasks, max_batch=_BATCH_MAX, window_s=window)
 
     async def close(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
+            self._reads = None
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -213,20 +228,27 @@ class ArkProvider:
         return task_id
 
     async def poll(self, task_id: str, log: RunLog) -> Running | Finished:
-        policy = RetryPolicy(_POLL_BUDGET_S, self.poll_interval_s)
-        path = f"{TASKS_PATH}/{task_id}"
-        try:
-            response = await call(
-                self._api, "GET", path, policy=policy, log=log, provider=self.display_name
-            )
-        except CallFailed as failed:  # ride it out: the task goes on upstream
-            return Running(0.1, f"ModelArk busy ({failed.problem})")
-        if response.status_code == 404:
-            raise TaskFailed(f"ModelArk lost task {task_id} (it is no longer found)")
-        task = json_object(response)
-        if response.status_code >= 300 or task is None:
-            log.log(f"ModelArk answered HTTP {response.status_code} to a poll; polling on")
-            return Running(0.1, "unknown")
+        task: dict[str, Any] | None = None
+        if self._reads is not None:
+            try:
+                task = await self._reads.read(task_id)
+            except CallFailed as failed:  # ride it out: the task goes on upstream
+                return Running(0.1, f"ModelArk busy ({failed.problem})")
+        if task is None:  # alone in its batch, or the list did not return it
+            policy = RetryPolicy(_POLL_BUDGET_S, self.poll_interval_s)
+            path = f"{TASKS_PATH}/{task_id}"
+            try:
+                response = await call(
+                    self._api, "GET", path, policy=policy, log=log, provider=self.display_name
+                )
+            except CallFailed as failed:
+                return Running(0.1, f"ModelArk busy ({failed.problem})")
+            if response.status_code == 404:
+                raise TaskFailed(f"ModelArk lost task {task_id} (it is no longer found)")
+            task = json_object(response)
+            if response.status_code >= 300 or task is None:
+                log.log(f"ModelArk answered HTTP {response.status_code} to a poll; polling on")
+                return Running(0.1, "unknown")
         status = task.get("status")
         if status == "succeeded":
             self._finished[task_id] = task
@@ -235,6 +257,35 @@ class ArkProvider:
             raise _task_failure(task_id, str(status), task.get("error"))
         stage = str(status) if isinstance(status, str) else "unknown"
         return Running(_PROGRESS.get(stage, 0.0), stage)
+
+    async def _list_tasks(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The tasks of one list request, by id. A task alone is not listed (its own GET
+        says as much, and tells a lost task by its 404); a list ModelArk refuses (4xx but
+        429) turns batching off for good, and every poll reads its task on its own."""
+        if len(task_ids) < 2:
+            return {}
+        query = urlencode(
+            [("page_num", 1), ("page_size", len(task_ids))]
+            + [("filter.task_ids", task_id) for task_id in task_ids]
+        )
+        policy = RetryPolicy(_POLL_BUDGET_S, self.poll_interval_s)
+        response = await call(self._api, "GET", f"{TASKS_PATH}?{query}", policy=policy)
+        body = json_object(response)
+        items = body.get("items") if body is not None else None
+        if response.status_code >= 300 or not isinstance(items, list):
+            if 400 <= response.status_code < 500 and self._reads is not None:
+                logger.warning(
+                    "ModelArk refused a task list (HTTP %s): polling each task alone",
+                    response.status_code,
+                )
+                self._reads = None  # batches already waiting fall back the same way
+            return {}
+        wanted = set(task_ids)
+        return {
+            item["id"]: item
+            for item in items
+            if isinstance(item, dict) and item.get("id") in wanted
+        }
 
     async def result(self, task_id: str, log: RunLog) -> Output:
         task = self._finished.pop(task_id, None)
