@@ -1,6 +1,6 @@
 """Shared fixtures: a live runbase server on 127.0.0.1, and the servers beside it that some
-tests need (a throwaway redis-server, moto's S3 server, the fake fal and Replicate APIs),
-each on a free port of 127.0.0.1."""
+tests need (a throwaway redis-server, moto's S3 server, the fake fal, Replicate and ModelArk
+APIs), each on a free port of 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ import uvicorn
 
 import runbase
 from fakes.fal import FakeFal
+from fakes.modelark import FakeModelArk
 from fakes.replicate import FakeReplicate
-from provider_routes import FAL_KEY, REPLICATE_TOKEN, served
+from provider_routes import ARK_KEY, FAL_KEY, REPLICATE_TOKEN, served
 from runbase.http.app import create_app
 from runbase.storage import write_check
 from runbase.storage.db import Database
@@ -174,3 +176,26 @@ def replicate(tmp_path: Path) -> Iterator[FakeReplicate]:
     `provider_routes.REPLICATE_TOKEN`."""
     with served(FakeReplicate(REPLICATE_TOKEN, tmp_path / "fake-videos")) as fake:
         yield fake
+
+
+@pytest.fixture
+def start_ark(tmp_path: Path) -> Iterator[Callable[..., FakeModelArk]]:
+    """Start a fake ModelArk API (tests/fakes/modelark.py) on a port of its own, as often as
+    a test needs: keyword arguments go to `FakeModelArk` (`queued_seconds`,
+    `running_seconds`, ...). They share one cache of videos, their key is
+    `provider_routes.ARK_KEY`, their API is at `fake.base_url + "/api/v3"`, and they are
+    stopped when the test ends."""
+    with ExitStack() as stack:
+
+        def start(**options: Any) -> FakeModelArk:
+            fake = FakeModelArk(ARK_KEY, tmp_path / "fake-videos", **options)
+            stack.enter_context(served(fake))
+            return fake
+
+        yield start
+
+
+@pytest.fixture
+def ark(start_ark: Callable[..., FakeModelArk]) -> FakeModelArk:
+    """One fake ModelArk API with its default timings (see `start_ark`)."""
+    return start_ark()

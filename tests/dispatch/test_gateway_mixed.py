@@ -6,17 +6,15 @@ its `backend` the provider that made the video and its `logs` the path it took."
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fakes.common import Fault
 from fakes.fal import FakeFal
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
 from fakes.replicate import FakeReplicate
 from provider_routes import (
-    ARK_KEY,
     ark_settings,
     attempts,
     check_money,
@@ -28,15 +26,6 @@ from provider_routes import (
 )
 from support import LiveServer
 from upstream_runbase import Upstream, upstream_runbase
-
-
-@pytest.fixture
-def ark(tmp_path: Path) -> Iterator[FakeModelArk]:
-    fake = FakeModelArk(ARK_KEY, tmp_path / "fake-videos")
-    runner = RunningFake(fake)
-    runner.start()
-    yield fake
-    runner.stop()
 
 
 def start(

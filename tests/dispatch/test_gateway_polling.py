@@ -7,25 +7,12 @@ next poll.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
+from provider_routes import ARK_KEY
 from support import SEEDANCE, LiveServer
-
-ARK_KEY = "ark-secret-key-0123456789abcdef"
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeModelArk]:
-    fake = FakeModelArk(ARK_KEY, tmp_path / "fake-videos")
-    runner = RunningFake(fake)
-    runner.start()
-    yield fake
-    runner.stop()
 
 
 def start(
@@ -54,13 +41,13 @@ def create(server: LiveServer, key: str) -> str:
 
 
 def test_polls_keep_to_the_schedule_from_the_submit_however_slow_the_answers(
-    start_server: Callable[..., LiveServer], fake: FakeModelArk
+    start_server: Callable[..., LiveServer], start_ark: Callable[..., FakeModelArk]
 ) -> None:
     # The task ends 6.8 s after its submit; each poll takes 1.5 s to answer. Polls are due
     # 1 s after the submit, then 1.5x longer each time up to 2 s: at 1, 2.5, 4.5, 6.5 s
     # (the last one finds it done). Counted from each answer instead, they would come at
     # 1, 4, 7.5 s. A loaded machine only makes a poll late, so lateness has some room.
-    fake.queued_seconds, fake.running_seconds = 5.8, 1.0
+    fake = start_ark(queued_seconds=5.8, running_seconds=1.0)
     fake.poll_delay_seconds = 1.5
     server = start(
         start_server, fake, ark_poll_interval_seconds=1.0, ark_max_poll_interval_seconds=2.0
@@ -77,11 +64,11 @@ def test_polls_keep_to_the_schedule_from_the_submit_however_slow_the_answers(
 
 
 def test_a_cancel_between_two_polls_ends_the_run_at_once(
-    start_server: Callable[..., LiveServer], fake: FakeModelArk
+    start_server: Callable[..., LiveServer], start_ark: Callable[..., FakeModelArk]
 ) -> None:
     # Polls 30 s apart: the cancel is seen by the next heartbeat (1 s), which wakes the
     # run's wait; the task is cancelled upstream and the run refunded.
-    fake.queued_seconds = 120.0
+    fake = start_ark(queued_seconds=120.0)
     server = start(
         start_server,
         fake,

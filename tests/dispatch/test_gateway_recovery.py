@@ -10,31 +10,26 @@ the same database and its reaper and gateway take over.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
 from provider_fixtures import KeyedArk
+from provider_routes import ARK_KEY
 from runbase.core import attempts, claims
 from runbase.storage.db import Database
 from runbase.storage.tables import UpstreamAttemptRow
 from support import SEEDANCE, LiveServer
 
-ARK_KEY = "ark-secret-key-0123456789abcdef"
-
 
 @pytest.fixture
-def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeModelArk]:
-    fake = FakeModelArk(ARK_KEY, tmp_path / "fake-videos")
-    runner = RunningFake(fake)
-    url = runner.start()
-    monkeypatch.setenv("RUNBASE_TEST_ARK_B_BASE_URL", url)
-    yield fake
-    runner.stop()
+def fake(ark: FakeModelArk, monkeypatch: pytest.MonkeyPatch) -> FakeModelArk:
+    """The fake ModelArk, serving the ark-b providers of provider_fixtures too."""
+    monkeypatch.setenv("RUNBASE_TEST_ARK_B_BASE_URL", ark.base_url + "/api/v3")
+    return ark
 
 
 def settings_for(fake: FakeModelArk, engines: list[str], **overrides: Any) -> dict[str, Any]:

@@ -8,13 +8,12 @@ Providers: `ark` (fake A), `provider_fixtures:ArkB` (fake B), `provider_fixtures
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
 from provider_routes import ARK_KEY, attempts, check_money, create
 from support import SEEDANCE, LiveServer
 
@@ -23,24 +22,20 @@ C = "provider_fixtures:ArkC"
 
 
 @pytest.fixture
-def fakes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, FakeModelArk]]:
+def fakes(
+    start_ark: Callable[..., FakeModelArk], monkeypatch: pytest.MonkeyPatch
+) -> dict[str, FakeModelArk]:
     """Three fake ModelArks: "ark", "ark-b", "ark-c" (sharing one cache of videos)."""
     found: dict[str, FakeModelArk] = {}
-    running = []
     for name, env in (
         ("ark", None),
         ("ark-b", "RUNBASE_TEST_ARK_B_BASE_URL"),
         ("ark-c", "RUNBASE_TEST_ARK_C_BASE_URL"),
     ):
-        fake = FakeModelArk(ARK_KEY, tmp_path / "fake-videos")
-        runner = RunningFake(fake)
-        url = runner.start()
+        found[name] = start_ark()
         if env is not None:
-            monkeypatch.setenv(env, url)
-        found[name], running = fake, [*running, runner]
-    yield found
-    for runner in running:
-        runner.stop()
+            monkeypatch.setenv(env, found[name].base_url + "/api/v3")
+    return found
 
 
 def start(

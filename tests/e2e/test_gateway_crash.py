@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +22,15 @@ import pytest
 
 from fakes.common import FakeServer
 from fakes.fal import FakeFal
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
+from provider_routes import ARK_KEY, FAL_KEY
 from runbase.storage.tables import UpstreamAttemptRow
 from server_process import ServerProcess, free_port
 from support import SEEDANCE, Admin, make_settings
 
 TESTS_DIR = Path(__file__).resolve().parents[1]
-ARK_KEY = "ark-secret-key-0123456789abcdef"
-FAL_KEY = "fal-key-id:fal-key-secret"
 RUNS = 200
-Started = tuple[Callable[[], None], dict[str, str], Callable[[], list[str]]]
+Started = tuple[dict[str, str], Callable[[], list[str]]]
 
 
 @dataclass
@@ -40,16 +39,16 @@ class ProviderKind:
 
     engine: str
     """Its name in RUNBASE_ENGINES."""
-    start: Callable[[Path, int], Started]
-    """Start the fake, for `slots` runs in flight: answers (stop it, environment for
-    runbase, prompts it was asked)."""
+    start: Callable[[pytest.FixtureRequest, int], Started]
+    """Start the fake, for `slots` runs in flight and until the test ends: answers
+    (environment for runbase, prompts it was asked)."""
 
 
-def _ark(videos: Path, slots: int) -> Started:
-    fake = FakeModelArk(ARK_KEY, videos, queued_seconds=1.0, running_seconds=4.0)
-    runner = RunningFake(fake)
+def _ark(request: pytest.FixtureRequest, slots: int) -> Started:
+    start_ark: Callable[..., FakeModelArk] = request.getfixturevalue("start_ark")
+    fake = start_ark(queued_seconds=1.0, running_seconds=4.0)
     env = {
-        "RUNBASE_ARK_BASE_URL": runner.start(),
+        "RUNBASE_ARK_BASE_URL": fake.base_url + "/api/v3",
         "RUNBASE_ARK_API_KEY": ARK_KEY,
         "RUNBASE_ARK_ALLOW_PRIVATE_HOSTS": "true",
         "RUNBASE_ARK_POLL_INTERVAL_SECONDS": "0.5",
@@ -60,14 +59,17 @@ def _ark(videos: Path, slots: int) -> Started:
     def prompts() -> list[str]:
         return [str(body["content"][0]["text"]) for body in fake.creates]
 
-    return runner.stop, env, prompts
+    return env, prompts
 
 
-def _fal(videos: Path, slots: int) -> Started:
+def _fal(request: pytest.FixtureRequest, slots: int) -> Started:
+    videos = request.getfixturevalue("tmp_path") / "fake-videos"
     fake = FakeFal(FAL_KEY, videos, queue_seconds=1.0, run_seconds=4.0)
     server = FakeServer(fake, tick_s=0.2)
+    queue_url = server.start()
+    request.addfinalizer(server.stop)
     env = {
-        "RUNBASE_FAL_QUEUE_URL": server.start(),
+        "RUNBASE_FAL_QUEUE_URL": queue_url,
         "RUNBASE_FAL_KEY": FAL_KEY,
         "RUNBASE_FAL_ALLOW_PRIVATE_HOSTS": "true",
         "RUNBASE_FAL_POLL_INTERVAL_SECONDS": "0.5",
@@ -78,7 +80,7 @@ def _fal(videos: Path, slots: int) -> Started:
     def prompts() -> list[str]:
         return [str(create["input"]["prompt"]) for create in fake.creates]
 
-    return server.stop, env, prompts
+    return env, prompts
 
 
 PROVIDERS = [ProviderKind("ark", _ark), ProviderKind("fal", _fal)]
@@ -95,17 +97,14 @@ def server_env(env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def fakes(tmp_path: Path) -> Iterator[tuple[dict[str, str], list[Callable[[], list[str]]]]]:
+def fakes(request: pytest.FixtureRequest) -> tuple[dict[str, str], list[Callable[[], list[str]]]]:
     env: dict[str, str] = {}
-    prompts, stops = [], []
+    prompts = []
     for kind in PROVIDERS:
-        stop, kind_env, kind_prompts = kind.start(tmp_path / "fake-videos", RUNS // len(PROVIDERS))
+        kind_env, kind_prompts = kind.start(request, RUNS // len(PROVIDERS))
         env |= kind_env
         prompts.append(kind_prompts)
-        stops.append(stop)
-    yield env, prompts
-    for stop in stops:
-        stop()
+    return env, prompts
 
 
 async def create_all(base_url: str, key: str) -> list[str]:

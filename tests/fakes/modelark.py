@@ -40,7 +40,7 @@ import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
-from fakes.common import FakeClock, FakeServer, VideoLibrary
+from fakes.common import FakeClock, VideoLibrary
 from runbase.core.seedance import SIZES
 
 MODELS = ("seedance-1-5-pro-251215", "doubao-seedance-1-5-pro-251215")
@@ -423,14 +423,3 @@ class FakeModelArk:
             if name in body and not ok(body[name]):
                 return ("InvalidParameter", f"The parameter `{name}` specified is not valid.")
         return None
-
-
-class RunningFake(FakeServer):
-    """The fake served by uvicorn in a thread, with its ticker for callbacks."""
-
-    def __init__(self, fake: FakeModelArk) -> None:
-        super().__init__(fake)
-        self.fake: FakeModelArk = fake
-
-    def start(self) -> str:
-        return super().start() + "/api/v3"

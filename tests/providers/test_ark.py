@@ -7,32 +7,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
+from provider_routes import ARK_KEY
 from runbase.media.probe import probe
 from runbase.providers.ark import strip_text_commands
 from runbase.storage.tables import UpstreamAttemptRow
 from server_process import ServerProcess, free_port
 from support import SEEDANCE, Admin, LiveServer, make_settings
 
-ARK_KEY = "ark-secret-key-0123456789abcdef"
 TESTS_DIR = Path(__file__).resolve().parents[1]
 TASKS = "/contents/generations/tasks"
-
-
-@pytest.fixture
-def ark(tmp_path: Path) -> Iterator[FakeModelArk]:
-    fake = FakeModelArk(ARK_KEY, tmp_path / "fake-videos")
-    running = RunningFake(fake)
-    running.start()
-    yield fake
-    running.stop()
 
 
 def start_ark_server(

@@ -6,28 +6,16 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
+from provider_routes import ARK_KEY
 from runbase.dispatch.callbacks import CallbackSigner
 from runbase.storage.local_blobs import load_or_create_secret
 from support import SEEDANCE, LiveServer
-
-ARK_KEY = "ark-secret-key-0123456789abcdef"
-
-
-@pytest.fixture
-def ark(tmp_path: Path) -> Iterator[FakeModelArk]:
-    fake = FakeModelArk(ARK_KEY, tmp_path / "fake-videos")
-    runner = RunningFake(fake)
-    runner.start()
-    yield fake
-    runner.stop()
 
 
 def free_port() -> int:
