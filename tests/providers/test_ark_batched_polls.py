@@ -6,33 +6,27 @@ The runs through a live runbase are in the gateway tests (dispatch/test_gateway_
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 from provider_support import KeptLog, make_job
 from pydantic import SecretStr
 
-from fakes.modelark import FakeModelArk, RunningFake
+from fakes.modelark import FakeModelArk
+from provider_routes import ARK_KEY
 from runbase.providers import Finished, Running, TaskFailed, TokenPrices
 from runbase.providers.ark import ArkProvider
 
-KEY = "ark-batch-key"
-
 
 @pytest.fixture
-def fake(tmp_path: Path) -> Iterator[FakeModelArk]:
-    fake = FakeModelArk(KEY, tmp_path / "videos", queued_seconds=1.0, running_seconds=1.0)
-    running = RunningFake(fake)
-    running.start()
-    yield fake
-    running.stop()
+def fake(start_ark: Callable[..., FakeModelArk]) -> FakeModelArk:
+    return start_ark(queued_seconds=1.0, running_seconds=1.0)
 
 
 @pytest.fixture
 async def provider(fake: FakeModelArk) -> AsyncIterator[ArkProvider]:
     provider = ArkProvider(
-        api_key=SecretStr(KEY),
+        api_key=SecretStr(ARK_KEY),
         base_url=fake.base_url + "/api/v3",
         model="seedance-1-5-pro-251215",
         prices=TokenPrices(silent=1_200_000, audio=2_400_000),
