@@ -12,7 +12,7 @@ import pytest
 from media_samples import smooth_frame
 
 from runbase.errors import GenerationFailed
-from runbase.media.probe import is_faststart, probe, read_audio, read_frames
+from runbase.media.probe import Shape, is_faststart, probe, read_audio, read_frames, shape
 
 
 def box(kind: bytes, payload: bytes = b"") -> bytes:
@@ -57,14 +57,17 @@ def test_read_audio_is_as_long_as_probe_says(sample_mp4: Path) -> None:
     assert samples.shape == (2, round(probe(sample_mp4).audio[0].duration * rate))
 
 
-def write_plain_mp4(path: Path, *, faststart: bool) -> Path:
+def write_plain_mp4(
+    path: Path, *, faststart: bool, movflags: str = "", frames: int = 5, b_frames: int = 0
+) -> Path:
     """An MP4 written straight with PyAV: no audio, moov at the end unless asked."""
     with av.open(str(path), mode="w", format="mp4") as container:
-        if faststart:
-            container.options["movflags"] = "+faststart"
+        if faststart or movflags:
+            container.options["movflags"] = "+faststart" if faststart else movflags
         stream = container.add_stream("libx264", rate=24)
         stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
-        for index in range(5):
+        stream.codec_context.max_b_frames = b_frames
+        for index in range(frames):
             frame = av.VideoFrame.from_ndarray(smooth_frame(320, 240, index), format="rgb24")
             frame.pts = index
             frame.time_base = Fraction(1, 24)
@@ -122,3 +125,40 @@ def test_read_audio_without_audio_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="no audio stream"):
         read_audio(path)
+
+
+def test_shape_reads_from_the_index_what_probe_measures(sample_mp4: Path) -> None:
+    assert shape(sample_mp4) == Shape(864, 496, 25, has_video=True, has_audio=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "frames"),
+    [
+        ({"faststart": True}, 7),
+        ({"faststart": False, "b_frames": 2}, 30),  # B-frames: an edit list, reordered pts
+        ({"faststart": False, "movflags": "frag_keyframe+empty_moov"}, 12),  # no sample table
+    ],
+    ids=["faststart", "b-frames", "fragmented"],
+)
+def test_shape_counts_the_frames_probe_counts(
+    tmp_path: Path, options: dict[str, object], frames: int
+) -> None:
+    path = write_plain_mp4(tmp_path / "v.mp4", frames=frames, **options)  # type: ignore[arg-type]
+    info = probe(path)
+    assert info.video is not None and info.video.num_frames == frames
+    assert shape(path) == Shape(320, 240, frames, has_video=True, has_audio=False)
+
+
+def test_shape_of_a_file_without_video(tmp_path: Path) -> None:
+    path = tmp_path / "sound.m4a"
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=48_000)
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, 1024), np.float32), format="fltp", layout="mono"
+        )
+        frame.sample_rate, frame.pts = 48_000, 0
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    assert shape(path) == Shape(0, 0, 0, has_video=False, has_audio=True)
+    with pytest.raises(GenerationFailed):
+        shape(tmp_path / "missing.mp4")

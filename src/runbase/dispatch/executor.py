@@ -425,25 +425,24 @@ def _fetch_images(urls: list[str], max_bytes: int, settings: Settings) -> tuple[
 
 def check_output(path: Path | None, request: Any) -> None:
     """Refuse an engine's video that breaks the contract, rather than serve it."""
-    from runbase.media.probe import probe
+    from runbase.media.probe import shape
 
     if path is None or not path.is_file():
         raise GenerationFailed("the engine wrote no video file")
     try:
-        info = probe(path)
+        found = shape(path)
     except Exception as exc:
         raise GenerationFailed(f"the engine wrote an unreadable video: {exc}") from exc
-    video = info.video
     problems = []
-    if video is None:
+    if not found.has_video:
         problems.append("no video stream")
     else:
-        if (video.width, video.height) != (request.width, request.height):
-            problems.append(f"size {video.width}x{video.height}")
-        if video.num_frames != request.num_frames:
-            problems.append(f"{video.num_frames} frames")
-    if bool(info.audio) != request.audio:
-        problems.append("an audio track" if info.audio else "no audio track")
+        if (found.width, found.height) != (request.width, request.height):
+            problems.append(f"size {found.width}x{found.height}")
+        if found.num_frames != request.num_frames:
+            problems.append(f"{found.num_frames} frames")
+    if found.has_audio != request.audio:
+        problems.append("an audio track" if found.has_audio else "no audio track")
     if problems:
         raise GenerationFailed(
             f"the engine wrote an invalid video ({', '.join(problems)}); expected "

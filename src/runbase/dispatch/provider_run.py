@@ -23,6 +23,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,11 @@ class _Stop(Enum):
 
 STOP = _Stop.STOP
 _ENDS_RUN = (ContentRefused, SubmitUncertain)
+# Contract checks one after another, on a thread of their own: each gives the GIL up
+# inside PyAV and waits to get it back, so that when a thousand tasks end together, checks
+# spread over the default executor's threads cost several times their CPU
+# (docs/benchmarks.md, "The gateway").
+_CHECKS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runbase-check")
 
 
 class ProviderRun:
@@ -331,7 +337,9 @@ class ProviderRun:
                 timeout_s=min(120.0, provider.timeout_s),
             )
             try:
-                await asyncio.to_thread(check_output, output_path, job)
+                await asyncio.get_running_loop().run_in_executor(
+                    _CHECKS, check_output, output_path, job
+                )
             except GenerationFailed as bad:
                 message = f"the video {name} made breaks the contract: {bad.message}"
                 raise TaskFailed(message) from None
