@@ -1,12 +1,14 @@
 """Read an MP4 back: what it holds, some of its frames, its audio.
 
-The worker checks every engine's output with `probe` before a run may succeed, and tests
-use it to prove that files meet the output rules. So it measures rather than trusts: the
-frame count comes from demuxing every video packet, durations from packet timestamps, and
-`is_faststart` from the file's own top-level boxes, not from what a header claims.
+Tests use `probe` to prove that files meet the output rules, so it measures rather than
+trusts: the frame count comes from demuxing every video packet, durations from packet
+timestamps, and `is_faststart` from the file's own top-level boxes, not from what a header
+claims. Before a run may succeed, the worker checks its video with `shape`: size, audio,
+and the frame count from the container's index (the sample table that demuxing walks),
+cheap enough for a gateway that checks a thousand videos at once.
 
-The only files probed are ones an engine wrote, so a file PyAV cannot read raises
-`GenerationFailed`.
+The only files read are ones an engine or a provider made, so a file PyAV cannot read
+raises `GenerationFailed`.
 """
 
 from __future__ import annotations

@@ -123,7 +123,9 @@ class ArkProvider:
         self.allow_private_hosts = allow_private_hosts
         self._client: ClientPool | None = None
         self._reads: BatchedReads[dict[str, Any]] | None = None
-        """Polls gathered into list requests; None once the list proved unusable."""
+        """Polls gathered into list requests (from `start` to `close`)."""
+        self._lists_refused = False
+        """ModelArk refused a list: every poll reads its task alone from then on."""
         self._finished: dict[str, dict[str, Any]] = {}
         """Succeeded task objects read by `poll`, until `result` takes them."""
 
@@ -229,7 +231,7 @@ class ArkProvider:
 
     async def poll(self, task_id: str, log: RunLog) -> Running | Finished:
         task: dict[str, Any] | None = None
-        if self._reads is not None:
+        if self._reads is not None and not self._lists_refused:
             try:
                 task = await self._reads.read(task_id)
             except CallFailed as failed:  # ride it out: the task goes on upstream
@@ -262,7 +264,7 @@ class ArkProvider:
         """The tasks of one list request, by id. A task alone is not listed (its own GET
         says as much, and tells a lost task by its 404); a list ModelArk refuses (4xx but
         429) turns batching off for good, and every poll reads its task on its own."""
-        if len(task_ids) < 2:
+        if len(task_ids) < 2 or self._lists_refused:
             return {}
         query = urlencode(
             [("page_num", 1), ("page_size", len(task_ids))]
@@ -273,12 +275,12 @@ class ArkProvider:
         body = json_object(response)
         items = body.get("items") if body is not None else None
         if response.status_code >= 300 or not isinstance(items, list):
-            if 400 <= response.status_code < 500 and self._reads is not None:
+            if 400 <= response.status_code < 500 and not self._lists_refused:
                 logger.warning(
                     "ModelArk refused a task list (HTTP %s): polling each task alone",
                     response.status_code,
                 )
-                self._reads = None  # batches already waiting fall back the same way
+                self._lists_refused = True  # batches already waiting fall back the same way
             return {}
         wanted = set(task_ids)
         return {
