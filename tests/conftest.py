@@ -199,3 +199,20 @@ def start_ark(tmp_path: Path) -> Iterator[Callable[..., FakeModelArk]]:
 def ark(start_ark: Callable[..., FakeModelArk]) -> FakeModelArk:
     """One fake ModelArk API with its default timings (see `start_ark`)."""
     return start_ark()
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for the name `images.test`: (certificate, key)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    command = (
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
+        " -subj /CN=images.test -addext subjectAltName=DNS:images.test"
+    )
+    subprocess.run(
+        [*command.split(), "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True
+    )
+    return cert, key

@@ -12,6 +12,7 @@ import ipaddress
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 
 import httpx
 import psutil
+import pytest
 from PIL import Image
 from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
@@ -412,3 +414,25 @@ def stop_mid_run(
     [row] = server.admin.runs()
     assert (row.status, row.attempts, row.worker_id) == ("pending", 0, None), output
     return output
+
+
+def fake_resolver(
+    monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[list[str]]]
+) -> list[str]:
+    """Answer getaddrinfo for test names from `answers` (one list per call); log lookups."""
+    lookups: list[str] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in answers:
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        lookups.append(host)
+        addresses = answers[host][min(len(lookups), len(answers[host])) - 1]
+        result = []
+        for address in addresses:
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            result.append((family, socket.SOCK_STREAM, 6, "", (address, port)))
+        return result
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups

@@ -12,10 +12,12 @@ SNI and certificate checks keep the real host name.
 Transfers use httpcore, the HTTP engine inside httpx, directly (`checked_pool`): httpx's
 transports do not take a network backend. Callers follow redirects by hand, each through
 the same pool and so the same check, and never use a proxy (a proxy resolves names itself).
+Code on an event loop resolves with `checked_addresses` and connects to what it answers.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import os
 import socket
@@ -203,6 +205,24 @@ def resolve(host: str, port: int, timeout: float | None) -> list[str]:
     if not answer:
         raise httpcore.ConnectError(f"{host} has no address")
     return answer
+
+
+async def checked_addresses(host: str, port: int, check: Callable[[str, str], None]) -> list[str]:
+    """The addresses of `host` that an event loop may connect to, each passed by `check`.
+
+    As in `CheckedBackend`: every answer is checked, and the caller connects to these very
+    addresses, never to the name again. Raises OSError when the name does not resolve.
+    """
+    try:
+        addresses = [str(ipaddress.ip_address(host.strip("[]")))]
+    except ValueError:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise OSError(f"{host} has no address")
+    for address in addresses:
+        check(host, address)
+    return addresses
 
 
 def checked_pool(

@@ -25,6 +25,7 @@ from runbase.core.seedance import MAX_IMAGE_BYTES
 from runbase.errors import InvalidImage
 from runbase.media.images import FetchPolicy, check_address, fetch_image, fit_image
 from runbase.outbound import shared_ssl_context
+from support import fake_resolver
 
 PUBLIC = FetchPolicy(max_bytes=MAX_IMAGE_BYTES)
 OPEN = FetchPolicy(max_bytes=MAX_IMAGE_BYTES, allow_private_hosts=True)
@@ -394,28 +395,6 @@ def test_a_redirect_to_a_private_host_is_refused(
 
     assert loopback_only == ["127.0.0.1"], "only the allowed first hop was connected to"
     assert image_server.hits == ["/r"]
-
-
-def fake_resolver(
-    monkeypatch: pytest.MonkeyPatch, answers: dict[str, list[list[str]]]
-) -> list[str]:
-    """Answer getaddrinfo for test names from `answers` (one list per call); log lookups."""
-    lookups: list[str] = []
-    real_getaddrinfo = socket.getaddrinfo
-
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        if host not in answers:
-            return real_getaddrinfo(host, port, *args, **kwargs)
-        lookups.append(host)
-        addresses = answers[host][min(len(lookups), len(answers[host])) - 1]
-        result = []
-        for address in addresses:
-            family = socket.AF_INET6 if ":" in address else socket.AF_INET
-            result.append((family, socket.SOCK_STREAM, 6, "", (address, port)))
-        return result
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return lookups
 
 
 def test_a_name_with_any_private_answer_is_refused(

@@ -37,6 +37,7 @@ from runbase.dispatch.provider_run import ProviderRun
 from runbase.dispatch.routing import Breaker, BreakerState, Route
 from runbase.dispatch.wakeup import WorkSignal
 from runbase.providers import Provider
+from runbase.providers.download import VideoDownloads
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
 
@@ -80,6 +81,7 @@ class Gateway:
         self._compute_usable = compute_usable
         self.hand_to_compute = hand_to_compute
         self.callback_url = callback_url
+        self.downloads = VideoDownloads()
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ---- what the route looks like now ---------------------------------------------------
@@ -155,6 +157,7 @@ class Gateway:
             for provider in self.providers.values():
                 with contextlib.suppress(Exception):
                     await provider.close()
+            await self.downloads.aclose()
 
     async def _claim(self) -> bool:
         """Claim as many runs as there is room for; True when it should look again at once

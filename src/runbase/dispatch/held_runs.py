@@ -19,6 +19,7 @@ from runbase.core.run_view import Run
 from runbase.dispatch.routing import Breaker
 from runbase.dispatch.wakeup import WorkSignal
 from runbase.providers import Provider
+from runbase.providers.download import VideoDownloads
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
 
@@ -132,6 +133,7 @@ class RunHost(Protocol):
     stopping: asyncio.Event
     hand_to_compute: Callable[[HeldRun], Awaitable[bool]] | None
     callback_url: Callable[[str, str], str | None]
+    downloads: VideoDownloads
 
     def stations(self) -> tuple[str | None, ...]: ...
 

@@ -54,7 +54,6 @@ from runbase.providers import (
     SubmitUncertain,
     TaskFailed,
 )
-from runbase.providers.download import download_video
 from runbase.storage.inputs import restore_images
 
 logger = logging.getLogger(__name__)
@@ -329,7 +328,7 @@ class ProviderRun:
         try:
             output = await provider.result(task_id, self.held)
             self.held.progress(0.9, "downloading")
-            await download_video(
+            await self.gw.downloads.fetch(
                 output.video_url,
                 output_path,
                 provider=name,

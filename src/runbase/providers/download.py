@@ -2,127 +2,169 @@
 
 The link comes from the provider, not from a user, but a compromised or spoofed answer must
 not turn the worker into a proxy into our own network: connections go only to public
-addresses (`runbase.outbound`), checked as they are opened, redirects followed by hand
-through the same check, within a size cap and one deadline for the whole transfer. The
-provider's API key is never sent: the storage host gets a pool of its own.
+addresses (`runbase.outbound.checked_addresses`), checked as they are opened, redirects
+followed by hand through the same check, within a size cap and one deadline for the whole
+transfer. The provider's API key is never sent: storage hosts get pools of their own.
 
-The transfer is blocking (httpcore through the checked backend), so the runtime runs it on
-a small thread pool of its own (`download_video`), never on the event loop.
+Downloads run on the event loop (`VideoDownloads`): when a thousand tasks end together, a
+thousand downloads share keep-alive connections to the storage host and stream to disk as
+bytes arrive. Blocking transfers on a thread pool, a new connection each, waited seconds
+for their turn (docs/benchmarks.md, "The gateway").
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
+from collections import OrderedDict
 from pathlib import Path
-from typing import Final
+from typing import IO, Final
 
-import httpcore
 import httpx
 
-from runbase.outbound import Deadline, allow_all, checked_pool, public_only
+from runbase.outbound import allow_all, checked_addresses, public_only
 from runbase.providers.base import TaskFailed
+from runbase.providers.http_pool import ClientPool, Headers
 
-__all__ = ["MAX_VIDEO_BYTES", "download_video"]
+__all__ = ["MAX_VIDEO_BYTES", "VideoDownloads"]
 
 MAX_VIDEO_BYTES: Final = 512 * 1024 * 1024
 _REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
-# A download waits on the network, not the CPU: a few at once, apart from the default
-# executor that the database and the blob store use, so that stuck downloads (each bounded
-# by its deadline) cannot starve them.
-_POOL: Final = ThreadPoolExecutor(max_workers=16, thread_name_prefix="runbase-download")
+_MAX_REDIRECTS: Final = 3
+# Storage hosts a gateway keeps connections to: a provider serves its videos from one or a
+# few; beyond this many, the least recently used origin's connections are closed.
+_MAX_ORIGINS: Final = 16
+_CONNECTIONS_PER_ORIGIN: Final = 32
 
 
-async def download_video(
-    url: str,
-    output: Path,
-    *,
-    provider: str,
-    allow_private_hosts: bool,
-    timeout_s: float,
-    max_bytes: int = MAX_VIDEO_BYTES,
-) -> None:
-    """Stream the video at `url` to `output`; raises `TaskFailed` in words for the user."""
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(
-        _POOL, _download, url, output, provider, allow_private_hosts, timeout_s, max_bytes
-    )
+class VideoDownloads:
+    """Keep-alive connections to the hosts that serve providers' videos, one pool per
+    provider and origin (a provider's pools apply its `allow_private_hosts`)."""
 
+    def __init__(self) -> None:
+        self._pools: OrderedDict[tuple[str, str], ClientPool] = OrderedDict()
 
-def _download(
-    url: str,
-    output: Path,
-    provider: str,
-    allow_private_hosts: bool,
-    timeout_s: float,
-    max_bytes: int,
-) -> None:
-    current = httpx.URL(url)
-    partial = output.with_suffix(".part")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    refused = f"the {provider} video link points at a non-public address; refused: "
-    check = allow_all if allow_private_hosts else public_only(lambda r: TaskFailed(refused + r))
-    transfer = Deadline(timeout_s)
-    with checked_pool(check, transfer) as pool:
-        for _ in range(4):
+    async def fetch(
+        self,
+        url: str,
+        output: Path,
+        *,
+        provider: str,
+        allow_private_hosts: bool,
+        timeout_s: float,
+        max_bytes: int = MAX_VIDEO_BYTES,
+    ) -> None:
+        """Stream the video at `url` to `output`; raises `TaskFailed` in words for the user."""
+        partial = output.with_suffix(".part")
+        output.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._follow(url, partial, provider, allow_private_hosts, max_bytes)
+        except TimeoutError:
+            partial.unlink(missing_ok=True)
+            raise TaskFailed(f"downloading the {provider} video took too long") from None
+        except httpx.TimeoutException as exc:
+            partial.unlink(missing_ok=True)
+            raise TaskFailed(f"downloading the {provider} video took too long") from exc
+        except (httpx.TransportError, httpx.InvalidURL) as exc:
+            partial.unlink(missing_ok=True)
+            raise TaskFailed(
+                f"downloading the {provider} video failed: {type(exc).__name__}"
+            ) from exc
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        os.replace(partial, output)
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
+
+    async def _follow(
+        self, url: str, partial: Path, provider: str, allow_private_hosts: bool, max_bytes: int
+    ) -> None:
+        current = httpx.URL(url)
+        for _ in range(_MAX_REDIRECTS + 1):
             if current.scheme not in ("http", "https") or not current.host:
                 raise TaskFailed(f"{provider} returned a video link that is not http(s)")
-            target = httpcore.URL(
-                scheme=current.raw_scheme,
-                host=current.raw_host,
-                port=current.port,
-                target=current.raw_path,
-            )
-            try:
-                with pool.stream(
-                    "GET", target, extensions={"timeout": transfer.timeouts()}
-                ) as response:
-                    headers = {name.lower(): value for name, value in response.headers}
-                    if response.status in _REDIRECTS and b"location" in headers:
-                        current = current.join(headers[b"location"].decode("latin-1"))
-                        continue
-                    if response.status in (403, 404, 410):
-                        raise TaskFailed(
-                            f"the {provider} video link has expired or is gone "
-                            f"(HTTP {response.status})"
-                        )
-                    if response.status != 200:
-                        raise TaskFailed(
-                            f"downloading the {provider} video failed: HTTP {response.status}"
-                        )
-                    _save(response, headers, partial, provider, max_bytes)
-                    os.replace(partial, output)
-                    return
-            except httpcore.TimeoutException as exc:
-                partial.unlink(missing_ok=True)
-                raise TaskFailed(f"downloading the {provider} video took too long") from exc
-            except (httpcore.NetworkError, httpcore.ProtocolError, httpx.InvalidURL) as exc:
-                partial.unlink(missing_ok=True)
-                raise TaskFailed(
-                    f"downloading the {provider} video failed: {type(exc).__name__}"
-                ) from exc
-            except TaskFailed:
-                partial.unlink(missing_ok=True)
-                raise
-    raise TaskFailed(f"the {provider} video link redirected too many times")
+            pool = await self._pool(provider, allow_private_hosts, current)
+            with _VideoFile(partial, provider, max_bytes) as video:
+                await pool.stream(current.raw_path.decode("ascii"), video)
+            if video.location is None:
+                return
+            current = current.join(video.location)
+        raise TaskFailed(f"the {provider} video link redirected too many times")
+
+    async def _pool(self, provider: str, allow_private_hosts: bool, url: httpx.URL) -> ClientPool:
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        key = (provider, origin)
+        pool = self._pools.get(key)
+        if pool is not None:
+            self._pools.move_to_end(key)
+            return pool
+        refused = f"the {provider} video link points at a non-public address; refused: "
+        check = allow_all if allow_private_hosts else public_only(lambda r: TaskFailed(refused + r))
+
+        async def resolve(host: str, port: int) -> list[str]:
+            return await checked_addresses(host, port, check)
+
+        # The deadline is the fetch's; the pool's own timeout only backs it up.
+        pool = ClientPool(
+            base_url=origin,
+            headers={},
+            timeout=3600.0,
+            max_connections=_CONNECTIONS_PER_ORIGIN,
+            resolve=resolve,
+        )
+        self._pools[key] = pool
+        while len(self._pools) > _MAX_ORIGINS:
+            _, oldest = self._pools.popitem(last=False)
+            await oldest.aclose()
+        return pool
 
 
-def _save(
-    response: httpcore.Response,
-    headers: dict[bytes, bytes],
-    partial: Path,
-    provider: str,
-    max_bytes: int,
-) -> None:
-    too_large = f"the {provider} video is larger than the download limit"
-    declared = headers.get(b"content-length", b"")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise TaskFailed(too_large)
-    written = 0
-    with partial.open("wb") as file:
-        for chunk in response.iter_stream():
-            written += len(chunk)
-            if written > max_bytes:
-                raise TaskFailed(too_large)
-            file.write(chunk)
+class _VideoFile:
+    """The body of a 200 answer, streamed to `partial` within `max_bytes`; a redirect's
+    `location`; any other answer refused as it arrives."""
+
+    def __init__(self, partial: Path, provider: str, max_bytes: int) -> None:
+        self.location: str | None = None
+        self._partial = partial
+        self._provider = provider
+        self._max_bytes = max_bytes
+        self._written = 0
+        self._file: IO[bytes] | None = None
+
+    def __enter__(self) -> _VideoFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._file is not None:
+            self._file.close()
+
+    def head(self, status: int, headers: Headers) -> None:
+        fields = {name.lower(): value for name, value in headers}
+        name = self._provider
+        if status in _REDIRECTS and b"location" in fields:
+            self.location = fields[b"location"].decode("latin-1")
+            return
+        if status in (403, 404, 410):
+            raise TaskFailed(f"the {name} video link has expired or is gone (HTTP {status})")
+        if status != 200:
+            raise TaskFailed(f"downloading the {name} video failed: HTTP {status}")
+        declared = fields.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            raise TaskFailed(self._too_large())
+        self._file = self._partial.open("wb")
+
+    def write(self, chunk: bytes) -> None:
+        if self._file is None:  # a redirect's body
+            return
+        self._written += len(chunk)
+        if self._written > self._max_bytes:
+            raise TaskFailed(self._too_large())
+        self._file.write(chunk)
+
+    def _too_large(self) -> str:
+        return f"the {self._provider} video is larger than the download limit"

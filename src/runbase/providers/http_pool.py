@@ -21,7 +21,10 @@ that uvicorn already uses:
 - TLS with the shared context of `runbase.outbound`; no redirects, no proxies, no
   cookies, no compression: provider APIs answer JSON directly.
 
-Answers are plain `httpx.Response` objects, so providers read them as usual.
+Answers are plain `httpx.Response` objects, so providers read them as usual. `stream`
+feeds a GET's answer to a `BodySink` as it arrives instead (the video downloads,
+`providers.download`), and a pool given `resolve` connects only to the addresses it answers
+(the public-address check of `runbase.outbound`).
 """
 
 from __future__ import annotations
@@ -30,8 +33,8 @@ import asyncio
 import json as jsonlib
 import time
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, Final, cast
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -39,9 +42,21 @@ import httpx
 
 from runbase.outbound import shared_ssl_context
 
-__all__ = ["ClientPool"]
+__all__ = ["BodySink", "ClientPool"]
 
 IDLE_SECONDS: Final = 4.0
+Headers = list[tuple[bytes, bytes]]
+
+
+class BodySink(Protocol):
+    """Where a response's body goes instead of memory. An exception raised by either
+    method ends the request with it, and the connection is closed."""
+
+    def head(self, status: int, headers: Headers) -> None:
+        """The status line and headers, before any of the body."""
+
+    def write(self, chunk: bytes) -> None:
+        """The next piece of the body."""
 
 
 class _Connection(asyncio.Protocol):
@@ -51,8 +66,9 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.idle_since = time.monotonic()
         self._parser = httptools.HttpResponseParser(self)
-        self._answer: asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]] | None = None
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._answer: asyncio.Future[tuple[int, Headers, bytes]] | None = None
+        self._sink: BodySink | None = None
+        self._headers: Headers = []
         self._body: list[bytes] = []
         self._status = 0
         self._headers_done = False
@@ -86,9 +102,14 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         self._headers_done = True
+        if self._sink is not None:
+            self._feed(self._sink.head, self._status, self._headers)
 
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._sink is None:
+            self._body.append(body)
+        elif self._answer is not None and not self._answer.done():
+            self._feed(self._sink.write, body)
 
     def on_message_complete(self) -> None:
         self.reusable = self._parser.should_keep_alive()
@@ -103,9 +124,12 @@ class _Connection(asyncio.Protocol):
             and time.monotonic() - self.idle_since < IDLE_SECONDS
         )
 
-    def send(self, data: bytes) -> asyncio.Future[tuple[int, list[tuple[bytes, bytes]], bytes]]:
+    def send(
+        self, data: bytes, sink: BodySink | None = None
+    ) -> asyncio.Future[tuple[int, Headers, bytes]]:
         assert self.transport is not None
         self._answer = asyncio.get_running_loop().create_future()
+        self._sink = sink
         self._headers, self._body, self.reusable = [], [], False
         self._headers_done = False
         self._parser = httptools.HttpResponseParser(self)
@@ -120,6 +144,14 @@ class _Connection(asyncio.Protocol):
         if self._answer is not None and not self._answer.done():
             self._answer.set_exception(error)
 
+    def _feed(self, method: Callable[..., None], *args: Any) -> None:
+        """Call the sink; what it raises ends the request (never the parser's loop)."""
+        try:
+            method(*args)
+        except Exception as exc:
+            self._fail(exc)
+            self.close()
+
 
 class ClientPool:
     """Calls to one API origin (`base_url`), with `headers` on every request."""
@@ -131,6 +163,7 @@ class ClientPool:
         headers: Mapping[str, str],
         timeout: float = 30.0,
         max_connections: int = 32,
+        resolve: Callable[[str, int], Awaitable[list[str]]] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -139,15 +172,18 @@ class ClientPool:
         self._host = parts.hostname
         self._port = parts.port or (443 if self._tls else 80)
         default_port = self._port == (443 if self._tls else 80)
-        authority = self._host if default_port else f"{self._host}:{self._port}"
+        host = f"[{self._host}]" if ":" in self._host else self._host  # IPv6
+        authority = host if default_port else f"{host}:{self._port}"
         self._origin = f"{parts.scheme}://{authority}"
         self._prefix = parts.path.rstrip("/")
         self._fixed = f"Host: {authority}\r\n" + "".join(
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
         self._timeout = timeout
+        self._resolve = resolve
         self._idle: list[_Connection] = []
         self._lanes = _Lanes(max_connections)
+        self._closed = False
 
     async def request(
         self,
@@ -158,9 +194,8 @@ class ClientPool:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """One request: `path` under the base URL, or an absolute URL of the same origin."""
-        target = self._target(path)
         body = b"" if json is None else jsonlib.dumps(json, separators=(",", ":")).encode()
-        head = f"{method} {target} HTTP/1.1\r\n{self._fixed}"
+        head = f"{method} {self._target(path)} HTTP/1.1\r\n{self._fixed}"
         if headers:
             head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         if json is not None:
@@ -168,35 +203,46 @@ class ClientPool:
         if body or method in ("POST", "PUT", "PATCH"):
             head += f"Content-Length: {len(body)}\r\n"
         data = head.encode("latin-1") + b"\r\n" + body
-        await self._lanes.take(first=method != "GET")
+        status, raw_headers, content = await self._exchange(data, first=method != "GET")
+        return httpx.Response(status, headers=raw_headers, content=content)
+
+    async def stream(self, path: str, sink: BodySink) -> None:
+        """GET `path` with its answer (status, headers, body) fed to `sink` as it arrives."""
+        data = f"GET {self._target(path)} HTTP/1.1\r\n{self._fixed}\r\n".encode("latin-1")
+        await self._exchange(data, first=False, sink=sink)
+
+    async def _exchange(
+        self, data: bytes, *, first: bool, sink: BodySink | None = None
+    ) -> tuple[int, Headers, bytes]:
+        await self._lanes.take(first=first)
         try:
             connection = await self._connection()
             try:
-                status, raw_headers, content = await asyncio.wait_for(
-                    connection.send(data), self._timeout
-                )
+                answer = await asyncio.wait_for(connection.send(data, sink), self._timeout)
             except TimeoutError:
                 connection.close()
                 raise httpx.ReadTimeout(f"no answer within {self._timeout:g} s") from None
             except BaseException:
                 connection.close()
                 raise
-            if connection.reusable:
+            if connection.reusable and not self._closed:
                 connection.idle_since = time.monotonic()
                 self._idle.append(connection)
             else:
                 connection.close()
         finally:
             self._lanes.give()
-        return httpx.Response(status, headers=raw_headers, content=content)
+        return answer
 
     async def aclose(self) -> None:
+        """Close the idle connections; those in use close when their request ends."""
+        self._closed = True
         for connection in self._idle:
             connection.close()
         self._idle.clear()
 
     def _target(self, path: str) -> str:
-        if "://" not in path:
+        if path.startswith("/") or "://" not in path:  # a query may hold "://"
             return self._prefix + path
         if not path.startswith(self._origin + "/"):
             raise ValueError("ClientPool only calls its own origin")
@@ -208,23 +254,34 @@ class ClientPool:
             if connection.is_usable():
                 return connection
             connection.close()
-        loop = asyncio.get_running_loop()
         try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(
-                    _Connection,
-                    self._host,
-                    self._port,
-                    ssl=shared_ssl_context() if self._tls else None,
-                    server_hostname=self._host if self._tls else None,
-                ),
-                self._timeout,
-            )
+            return await asyncio.wait_for(self._connect(), self._timeout)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connecting took over {self._timeout:g} s") from None
         except OSError as exc:
             raise httpx.ConnectError(f"connecting failed: {exc.strerror or exc}") from exc
-        return protocol
+
+    async def _connect(self) -> _Connection:
+        """A new connection: to the host, or to the first of the addresses `resolve`
+        answers that accepts (TLS still checks the host's name)."""
+        loop = asyncio.get_running_loop()
+        addresses = (
+            [self._host] if self._resolve is None else await self._resolve(self._host, self._port)
+        )
+        for index, address in enumerate(addresses):
+            try:
+                _, protocol = await loop.create_connection(
+                    _Connection,
+                    address,
+                    self._port,
+                    ssl=shared_ssl_context() if self._tls else None,
+                    server_hostname=self._host if self._tls else None,
+                )
+                return protocol
+            except OSError:
+                if index == len(addresses) - 1:
+                    raise
+        raise OSError(f"{self._host} has no address")
 
 
 class _Lanes:
