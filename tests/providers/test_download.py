@@ -279,6 +279,55 @@ async def test_one_deadline_covers_the_whole_transfer(
     assert nothing_left(tmp_path)
 
 
+async def test_the_deadline_spans_every_hop_of_a_redirect(
+    storage: Storage, downloads: VideoDownloads, tmp_path: Path
+) -> None:
+    # Each hop answers after 0.6 s: within a 1 s deadline alone, not together.
+    def after(seconds: float, answer: bytes) -> Route:
+        async def route(writer: asyncio.StreamWriter) -> bool:
+            await asyncio.sleep(seconds)
+            writer.write(answer)
+            return True
+
+        return route
+
+    storage.routes["/a.mp4"] = after(
+        0.6, b"HTTP/1.1 302 Found\r\nLocation: /b.mp4\r\nContent-Length: 0\r\n\r\n"
+    )
+    storage.routes["/b.mp4"] = after(0.6, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nvideo")
+
+    with pytest.raises(TaskFailed, match="took too long"):
+        await fetch(downloads, storage.url("/a.mp4"), tmp_path / "out.mp4", timeout_s=1.0)
+
+    assert nothing_left(tmp_path)
+
+
+async def test_a_wait_for_a_free_connection_is_not_counted_against_the_deadline(
+    storage: Storage, tmp_path: Path
+) -> None:
+    # Two connections, three downloads of 1 s each, a deadline of 1.5 s: the third waits
+    # 1 s for a connection, then takes 1 s of its own.
+    async def slow(writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(1.0)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nvideo")
+        return True
+
+    storage.routes["/slow.mp4"] = slow
+    downloads = VideoDownloads(connections_per_origin=2)
+    try:
+        await asyncio.gather(
+            *(
+                fetch(downloads, storage.url("/slow.mp4"), tmp_path / f"{n}.mp4", timeout_s=1.5)
+                for n in range(3)
+            )
+        )
+    finally:
+        await downloads.aclose()
+
+    assert [(tmp_path / f"{n}.mp4").read_bytes() for n in range(3)] == [b"video"] * 3
+    assert storage.connections == 2
+
+
 async def test_a_body_cut_short_fails(
     storage: Storage, downloads: VideoDownloads, tmp_path: Path
 ) -> None:

@@ -4,7 +4,8 @@ The link comes from the provider, not from a user, but a compromised or spoofed 
 not turn the worker into a proxy into our own network: connections go only to public
 addresses (`runbase.outbound.checked_addresses`), checked as they are opened, redirects
 followed by hand through the same check, within a size cap and one deadline for the whole
-transfer. The provider's API key is never sent: storage hosts get pools of their own.
+transfer (a wait for a free connection, behind other downloads, does not count). The
+provider's API key is never sent: storage hosts get pools of their own.
 
 Downloads run on the event loop (`VideoDownloads`): when a thousand tasks end together, a
 thousand downloads share keep-alive connections to the storage host and stream to disk as
@@ -14,7 +15,6 @@ for their turn (docs/benchmarks.md, "The gateway").
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections import OrderedDict
 from pathlib import Path
@@ -34,15 +34,15 @@ _MAX_REDIRECTS: Final = 3
 # Storage hosts a gateway keeps connections to: a provider serves its videos from one or a
 # few; beyond this many, the least recently used origin's connections are closed.
 _MAX_ORIGINS: Final = 16
-_CONNECTIONS_PER_ORIGIN: Final = 32
 
 
 class VideoDownloads:
     """Keep-alive connections to the hosts that serve providers' videos, one pool per
     provider and origin (a provider's pools apply its `allow_private_hosts`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, connections_per_origin: int = 32) -> None:
         self._pools: OrderedDict[tuple[str, str], ClientPool] = OrderedDict()
+        self._connections_per_origin = connections_per_origin
 
     async def fetch(
         self,
@@ -58,11 +58,7 @@ class VideoDownloads:
         partial = output.with_suffix(".part")
         output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            async with asyncio.timeout(timeout_s):
-                await self._follow(url, partial, provider, allow_private_hosts, max_bytes)
-        except TimeoutError:
-            partial.unlink(missing_ok=True)
-            raise TaskFailed(f"downloading the {provider} video took too long") from None
+            await self._follow(url, partial, provider, allow_private_hosts, timeout_s, max_bytes)
         except httpx.TimeoutException as exc:
             partial.unlink(missing_ok=True)
             raise TaskFailed(f"downloading the {provider} video took too long") from exc
@@ -82,15 +78,24 @@ class VideoDownloads:
         self._pools.clear()
 
     async def _follow(
-        self, url: str, partial: Path, provider: str, allow_private_hosts: bool, max_bytes: int
+        self,
+        url: str,
+        partial: Path,
+        provider: str,
+        allow_private_hosts: bool,
+        timeout_s: float,
+        max_bytes: int,
     ) -> None:
         current = httpx.URL(url)
+        left = timeout_s  # one deadline for all hops; a wait for a free connection is free
         for _ in range(_MAX_REDIRECTS + 1):
             if current.scheme not in ("http", "https") or not current.host:
                 raise TaskFailed(f"{provider} returned a video link that is not http(s)")
+            if left <= 0:
+                raise httpx.ReadTimeout(f"the {timeout_s:g} s deadline passed")
             pool = await self._pool(provider, allow_private_hosts, current)
             with _VideoFile(partial, provider, max_bytes) as video:
-                await pool.stream(current.raw_path.decode("ascii"), video)
+                left -= await pool.stream(current.raw_path.decode("ascii"), video, timeout=left)
             if video.location is None:
                 return
             current = current.join(video.location)
@@ -109,12 +114,12 @@ class VideoDownloads:
         async def resolve(host: str, port: int) -> list[str]:
             return await checked_addresses(host, port, check)
 
-        # The deadline is the fetch's; the pool's own timeout only backs it up.
+        # Every download gives its own deadline; the pool's timeout is never used.
         pool = ClientPool(
             base_url=origin,
             headers={},
             timeout=3600.0,
-            max_connections=_CONNECTIONS_PER_ORIGIN,
+            max_connections=self._connections_per_origin,
             resolve=resolve,
         )
         self._pools[key] = pool

@@ -30,10 +30,11 @@ feeds a GET's answer to a `BodySink` as it arrives instead (the video downloads,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json as jsonlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final, Protocol, cast
 from urllib.parse import urlsplit
 
@@ -203,35 +204,42 @@ class ClientPool:
         if body or method in ("POST", "PUT", "PATCH"):
             head += f"Content-Length: {len(body)}\r\n"
         data = head.encode("latin-1") + b"\r\n" + body
-        status, raw_headers, content = await self._exchange(data, first=method != "GET")
+        async with self._lanes.held(first=method != "GET"):
+            status, raw_headers, content = await self._exchange(data)
         return httpx.Response(status, headers=raw_headers, content=content)
 
-    async def stream(self, path: str, sink: BodySink) -> None:
-        """GET `path` with its answer (status, headers, body) fed to `sink` as it arrives."""
+    async def stream(self, path: str, sink: BodySink, *, timeout: float) -> float:
+        """GET `path` with its answer (status, headers, body) fed to `sink` as it arrives,
+        all within `timeout` seconds from when a connection is free (a wait for one does
+        not count). Answers the seconds it took from then."""
         data = f"GET {self._target(path)} HTTP/1.1\r\n{self._fixed}\r\n".encode("latin-1")
-        await self._exchange(data, first=False, sink=sink)
+        async with self._lanes.held(first=False):
+            started = time.monotonic()
+            await self._exchange(data, sink=sink, timeout=timeout)
+            return time.monotonic() - started
 
     async def _exchange(
-        self, data: bytes, *, first: bool, sink: BodySink | None = None
+        self, data: bytes, *, sink: BodySink | None = None, timeout: float | None = None
     ) -> tuple[int, Headers, bytes]:
-        await self._lanes.take(first=first)
+        """Send `data` on a connection (the caller holds a lane). `timeout` bounds connect
+        and answer together; without it, each gets the pool's."""
+        started = time.monotonic()
+        connection = await self._connection(timeout or self._timeout)
+        left = self._timeout if timeout is None else timeout - (time.monotonic() - started)
         try:
-            connection = await self._connection()
-            try:
-                answer = await asyncio.wait_for(connection.send(data, sink), self._timeout)
-            except TimeoutError:
-                connection.close()
-                raise httpx.ReadTimeout(f"no answer within {self._timeout:g} s") from None
-            except BaseException:
-                connection.close()
-                raise
-            if connection.reusable and not self._closed:
-                connection.idle_since = time.monotonic()
-                self._idle.append(connection)
-            else:
-                connection.close()
-        finally:
-            self._lanes.give()
+            answer = await asyncio.wait_for(connection.send(data, sink), max(left, 0.001))
+        except TimeoutError:
+            connection.close()
+            limit = timeout or self._timeout
+            raise httpx.ReadTimeout(f"no answer within {limit:g} s") from None
+        except BaseException:
+            connection.close()
+            raise
+        if connection.reusable and not self._closed:
+            connection.idle_since = time.monotonic()
+            self._idle.append(connection)
+        else:
+            connection.close()
         return answer
 
     async def aclose(self) -> None:
@@ -248,16 +256,16 @@ class ClientPool:
             raise ValueError("ClientPool only calls its own origin")
         return path[len(self._origin) :]
 
-    async def _connection(self) -> _Connection:
+    async def _connection(self, timeout: float) -> _Connection:
         while self._idle:
             connection = self._idle.pop()
             if connection.is_usable():
                 return connection
             connection.close()
         try:
-            return await asyncio.wait_for(self._connect(), self._timeout)
+            return await asyncio.wait_for(self._connect(), timeout)
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"connecting took over {self._timeout:g} s") from None
+            raise httpx.ConnectTimeout(f"connecting took over {timeout:g} s") from None
         except OSError as exc:
             raise httpx.ConnectError(f"connecting failed: {exc.strerror or exc}") from exc
 
@@ -305,6 +313,14 @@ class _Lanes:
             if waiter.done() and not waiter.cancelled():  # handed a lane, then canceled
                 self.give()
             raise
+
+    @contextlib.asynccontextmanager
+    async def held(self, *, first: bool) -> AsyncIterator[None]:
+        await self.take(first=first)
+        try:
+            yield
+        finally:
+            self.give()
 
     def give(self) -> None:
         """Hand the lane to the next waiter, or free it."""
