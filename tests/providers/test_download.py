@@ -13,6 +13,7 @@ import asyncio
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,17 @@ class Storage:
             await writer.drain()
             await asyncio.sleep(then_wait)
             return False
+
+        self.routes[path] = answer
+        return self.url(path)
+
+    def after(self, path: str, seconds: float, answer_bytes: bytes) -> str:
+        """Wait `seconds`, then write `answer_bytes` (the connection stays open)."""
+
+        async def answer(writer: asyncio.StreamWriter) -> bool:
+            await asyncio.sleep(seconds)
+            writer.write(answer_bytes)
+            return True
 
         self.routes[path] = answer
         return self.url(path)
@@ -160,6 +172,13 @@ def nothing_left(folder: Path) -> bool:
     return not any(folder.iterdir())
 
 
+async def fails(downloads: VideoDownloads, url: str, folder: Path, match: str, **kw: Any) -> None:
+    """The download fails with a `TaskFailed` that matches, and leaves no file in `folder`."""
+    with pytest.raises(TaskFailed, match=match):
+        await fetch(downloads, url, folder / "out.mp4", **kw)
+    assert nothing_left(folder)
+
+
 VIDEO = bytes(range(256)) * 2048  # 512 KiB
 
 
@@ -237,10 +256,7 @@ async def test_an_answer_other_than_a_video_fails_in_words(
 ) -> None:
     url = storage.status("/gone.mp4", status)
 
-    with pytest.raises(TaskFailed, match=message):
-        await fetch(downloads, url, tmp_path / "out.mp4")
-
-    assert nothing_left(tmp_path)
+    await fails(downloads, url, tmp_path, message)
 
 
 async def test_a_declared_length_over_the_cap_is_refused_before_the_body(
@@ -249,10 +265,9 @@ async def test_a_declared_length_over_the_cap_is_refused_before_the_body(
     # Headers only, then silence: waiting for the body would run into the deadline.
     url = storage.raw("/big.mp4", b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", then_wait=30)
 
-    with pytest.raises(TaskFailed, match="larger than the download limit"):
-        await fetch(downloads, url, tmp_path / "out.mp4", max_bytes=1000, timeout_s=20)
-
-    assert nothing_left(tmp_path)
+    await fails(
+        downloads, url, tmp_path, "larger than the download limit", max_bytes=1000, timeout_s=20
+    )
 
 
 async def test_a_body_that_grows_past_the_cap_is_cut_off(
@@ -260,10 +275,7 @@ async def test_a_body_that_grows_past_the_cap_is_cut_off(
 ) -> None:
     url = storage.chunked("/endless.mp4", VIDEO, pieces=64)
 
-    with pytest.raises(TaskFailed, match="larger than the download limit"):
-        await fetch(downloads, url, tmp_path / "out.mp4", max_bytes=100_000)
-
-    assert nothing_left(tmp_path)
+    await fails(downloads, url, tmp_path, "larger than the download limit", max_bytes=100_000)
 
 
 async def test_one_deadline_covers_the_whole_transfer(
@@ -273,33 +285,19 @@ async def test_one_deadline_covers_the_whole_transfer(
         "/slow.mp4", b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\nsome", then_wait=30
     )
 
-    with pytest.raises(TaskFailed, match="took too long"):
-        await fetch(downloads, url, tmp_path / "out.mp4", timeout_s=0.5)
-
-    assert nothing_left(tmp_path)
+    await fails(downloads, url, tmp_path, "took too long", timeout_s=0.5)
 
 
 async def test_the_deadline_spans_every_hop_of_a_redirect(
     storage: Storage, downloads: VideoDownloads, tmp_path: Path
 ) -> None:
     # Each hop answers after 0.6 s: within a 1 s deadline alone, not together.
-    def after(seconds: float, answer: bytes) -> Route:
-        async def route(writer: asyncio.StreamWriter) -> bool:
-            await asyncio.sleep(seconds)
-            writer.write(answer)
-            return True
-
-        return route
-
-    storage.routes["/a.mp4"] = after(
-        0.6, b"HTTP/1.1 302 Found\r\nLocation: /b.mp4\r\nContent-Length: 0\r\n\r\n"
+    storage.after(
+        "/a.mp4", 0.6, b"HTTP/1.1 302 Found\r\nLocation: /b.mp4\r\nContent-Length: 0\r\n\r\n"
     )
-    storage.routes["/b.mp4"] = after(0.6, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nvideo")
+    storage.after("/b.mp4", 0.6, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nvideo")
 
-    with pytest.raises(TaskFailed, match="took too long"):
-        await fetch(downloads, storage.url("/a.mp4"), tmp_path / "out.mp4", timeout_s=1.0)
-
-    assert nothing_left(tmp_path)
+    await fails(downloads, storage.url("/a.mp4"), tmp_path, "took too long", timeout_s=1.0)
 
 
 async def test_a_wait_for_a_free_connection_is_not_counted_against_the_deadline(
@@ -307,12 +305,7 @@ async def test_a_wait_for_a_free_connection_is_not_counted_against_the_deadline(
 ) -> None:
     # Two connections, three downloads of 1 s each, a deadline of 1.5 s: the third waits
     # 1 s for a connection, then takes 1 s of its own.
-    async def slow(writer: asyncio.StreamWriter) -> bool:
-        await asyncio.sleep(1.0)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nvideo")
-        return True
-
-    storage.routes["/slow.mp4"] = slow
+    storage.after("/slow.mp4", 1.0, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nvideo")
     downloads = VideoDownloads(connections_per_origin=2)
     try:
         await asyncio.gather(
@@ -333,10 +326,7 @@ async def test_a_body_cut_short_fails(
 ) -> None:
     url = storage.raw("/cut.mp4", b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\nsome")
 
-    with pytest.raises(TaskFailed, match="failed: RemoteProtocolError"):
-        await fetch(downloads, url, tmp_path / "out.mp4")
-
-    assert nothing_left(tmp_path)
+    await fails(downloads, url, tmp_path, "failed: RemoteProtocolError")
 
 
 async def test_a_canceled_download_leaves_nothing(
@@ -395,14 +385,11 @@ async def test_a_private_address_is_refused_before_any_connection(
     direct = storage.video("/a.mp4", VIDEO)
     by_name = storage.url("/a.mp4", host="mixed.test")
 
+    refused = r"non-public address; refused: .*127\.0\.0\.1, a loopback"
     for url in (direct, by_name):
-        with pytest.raises(
-            TaskFailed, match=r"non-public address; refused: .*127\.0\.0\.1, a loopback"
-        ):
-            await fetch(downloads, url, tmp_path / "out.mp4", private=False)
+        await fails(downloads, url, tmp_path, refused, private=False)
 
     assert connects == []
-    assert nothing_left(tmp_path)
 
 
 async def test_a_redirect_to_a_private_address_is_refused(
@@ -418,8 +405,8 @@ async def test_a_redirect_to_a_private_address_is_refused(
     storage.redirect("/a.mp4", storage.url("/b.mp4"))
     port = storage.base.rsplit(":", 1)[1]
 
-    with pytest.raises(TaskFailed, match="non-public address"):
-        await fetch(downloads, f"http://cdn.test:{port}/a.mp4", tmp_path / "o.mp4", private=False)
+    url = f"http://cdn.test:{port}/a.mp4"
+    await fails(downloads, url, tmp_path, "non-public address", private=False)
 
     assert connects == ["8.8.8.8"]
     assert [target for target, _ in storage.requests] == ["/a.mp4"]
