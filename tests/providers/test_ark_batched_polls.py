@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from fakes.modelark import FakeModelArk
 from provider_routes import ARK_KEY
-from runbase.providers import Finished, Running, TaskFailed, TokenPrices
+from runbase.providers import Finished, Pacing, Running, TaskFailed, TokenPrices
 from runbase.providers.ark import ArkProvider
 
 
@@ -30,8 +30,7 @@ async def provider(fake: FakeModelArk) -> AsyncIterator[ArkProvider]:
         base_url=fake.base_url + "/api/v3",
         model="seedance-1-5-pro-251215",
         prices=TokenPrices(silent=1_200_000, audio=2_400_000),
-        poll_interval_s=0.4,
-        allow_private_hosts=True,
+        pacing=Pacing(poll_interval_s=0.4, allow_private_hosts=True),
     )
     await provider.start()
     yield provider

@@ -21,6 +21,7 @@ from runbase.providers import (
     ContentRefused,
     InputUnsupported,
     NotAccepted,
+    Pacing,
     SubmitUncertain,
     TaskFailed,
     TokenPrices,
@@ -46,9 +47,7 @@ async def provider(fake: FakeFal) -> AsyncIterator[FalProvider]:
         queue_url=fake.base_url,
         jwks_url=fake.base_url + "/.well-known/jwks.json",
         prices=TokenPrices(silent=1_200_000, audio=2_400_000),
-        poll_interval_s=0.05,
-        allow_private_hosts=True,
-        submit_retry_s=2.0,
+        pacing=Pacing(poll_interval_s=0.05, allow_private_hosts=True, submit_retry_s=2.0),
     )
     await provider.start()
     yield provider

@@ -24,6 +24,7 @@ from runbase.providers import (
     CallbackRequest,
     ContentRefused,
     NotAccepted,
+    Pacing,
     SubmitUncertain,
     TaskFailed,
     TokenPrices,
@@ -49,10 +50,8 @@ async def provider(fake: FakeReplicate) -> AsyncIterator[ReplicateProvider]:
         base_url=fake.base_url,
         model=MODEL,
         prices=TokenPrices(silent=1_200_000, audio=2_400_000),
-        poll_interval_s=0.05,
-        allow_private_hosts=True,
+        pacing=Pacing(poll_interval_s=0.05, allow_private_hosts=True, submit_retry_s=3.0),
         allow_private_image_hosts=True,
-        submit_retry_s=3.0,
     )
     await provider.start()
     yield provider

@@ -17,7 +17,7 @@ from provider_support import KeptLog, make_job
 from pydantic import SecretStr
 
 from provider_routes import served
-from runbase.providers import InputUnsupported
+from runbase.providers import InputUnsupported, Pacing
 from runbase.providers.runbase import RunbaseProvider
 
 MODEL = "bytedance/seedance-1.5-pro"
@@ -61,8 +61,7 @@ def provider_for(api: PlainRunsApi) -> RunbaseProvider:
     return RunbaseProvider(
         api_key=SecretStr("sk-upstream"),
         base_url=api.base_url,
-        submit_retry_s=0.2,
-        allow_private_hosts=True,
+        pacing=Pacing(submit_retry_s=0.2, allow_private_hosts=True),
     )
 
 

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from runbase.core.webhooks import sign
 from runbase.media.probe import probe
-from runbase.providers import AttemptState, CallbackRequest, ContentRefused
+from runbase.providers import AttemptState, CallbackRequest, ContentRefused, Pacing
 from runbase.providers.runbase import RunbaseProvider
 from upstream_runbase import Upstream, upstream_runbase
 
@@ -38,8 +38,7 @@ def make_provider(
         api_key=SecretStr(api_key or upstream.api_key),
         base_url=upstream.base_url,
         rate_limit=rate_limit,
-        poll_interval_s=0.5,
-        allow_private_hosts=True,
+        pacing=Pacing(poll_interval_s=0.5, allow_private_hosts=True),
     )
 
 

@@ -42,6 +42,8 @@ from runbase.providers.base import (
     InputUnsupported,
     NotAccepted,
     Output,
+    PacedProvider,
+    Pacing,
     ProviderJob,
     RunLog,
     Running,
@@ -89,7 +91,7 @@ def strip_text_commands(prompt: str) -> tuple[str, list[str]]:
     return re.sub(r"[ \t]{2,}", " ", cleaned).strip(), removed
 
 
-class ArkProvider:
+class ArkProvider(PacedProvider):
     """Seedance 1.5 Pro on ModelArk. Build it with `from_settings`; it needs a key."""
 
     name = "ark"
@@ -104,23 +106,13 @@ class ArkProvider:
         base_url: str,
         model: str,
         prices: TokenPrices,
-        max_in_flight: int = 100,
-        poll_interval_s: float = 2.0,
-        max_poll_interval_s: float = 10.0,
-        timeout_s: float = 1800.0,
-        submit_retry_s: float = 10.0,
-        allow_private_hosts: bool = False,
+        pacing: Pacing,
     ) -> None:
+        super().__init__(pacing)
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.prices = prices
-        self.max_in_flight = max_in_flight
-        self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
-        self.timeout_s = timeout_s
-        self.submit_retry_s = submit_retry_s
-        self.allow_private_hosts = allow_private_hosts
         self._client: ClientPool | None = None
         self._reads: BatchedReads[dict[str, Any]] | None = None
         """Polls gathered into list requests (from `start` to `close`)."""
@@ -139,12 +131,7 @@ class ArkProvider:
                 silent=settings.ark_price_silent_per_million_tokens,
                 audio=settings.ark_price_audio_per_million_tokens,
             ),
-            max_in_flight=settings.ark_max_in_flight,
-            poll_interval_s=settings.ark_poll_interval_seconds,
-            max_poll_interval_s=settings.ark_max_poll_interval_seconds,
-            timeout_s=settings.ark_timeout_seconds,
-            submit_retry_s=settings.ark_submit_retry_seconds,
-            allow_private_hosts=settings.ark_allow_private_hosts,
+            pacing=Pacing.from_settings(settings, "ark"),
         )
 
     def configuration_problem(self) -> str | None:

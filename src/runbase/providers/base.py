@@ -69,7 +69,10 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from runbase.config import Settings
 
 __all__ = [
     "AttemptState",
@@ -260,6 +263,50 @@ class TokenPrices:
     def cost_micros(self, tokens: int, *, audio: bool) -> int:
         rate = self.audio if audio else self.silent
         return -(-tokens * rate // 1_000_000)
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """What every built-in provider is configured with beside its address, key and prices
+    (`RUNBASE_<NAME>_MAX_IN_FLIGHT`, `..._POLL_INTERVAL_SECONDS`, ...): the `Provider`
+    attributes of the same names."""
+
+    max_in_flight: int = 100
+    poll_interval_s: float = 2.0
+    max_poll_interval_s: float = 10.0
+    timeout_s: float = 1800.0
+    submit_retry_s: float = 10.0
+    """How long a submit refused for the provider's own reasons (429, 5xx, a refused
+    connection) is tried again before the run moves on."""
+    allow_private_hosts: bool = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, name: str) -> Pacing:
+        """The settings `<name>_max_in_flight`, `<name>_poll_interval_seconds`, ..."""
+
+        def setting(field: str) -> Any:
+            return getattr(settings, f"{name}_{field}")
+
+        return cls(
+            max_in_flight=setting("max_in_flight"),
+            poll_interval_s=setting("poll_interval_seconds"),
+            max_poll_interval_s=setting("max_poll_interval_seconds"),
+            timeout_s=setting("timeout_seconds"),
+            submit_retry_s=setting("submit_retry_seconds"),
+            allow_private_hosts=setting("allow_private_hosts"),
+        )
+
+
+class PacedProvider:
+    """A base for providers: the `Provider` attributes that a `Pacing` holds."""
+
+    def __init__(self, pacing: Pacing) -> None:
+        self.max_in_flight = pacing.max_in_flight
+        self.poll_interval_s = pacing.poll_interval_s
+        self.max_poll_interval_s = max(pacing.max_poll_interval_s, pacing.poll_interval_s)
+        self.timeout_s = pacing.timeout_s
+        self.submit_retry_s = pacing.submit_retry_s
+        self.allow_private_hosts = pacing.allow_private_hosts
 
 
 # ---- the protocol ------------------------------------------------------------------------

@@ -37,6 +37,8 @@ from runbase.providers.base import (
     InputUnsupported,
     NotAccepted,
     Output,
+    PacedProvider,
+    Pacing,
     ProviderJob,
     RunLog,
     Running,
@@ -71,7 +73,7 @@ _PROGRESS: Final = {"IN_QUEUE": 0.1, "IN_PROGRESS": 0.5}
 _CONTENT_ERRORS: Final = frozenset({"content_policy_violation"})
 
 
-class FalProvider:
+class FalProvider(PacedProvider):
     """Seedance 1.5 Pro on fal. Build it with `from_settings`; it needs a key."""
 
     name = "fal"
@@ -86,24 +88,13 @@ class FalProvider:
         queue_url: str,
         jwks_url: str,
         prices: TokenPrices,
-        max_in_flight: int = 40,
-        poll_interval_s: float = 2.0,
-        max_poll_interval_s: float = 10.0,
-        timeout_s: float = 1800.0,
-        submit_retry_s: float = 10.0,
-        allow_private_hosts: bool = False,
+        pacing: Pacing,
     ) -> None:
+        super().__init__(pacing)
         self._api_key = api_key
         self.queue_url = queue_url.rstrip("/")
         self.jwks_url = jwks_url
         self.prices = prices
-        self.max_in_flight = max_in_flight
-        self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
-        self.timeout_s = timeout_s
-        self.submit_retry_s = submit_retry_s
-        """How long a submit is retried while fal is busy (429, 5xx, refused connection)."""
-        self.allow_private_hosts = allow_private_hosts
         self._client: ClientPool | None = None
         self._keys: list[Ed25519PublicKey] = []
         self._keys_read_at = float("-inf")
@@ -118,12 +109,7 @@ class FalProvider:
                 silent=settings.fal_price_silent_per_million_tokens,
                 audio=settings.fal_price_audio_per_million_tokens,
             ),
-            max_in_flight=settings.fal_max_in_flight,
-            poll_interval_s=settings.fal_poll_interval_seconds,
-            max_poll_interval_s=settings.fal_max_poll_interval_seconds,
-            timeout_s=settings.fal_timeout_seconds,
-            submit_retry_s=settings.fal_submit_retry_seconds,
-            allow_private_hosts=settings.fal_allow_private_hosts,
+            pacing=Pacing.from_settings(settings, "fal"),
         )
 
     def configuration_problem(self) -> str | None:

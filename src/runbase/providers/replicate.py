@@ -46,6 +46,8 @@ from runbase.providers.base import (
     InputUnsupported,
     NotAccepted,
     Output,
+    PacedProvider,
+    Pacing,
     ProviderJob,
     RunLog,
     Running,
@@ -72,7 +74,7 @@ _PROGRESS: Final = {"starting": 0.1, "processing": 0.5}
 _CONTENT_MARKERS: Final = ("E005", "flagged as sensitive")
 
 
-class ReplicateProvider:
+class ReplicateProvider(PacedProvider):
     """Seedance 1.5 Pro on Replicate. Build it with `from_settings`; it needs a token."""
 
     name = "replicate"
@@ -87,24 +89,14 @@ class ReplicateProvider:
         base_url: str,
         model: str,
         prices: TokenPrices,
-        max_in_flight: int = 100,
-        poll_interval_s: float = 2.0,
-        max_poll_interval_s: float = 10.0,
-        timeout_s: float = 1800.0,
-        submit_retry_s: float = 10.0,
-        allow_private_hosts: bool = False,
+        pacing: Pacing,
         allow_private_image_hosts: bool = False,
     ) -> None:
+        super().__init__(pacing)
         self._api_token = api_token
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.prices = prices
-        self.max_in_flight = max_in_flight
-        self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
-        self.timeout_s = timeout_s
-        self.submit_retry_s = submit_retry_s
-        self.allow_private_hosts = allow_private_hosts
         self.allow_private_image_hosts = allow_private_image_hosts
         self._client: ClientPool | None = None
         self._secret: str | None = None
@@ -120,12 +112,7 @@ class ReplicateProvider:
                 silent=settings.replicate_price_silent_per_million_tokens,
                 audio=settings.replicate_price_audio_per_million_tokens,
             ),
-            max_in_flight=settings.replicate_max_in_flight,
-            poll_interval_s=settings.replicate_poll_interval_seconds,
-            max_poll_interval_s=settings.replicate_max_poll_interval_seconds,
-            timeout_s=settings.replicate_timeout_seconds,
-            submit_retry_s=settings.replicate_submit_retry_seconds,
-            allow_private_hosts=settings.replicate_allow_private_hosts,
+            pacing=Pacing.from_settings(settings, "replicate"),
             allow_private_image_hosts=settings.allow_private_image_hosts,
         )
 

@@ -43,6 +43,8 @@ from runbase.providers.base import (
     InputUnsupported,
     NotAccepted,
     Output,
+    PacedProvider,
+    Pacing,
     ProviderJob,
     RunLog,
     Running,
@@ -155,7 +157,7 @@ class PacedPool(ClientPool):
             backoff = min(backoff * 2, _MAX_PAUSE_S)
 
 
-class RunbaseProvider:
+class RunbaseProvider(PacedProvider):
     """Seedance 1.5 Pro on a Runbase-compatible server. Build it with `from_settings`."""
 
     name = "runbase"
@@ -168,23 +170,12 @@ class RunbaseProvider:
         api_key: SecretStr | None,
         base_url: str,
         rate_limit: str = "20/10seconds",
-        max_in_flight: int = 100,
-        poll_interval_s: float = 2.0,
-        max_poll_interval_s: float = 10.0,
-        timeout_s: float = 1800.0,
-        submit_retry_s: float = 10.0,
-        allow_private_hosts: bool = False,
+        pacing: Pacing,
     ) -> None:
+        super().__init__(pacing)
         self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.rate_limit = rate_limit
-        self.max_in_flight = max_in_flight
-        self.poll_interval_s = poll_interval_s
-        self.max_poll_interval_s = max(max_poll_interval_s, poll_interval_s)
-        self.timeout_s = timeout_s
-        self.submit_retry_s = submit_retry_s
-        """How long a create answered 5xx (or refused) is retried; 429s are waited out."""
-        self.allow_private_hosts = allow_private_hosts
         self.accepts_idempotency_key = False
         """True once `start` found that the upstream is a runbase (it replays on the key)."""
         self.pacer: Pacer | None = None
@@ -199,12 +190,7 @@ class RunbaseProvider:
             api_key=settings.runbase_api_key,
             base_url=settings.runbase_base_url,
             rate_limit=settings.runbase_rate_limit,
-            max_in_flight=settings.runbase_max_in_flight,
-            poll_interval_s=settings.runbase_poll_interval_seconds,
-            max_poll_interval_s=settings.runbase_max_poll_interval_seconds,
-            timeout_s=settings.runbase_timeout_seconds,
-            submit_retry_s=settings.runbase_submit_retry_seconds,
-            allow_private_hosts=settings.runbase_allow_private_hosts,
+            pacing=Pacing.from_settings(settings, "runbase"),
         )
 
     @property
