@@ -74,6 +74,17 @@ class SlowEngine(QuickEngine):
         return write_flat_video(request)
 
 
+class EarlyLogEngine(QuickEngine):
+    """Logs a line at once, then takes RUNBASE_TEST_ENGINE_SECONDS (default 1.5 s)."""
+
+    name = "early-log"
+
+    def generate(self, request: GenerationRequest, progress: ProgressSink) -> GenerationResult:
+        progress.log("early line")
+        time.sleep(float(os.environ.get("RUNBASE_TEST_ENGINE_SECONDS", "1.5")))
+        return write_flat_video(request)
+
+
 class InputEchoEngine(QuickEngine):
     """Succeeds, logging the SHA-256 of each `image_urls` entry exactly as it received it
     (what a provider engine would send upstream)."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from runbase.config import Settings
-from runbase.providers import InputUnsupported, ProviderJob
+from runbase.providers import Finished, InputUnsupported, ProviderJob, RunLog, Running
 from runbase.providers.ark import ArkProvider
 
 
@@ -58,3 +58,18 @@ class KeyedArk(ArkB):
 
     def submit_headers(self, job: ProviderJob) -> dict[str, str] | None:
         return {self.HEADER: job.idempotency_key}
+
+
+class PollLogArk(ArkB):
+    """Logs a line at each task's first poll: a line that a heartbeat of the gateway writes
+    while the task goes on upstream."""
+
+    name = "poll-log-ark"
+    display_name = "Logging ModelArk"
+
+    async def poll(self, task_id: str, log: RunLog) -> Running | Finished:
+        polled: set[str] = self.__dict__.setdefault("_polled", set())
+        if task_id not in polled:
+            polled.add(task_id)
+            log.log("poll line")
+        return await super().poll(task_id, log)

@@ -1,6 +1,6 @@
 """The reaper's policy: what becomes of runs whose worker vanished or whose time is up.
 
-Runs every few seconds (`dispatch.worker.reap_forever`); each decision is carried out by a
+Runs every few seconds (`dispatch.reaping.reap_forever`); each decision is carried out by a
 guarded transition of `core.runs`, so a late heartbeat or a concurrent finish always wins.
 """
 

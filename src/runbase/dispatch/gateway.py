@@ -83,6 +83,8 @@ class Gateway:
         self.callback_url = callback_url
         self.downloads = VideoDownloads()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._heartbeat_written = asyncio.Event()
+        self._heartbeat_written.set()
 
     # ---- what the route looks like now ---------------------------------------------------
 
@@ -240,17 +242,21 @@ class Gateway:
             if fraction is not None or held.logs:
                 updates[held.id] = runs.ProgressUpdate(fraction, tuple(held.logs))
         lease_ms = int(self.settings.lease_seconds * 1000)
-        leases = await self.database.write(
-            lambda connection: claims.renew_leases(
-                connection, worker_id=self.id, lease_ms=lease_ms, updates=updates
+        self._heartbeat_written.clear()
+        try:
+            leases = await self.database.write(
+                lambda connection: claims.renew_leases(
+                    connection, worker_id=self.id, lease_ms=lease_ms, updates=updates
+                )
             )
-        )
-        for run_id, update_ in updates.items():  # written: drop what was sent, keep what came since
-            sent = self.held.get(run_id)
-            if sent is not None:
-                del sent.logs[: len(update_.new_logs)]
-                if update_.fraction is not None:
-                    sent.sent_fraction = update_.fraction
+            for run_id, update_ in updates.items():  # drop what was sent, keep what came since
+                sent = self.held.get(run_id)
+                if sent is not None:
+                    del sent.logs[: len(update_.new_logs)]
+                    if update_.fraction is not None:
+                        sent.sent_fraction = update_.fraction
+        finally:
+            self._heartbeat_written.set()
         now = now_ms()
         for held in list(self.held.values()):
             if held.id not in leases.held:
@@ -268,6 +274,15 @@ class Gateway:
                     held.wake.set()
             if held.id in updates and updates[held.id].fraction is not None:
                 self.observer.run_changed(held.id)
+
+    async def take_logs(self, held: HeldRun) -> list[str]:
+        """The run's log lines not yet written, for its next write of its own. A heartbeat
+        writing lines now takes them off once written: wait for it, or they go twice."""
+        while not self._heartbeat_written.is_set():
+            await self._heartbeat_written.wait()
+        logs = list(held.logs)
+        held.logs.clear()
+        return logs
 
     # ---- callbacks -------------------------------------------------------------------------
 

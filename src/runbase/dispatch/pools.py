@@ -29,9 +29,10 @@ from runbase.core import claims, runs
 from runbase.dispatch.callbacks import CallbackSigner
 from runbase.dispatch.gateway import Gateway
 from runbase.dispatch.held_runs import GatewayObserver, HeldRun
+from runbase.dispatch.reaping import reap_forever
 from runbase.dispatch.routing import Route, check_engines, describe_problems
 from runbase.dispatch.wakeup import WorkListener, WorkSignal
-from runbase.dispatch.worker import ComputeStation, Worker, WorkerObserver, reap_forever
+from runbase.dispatch.worker import ComputeStation, Worker, WorkerObserver
 from runbase.errors import EngineUnavailable, InvalidInput
 from runbase.providers import InputUnsupported, Provider, load_provider
 from runbase.storage.blobs import BlobStore

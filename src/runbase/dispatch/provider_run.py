@@ -254,7 +254,7 @@ class ProviderRun:
                 broken = NotAccepted(f"{label(provider)} failed while taking the run")
                 return await self._close(provider, job, attempt, broken)
             self.held.log(f"{label(provider)}: accepted as task {task_id}")
-            logs = self._take_logs()  # the path so far, in the same transaction
+            logs = await self.gw.take_logs(self.held)  # the path so far, in the same transaction
             lease_ms = int(self.gw.settings.lease_seconds * 1000)
             await self.gw.database.write(
                 lambda connection: record_accepted(
@@ -347,7 +347,7 @@ class ProviderRun:
         key = output_key(job.run_id, output_path)
         await self.gw.blobs.put_file(key, output_path)
         cost = provider.cost_micros(job, output, AttemptState.SUCCEEDED)
-        logs = self._take_logs()
+        logs = await self.gw.take_logs(self.held)
         recorded = await self.gw.database.write(
             lambda connection: record_success(connection, self.gw.id, job, attempt, key, cost, logs)
         )
@@ -432,7 +432,7 @@ class ProviderRun:
         reason = self.held.cancel_reason
         if reason is None or self.held.is_lost:
             return
-        logs = self._take_logs()
+        logs = await self.gw.take_logs(self.held)
         await self.gw.database.write(
             lambda connection: runs.cancel_run(
                 connection, self.held.id, reason, worker_id=self.gw.id, backend=backend, logs=logs
@@ -447,17 +447,12 @@ class ProviderRun:
             await self._write_end(
                 attempt, AttemptState.FAILED, "not_configured", failure.message, 0
             )
-        logs = self._take_logs()
+        logs = await self.gw.take_logs(self.held)
         await self.gw.database.write(
             lambda connection: runs.fail_run(
                 connection, self.held.id, failure, worker_id=self.gw.id, backend=backend, logs=logs
             )
         )
-
-    def _take_logs(self) -> list[str]:
-        logs = list(self.held.logs)
-        self.held.logs.clear()
-        return logs
 
     def _record_failure(self, provider: Provider, failure: ProviderFailure) -> None:
         self.failures.append((label(provider), failure))

@@ -31,10 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from sqlalchemy import Connection
-
 from runbase.config import Settings
-from runbase.core import claims, idempotency, reaper, runs, testmode
+from runbase.core import claims, runs, testmode
 from runbase.core.clock import new_id, now_ms
 from runbase.core.run_view import Run
 from runbase.dispatch.engine_hosts import open_engine
@@ -48,7 +46,7 @@ from runbase.dispatch.executor import (
     output_key,
     remove_scratch,
 )
-from runbase.dispatch.wakeup import WorkSignal, announce_work
+from runbase.dispatch.wakeup import WorkSignal
 from runbase.errors import EngineUnavailable, GenerationFailed, RunFailure
 from runbase.storage.blobs import BlobStore
 from runbase.storage.db import Database
@@ -391,8 +389,8 @@ class Worker:
             fraction = state.fraction if state.fraction != state.sent_fraction else None
             state.sent_fraction = state.fraction
             update_ = runs.ProgressUpdate(fraction, tuple(state.logs))
-            try:
-                lease = await self._database.write(
+            write = asyncio.ensure_future(
+                self._database.write(
                     lambda connection, update_=update_: runs.heartbeat_run(  # type: ignore[misc]
                         connection,
                         run_id,
@@ -401,6 +399,16 @@ class Worker:
                         update_=update_,
                     )
                 )
+            )
+            try:
+                lease = await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The run ended: the write goes on in the writer's thread regardless. See it
+                # through, so that the run's last write does not carry its lines again.
+                with contextlib.suppress(Exception):
+                    await write
+                    del state.logs[: len(update_.new_logs)]
+                raise
             except Exception:  # one failed heartbeat is not fatal: the lease outlasts it
                 logger.exception("heartbeat of run %s failed; retrying", run_id)
                 state.sent_fraction = None  # send the progress again
@@ -428,17 +436,6 @@ class Worker:
         )
 
 
-def _reap(
-    connection: Connection, *, max_attempts: int, max_processing_ms: int
-) -> reaper.ReapReport:
-    report = reaper.reap_runs(
-        connection, max_attempts=max_attempts, max_processing_ms=max_processing_ms
-    )
-    if report.requeued:
-        announce_work(connection)
-    return report
-
-
 def _engine_problem(exc: Exception) -> str:
     return str(getattr(exc, "message", None) or type(exc).__name__)
 
@@ -452,46 +449,3 @@ def _record(state: _RunState, event: ChildEvent) -> None:
         state.logs.append(event.message)
     else:
         state.fraction = event.fraction
-
-
-async def reap_forever(
-    database: Database,
-    settings: Settings,
-    stopping: asyncio.Event,
-    observer: WorkerObserver | None = None,
-    work: WorkSignal | None = None,
-) -> None:
-    """Recover lost and overdue runs, every few seconds, for as long as the server runs.
-
-    A requeued run wakes idle workers at once: this process's (`work`) and, on PostgreSQL,
-    every other process's (NOTIFY, in the reaper's transaction).
-    """
-    observer = observer or _NoObserver()
-    interval = max(0.2, min(5.0, settings.lease_seconds / 2))
-    forget_keys_at = 0.0
-    while not stopping.is_set():
-        try:
-            if time.monotonic() >= forget_keys_at:  # Idempotency-Keys are kept 24 hours
-                await database.write(idempotency.forget_old_keys)
-                forget_keys_at = time.monotonic() + 600
-            report = await database.write(
-                lambda connection: _reap(
-                    connection,
-                    max_attempts=settings.max_attempts,
-                    max_processing_ms=int(settings.max_processing_seconds * 1000),
-                )
-            )
-            if report.requeued and work is not None:
-                work.notify()
-            for run_id in report.requeued:
-                logger.warning("run requeued after its worker was lost", extra={"run_id": run_id})
-            for run_id in report.failed:
-                logger.warning("run failed by the reaper", extra={"run_id": run_id})
-            for run_id in report.canceled:
-                logger.info("run canceled by the reaper", extra={"run_id": run_id})
-            for run_id in (*report.requeued, *report.failed, *report.canceled):
-                observer.run_changed(run_id)
-        except Exception:
-            logger.exception("reaping runs failed; will try again")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), interval)

@@ -21,9 +21,9 @@ from starlette.types import ASGIApp
 from runbase import __version__
 from runbase.config import Settings
 from runbase.dispatch.pools import Pools
+from runbase.dispatch.reaping import reap_forever
 from runbase.dispatch.signals import RunSignals
 from runbase.dispatch.wakeup import WorkSignal
-from runbase.dispatch.worker import reap_forever
 from runbase.http.deps import KeyCache, Services
 from runbase.http.errors import install_error_handlers
 from runbase.http.hot_routes import HotRoutes
