@@ -22,10 +22,19 @@ def stall(seconds: float) -> None:
     threading.Event().wait(seconds)
 
 
-def create_run(server: LiveServer, key: str) -> str:
+def run_once(server: LiveServer, line: str, slowed: list[str]) -> None:
+    """One run to its end: it succeeds, the heartbeat carrying `line` was the slowed one,
+    and its logs hold `line` once."""
+    key = server.new_key()
     with server.client(key) as client:
         body = {"model": SEEDANCE, "input": {"prompt": "a lamp", "resolution": "480p"}}
-        return str(client.post("/api/v1/runs", json=body).json()["id"])
+        run_id = client.post("/api/v1/runs", json=body).json()["id"]
+
+    run = server.wait_for_run(key, run_id)
+
+    assert run["status"] == "succeeded", run
+    assert slowed == [run_id]
+    assert run["logs"].count(line) == 1, run["logs"]
 
 
 def test_a_heartbeat_writing_as_the_run_ends_does_not_write_its_lines_twice(
@@ -42,14 +51,7 @@ def test_a_heartbeat_writing_as_the_run_ends_does_not_write_its_lines_twice(
 
     monkeypatch.setattr(runs, "heartbeat_run", slow_heartbeat)
     server = start_server(engines=["engine_fixtures:EarlyLogEngine"])
-    key = server.new_key()
-    run_id = create_run(server, key)
-
-    run = server.wait_for_run(key, run_id)
-
-    assert run["status"] == "succeeded", run
-    assert slowed == [run_id]
-    assert run["logs"].count("early line") == 1, run["logs"]
+    run_once(server, "early line", slowed)
 
 
 def test_a_gateway_heartbeat_writing_as_the_run_ends_does_not_write_its_lines_twice(
@@ -77,11 +79,4 @@ def test_a_gateway_heartbeat_writing_as_the_run_ends_does_not_write_its_lines_tw
         ark_poll_interval_seconds=0.3,
         ark_max_poll_interval_seconds=0.3,
     )
-    key = server.new_key()
-    run_id = create_run(server, key)
-
-    run = server.wait_for_run(key, run_id)
-
-    assert run["status"] == "succeeded", run
-    assert slowed == [run_id]
-    assert run["logs"].count("poll line") == 1, run["logs"]
+    run_once(server, "poll line", slowed)
