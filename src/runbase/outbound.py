@@ -25,7 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Final
+from typing import Any, Final
 
 import httpcore
 import httpx
@@ -142,10 +142,7 @@ class CheckedBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         addresses = resolve(host, port, self._clamp(timeout, httpcore.ConnectTimeout))
-        # Every answer is checked, not just the one used: a host that resolves to a mix of
-        # public and private addresses is refused outright.
-        for address in addresses:
-            self._check(host, address)
+        _check_all(self._check, host, addresses)
         last_error: Exception = httpcore.ConnectError(f"{host} has no address")
         for address in addresses:
             try:
@@ -180,17 +177,16 @@ def resolve(host: str, port: int, timeout: float | None) -> list[str]:
     getaddrinfo cannot be given a timeout, so it runs in a daemon thread that is left to
     finish on its own if the deadline passes first.
     """
-    try:
-        return [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
-        pass
+    literal = _literal_address(host)
+    if literal is not None:
+        return [literal]
     answers: list[list[str] | OSError] = []
     done = threading.Event()
 
     def lookup() -> None:
         try:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            answers.append(list(dict.fromkeys(str(info[4][0]) for info in infos)))
+            answers.append(_distinct_addresses(infos))
         except OSError as exc:
             answers.append(exc)
         finally:
@@ -213,16 +209,36 @@ async def checked_addresses(host: str, port: int, check: Callable[[str, str], No
     As in `CheckedBackend`: every answer is checked, and the caller connects to these very
     addresses, never to the name again. Raises OSError when the name does not resolve.
     """
-    try:
-        addresses = [str(ipaddress.ip_address(host.strip("[]")))]
-    except ValueError:
+    literal = _literal_address(host)
+    if literal is not None:
+        addresses = [literal]
+    else:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        addresses = _distinct_addresses(infos)
     if not addresses:
         raise OSError(f"{host} has no address")
+    _check_all(check, host, addresses)
+    return addresses
+
+
+def _literal_address(host: str) -> str | None:
+    """`host` as an IP address when it is one ("[::1]" too), else None."""
+    try:
+        return str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        return None
+
+
+def _distinct_addresses(infos: Iterable[tuple[Any, ...]]) -> list[str]:
+    """The addresses of getaddrinfo's answers, once each, in its order of preference."""
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _check_all(check: Callable[[str, str], None], host: str, addresses: list[str]) -> None:
+    """Every answer is checked, not just the one used: a host that resolves to a mix of
+    public and private addresses is refused outright."""
     for address in addresses:
         check(host, address)
-    return addresses
 
 
 def checked_pool(

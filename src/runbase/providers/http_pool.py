@@ -224,13 +224,13 @@ class ClientPool:
         """Send `data` on a connection (the caller holds a lane). `timeout` bounds connect
         and answer together; without it, each gets the pool's."""
         started = time.monotonic()
-        connection = await self._connection(timeout or self._timeout)
-        left = self._timeout if timeout is None else timeout - (time.monotonic() - started)
+        limit = self._timeout if timeout is None else timeout
+        connection = await self._connection(limit)
+        left = limit if timeout is None else limit - (time.monotonic() - started)
         try:
             answer = await asyncio.wait_for(connection.send(data, sink), max(left, 0.001))
         except TimeoutError:
             connection.close()
-            limit = timeout or self._timeout
             raise httpx.ReadTimeout(f"no answer within {limit:g} s") from None
         except BaseException:
             connection.close()
